@@ -1,0 +1,30 @@
+# Every install step lives here: a fresh clone needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: the service on its embedded default (PostgreSQL started for you, migrated, served)
+run: install
+	$(BIN)/bridge up
+
+## test: the whole test suite against real parts
+test: install
+	$(BIN)/pytest
+
+## bench: benchmarks that print tables (not part of the test suite)
+bench: install
+	$(BIN)/python -m bench.claim_throughput
+
+clean:
+	rm -rf $(VENV) .bridge-data .pytest_cache

