@@ -97,3 +97,50 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as connection:
         await connection.execute(f"TRUNCATE {', '.join(EXTENSION_TABLES)} RESTART IDENTITY CASCADE")
         yield connection
+
+
+# -- the real Flowable engine (built once, started once per session) -------------------------------
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+async def webhook_receiver():
+    from bridge.db.embedded import free_tcp_port
+    from tests.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver(port=free_tcp_port())
+    await receiver.start()
+    yield receiver
+    await receiver.close()
+
+
+@pytest.fixture(scope="session")
+async def engine(pg_cluster: PostgresCluster, webhook_receiver):
+    """One real Flowable engine for the session, on its own migrated database, posting to the receiver."""
+    import asyncio
+
+    from bridge.flowable.local_engine import LocalEngine, build_engine_jar, new_webhook_secret
+
+    jar = await asyncio.to_thread(build_engine_jar)
+    url = pg_cluster.create_database("t_engine")
+    await migrate(url, MIGRATIONS)  # our tables first: Flowable must start beside them
+    local = LocalEngine(
+        jar, database_url=url, webhook_url=webhook_receiver.url, webhook_secret=new_webhook_secret(),
+        log_file=ARTIFACTS / "engine.log",
+        # Fast retries so "receiver down" turns into a counted drop within a second or two.
+        extra_env={"WEBHOOK_MAX_ATTEMPTS": "3", "WEBHOOK_INITIAL_BACKOFF_MS": "100",
+                   "WEBHOOK_MAX_BACKOFF_MS": "400"})
+    (ARTIFACTS / "engine.log").unlink(missing_ok=True)
+    await asyncio.to_thread(local.start)
+    local.database_url = url
+    yield local
+    await asyncio.to_thread(local.stop)
+
+
+@pytest.fixture
+async def flowable(engine):
+    from bridge.flowable.client import FlowableClient
+
+    async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+        yield client

@@ -1,0 +1,1 @@
+"""Flowable: the REST client and the local engine process."""

@@ -1,0 +1,216 @@
+"""The one place the bridge talks to Flowable's REST API (paths relative to /process-api/).
+
+Errors come in two kinds: FlowableError for an answer the engine gave (4xx/5xx with its message),
+EngineUnavailable when it could not be reached after retries. Retries (tenacity, exponential
+backoff with jitter) cover only what is safe to repeat: a connection that was never made, for
+any method, and 502/503/504 answers for reads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+log = logging.getLogger(__name__)
+
+
+class FlowableError(RuntimeError):
+    """The engine answered with an error."""
+
+    def __init__(self, status: int, method: str, path: str, message: str, exception: str | None = None):
+        self.status, self.method, self.path = status, method, path
+        self.message, self.exception = message, exception
+        super().__init__(f"Flowable {method} {path} -> {status}: {message}")
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine could not be reached (after retries)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    max_wait_s: float = 2.0
+
+
+def to_rest_variables(variables: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Python values -> Flowable's typed REST variables (always with a type, objects as json)."""
+    result = []
+    for name, value in (variables or {}).items():
+        if isinstance(value, bool):
+            kind = "boolean"
+        elif isinstance(value, int):
+            kind = "long"
+        elif isinstance(value, float):
+            kind = "double"
+        elif isinstance(value, datetime):
+            kind, value = "date", value.isoformat()
+        elif isinstance(value, date):
+            kind, value = "localDate", value.isoformat()
+        elif isinstance(value, (dict, list)):
+            kind = "json"
+        else:
+            kind = "string"
+            value = None if value is None else str(value)
+        result.append({"name": name, "type": kind, "value": value})
+    return result
+
+
+def _retryable(err: BaseException) -> bool:
+    return isinstance(err, _Retry)
+
+
+class _Retry(Exception):
+    def __init__(self, cause: BaseException | str):
+        self.cause = cause
+        super().__init__(str(cause))
+
+
+class FlowableClient:
+    def __init__(self, base_url: str, user: str, password: str, *,
+                 session: aiohttp.ClientSession | None = None,
+                 retry: RetryPolicy = RetryPolicy(), timeout_s: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._own_session = session is None
+        self._session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+        self._retry = retry
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self._session.close()
+
+    async def __aenter__(self) -> "FlowableClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json_body: Any = None, data: Any = None, raw: bool = False) -> Any:
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async for attempt in AsyncRetrying(
+                    retry=retry_if_exception(_retryable), stop=stop_after_attempt(self._retry.attempts),
+                    wait=wait_random_exponential(multiplier=0.1, max=self._retry.max_wait_s), reraise=True):
+                with attempt:
+                    return await self._once(method, url, path, query, json_body, data, raw)
+        except _Retry as err:
+            raise EngineUnavailable(f"Flowable {method} {path}: {err.cause}") from None
+
+    async def _once(self, method, url, path, query, json_body, data, raw):
+        try:
+            async with self._session.request(method, url, params=query, json=json_body, data=data,
+                                             headers=self._headers) as response:
+                body = await response.read()
+                if response.status >= 400:
+                    if response.status in (502, 503, 504) and method == "GET":
+                        raise _Retry(f"HTTP {response.status}")
+                    raise _error(response.status, method, path, body)
+                if raw:
+                    return body
+                return json.loads(body) if body else None
+        except aiohttp.ClientConnectorError as err:  # never connected: safe to repeat any method
+            raise _Retry(err) from err
+        except (aiohttp.ServerDisconnectedError, TimeoutError) as err:
+            if method == "GET":
+                raise _Retry(err) from err
+            raise EngineUnavailable(f"Flowable {method} {path}: {err!r} (not retried: may have been applied)") from err
+
+    # -- management --------------------------------------------------------------------------------
+
+    async def engine_info(self) -> dict:
+        return await self.request("GET", "management/engine")
+
+    # -- repository --------------------------------------------------------------------------------
+
+    async def deploy(self, filename: str, content: bytes, *, deployment_name: str | None = None,
+                     tenant_id: str | None = None) -> dict:
+        form = aiohttp.FormData()
+        form.add_field("file", content, filename=filename, content_type="text/xml")
+        if tenant_id:
+            form.add_field("tenantId", tenant_id)
+        return await self.request("POST", "repository/deployments",
+                                  params={"deploymentName": deployment_name or filename}, data=form)
+
+    async def process_definitions(self, **filters: Any) -> list[dict]:
+        return (await self.request("GET", "repository/process-definitions", params=filters))["data"]
+
+    async def deployment_resource(self, deployment_id: str, resource_name: str) -> bytes:
+        return await self.request("GET", f"repository/deployments/{deployment_id}/resourcedata/{resource_name}",
+                                  raw=True)
+
+    # -- runtime -----------------------------------------------------------------------------------
+
+    async def start_process(self, process_key: str, *, business_key: str | None = None,
+                            variables: Mapping[str, Any] | None = None) -> dict:
+        body: dict[str, Any] = {"processDefinitionKey": process_key, "returnVariables": True,
+                                "variables": to_rest_variables(variables)}
+        if business_key is not None:
+            body["businessKey"] = business_key
+        return await self.request("POST", "runtime/process-instances", json_body=body)
+
+    async def process_instance(self, instance_id: str) -> dict:
+        return await self.request("GET", f"runtime/process-instances/{instance_id}")
+
+    async def cancel_process(self, instance_id: str, reason: str = "cancelled") -> None:
+        await self.request("DELETE", f"runtime/process-instances/{instance_id}", params={"deleteReason": reason})
+
+    async def tasks(self, **filters: Any) -> list[dict]:
+        filters.setdefault("size", 1000)
+        return (await self.request("GET", "runtime/tasks", params=filters))["data"]
+
+    async def task(self, task_id: str) -> dict:
+        return await self.request("GET", f"runtime/tasks/{task_id}")
+
+    async def claim_task(self, task_id: str, assignee: str | None) -> None:
+        await self.request("POST", f"runtime/tasks/{task_id}", json_body={"action": "claim", "assignee": assignee})
+
+    async def complete_task(self, task_id: str, variables: Mapping[str, Any] | None = None) -> None:
+        await self.request("POST", f"runtime/tasks/{task_id}",
+                           json_body={"action": "complete", "variables": to_rest_variables(variables)})
+
+    async def delegate_task(self, task_id: str, assignee: str) -> None:
+        await self.request("POST", f"runtime/tasks/{task_id}", json_body={"action": "delegate", "assignee": assignee})
+
+    async def update_task(self, task_id: str, **fields: Any) -> dict:
+        return await self.request("PUT", f"runtime/tasks/{task_id}", json_body=fields)
+
+    # -- history -----------------------------------------------------------------------------------
+
+    async def historic_process_instances(self, **filters: Any) -> list[dict]:
+        return (await self.request("GET", "history/historic-process-instances", params=filters))["data"]
+
+    async def historic_task_log(self, from_log_number: int = 0, size: int = 500) -> list[dict]:
+        return (await self.request("GET", "history/historic-task-log-entries",
+                                   params={"fromLogNumber": from_log_number, "sort": "logNumber",
+                                           "order": "asc", "size": size}))["data"]
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _error(status: int, method: str, path: str, body: bytes) -> FlowableError:
+    try:
+        payload = json.loads(body)
+        return FlowableError(status, method, path, payload.get("message") or body.decode(errors="replace"),
+                             payload.get("exception"))
+    except (ValueError, AttributeError):
+        return FlowableError(status, method, path, body.decode(errors="replace")[:500] or f"HTTP {status}")

@@ -1,0 +1,1 @@
+"""The event mirror: webhook intake, event apply, reconciler."""

@@ -1,0 +1,287 @@
+package com.onecms.bridge.engine.emitter;
+
+import java.io.IOException;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.security.InvalidKeyException;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import javax.crypto.Mac;
+import javax.crypto.spec.SecretKeySpec;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * Delivers committed event batches to WEBHOOK_URL, off the engine threads.
+ * <p>
+ * A bounded queue (offer, never put: an engine thread never waits) feeds a few sender threads. Each POST is signed
+ * per Standard Webhooks ({@code webhook-id} = batch id, {@code webhook-timestamp}, {@code webhook-signature: v1,<b64
+ * HMAC-SHA256("id.timestamp.body")>}). 2xx = delivered; 4xx except 408/429 = rejected, not retried; anything else
+ * (5xx, 408, 429, timeouts, connection errors) is retried with exponential backoff up to WEBHOOK_MAX_ATTEMPTS.
+ * With one sender thread (the default) batches are delivered in commit order: a retrying batch holds back the next.
+ */
+public class WebhookSender {
+
+    private static final Logger LOGGER = LoggerFactory.getLogger(WebhookSender.class);
+
+    private final EmitterSettings settings;
+    private final EmitterStats stats = new EmitterStats();
+    private final BlockingQueue<Batch> queue;
+    private final HttpClient httpClient;
+    private final ObjectMapper objectMapper = new ObjectMapper();
+    private final List<Thread> workers = new ArrayList<>();
+    private final AtomicLong batchSeq = new AtomicLong();
+    private final String engineInstanceId = UUID.randomUUID().toString();
+    private volatile boolean accepting;
+    private volatile boolean stopping;
+
+    record Batch(String batchId, long batchSeq, String committedAt, List<Map<String, Object>> events) {
+    }
+
+    public WebhookSender(EmitterSettings settings) {
+        this.settings = settings;
+        if (!settings.enabled()) {
+            this.queue = null;
+            this.httpClient = null;
+            return;
+        }
+        this.queue = new ArrayBlockingQueue<>(settings.queueCapacity());
+        this.httpClient = HttpClient.newBuilder()
+                .version(HttpClient.Version.HTTP_1_1)
+                .connectTimeout(Duration.ofMillis(settings.timeoutMs()))
+                .followRedirects(HttpClient.Redirect.NEVER)
+                .build();
+        this.accepting = true;
+        for (int i = 0; i < settings.senderThreads(); i++) {
+            Thread t = new Thread(this::workLoop, "webhook-sender-" + (i + 1));
+            t.setDaemon(true);
+            workers.add(t);
+            t.start();
+        }
+    }
+
+    public EmitterStats stats() {
+        return stats;
+    }
+
+    /** Called after commit with all events of one transaction, in order. Never blocks. */
+    public void submit(List<Map<String, Object>> events) {
+        if (!settings.enabled() || events.isEmpty()) {
+            return;
+        }
+        Batch batch = new Batch(UUID.randomUUID().toString(), batchSeq.incrementAndGet(),
+                EventMapper.ISO_MILLIS.format(Instant.now()), events);
+        if (!accepting) {
+            drop(batch, "shutdown", stats.droppedShutdown);
+            return;
+        }
+        if (queue.offer(batch)) {
+            stats.enqueuedBatches.incrementAndGet();
+            stats.enqueuedEvents.addAndGet(events.size());
+        } else {
+            drop(batch, "queue full (capacity " + settings.queueCapacity() + ")", stats.droppedQueueFull);
+        }
+    }
+
+    private void workLoop() {
+        while (true) {
+            Batch batch;
+            try {
+                batch = queue.poll(200, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                return;
+            }
+            if (batch == null) {
+                if (stopping) {
+                    return;
+                }
+                continue;
+            }
+            stats.inFlight.incrementAndGet();
+            try {
+                deliver(batch);
+            } catch (InterruptedException e) {
+                drop(batch, "shutdown", stats.droppedShutdown);
+                return;
+            } catch (RuntimeException e) {
+                LOGGER.error("Unexpected error delivering webhook batch {}", batch.batchId(), e);
+                drop(batch, "unexpected error: " + e, stats.droppedRetriesExhausted);
+            } finally {
+                stats.inFlight.decrementAndGet();
+            }
+        }
+    }
+
+    private void deliver(Batch batch) throws InterruptedException {
+        byte[] body;
+        try {
+            body = objectMapper.writeValueAsBytes(payload(batch));
+        } catch (JsonProcessingException e) {
+            LOGGER.error("Could not serialize webhook batch {}", batch.batchId(), e);
+            drop(batch, "serialization error", stats.droppedRetriesExhausted);
+            return;
+        }
+        long backoff = settings.initialBackoffMs();
+        for (int attempt = 1; attempt <= settings.maxAttempts(); attempt++) {
+            String error;
+            try {
+                long timestamp = Instant.now().getEpochSecond();
+                HttpRequest request = HttpRequest.newBuilder(settings.url())
+                        .timeout(Duration.ofMillis(settings.timeoutMs()))
+                        .header("Content-Type", "application/json")
+                        .header("webhook-id", batch.batchId())
+                        .header("webhook-timestamp", Long.toString(timestamp))
+                        .header("webhook-signature", sign(batch.batchId(), timestamp, body))
+                        .POST(HttpRequest.BodyPublishers.ofByteArray(body))
+                        .build();
+                HttpResponse<Void> response = httpClient.send(request, HttpResponse.BodyHandlers.discarding());
+                int status = response.statusCode();
+                if (status >= 200 && status < 300) {
+                    stats.sentBatches.incrementAndGet();
+                    stats.sentEvents.addAndGet(batch.events().size());
+                    return;
+                }
+                if (status >= 400 && status < 500 && status != 408 && status != 429) {
+                    recordError("HTTP " + status + " for batch " + batch.batchId());
+                    drop(batch, "rejected with HTTP " + status, stats.droppedRejected);
+                    return;
+                }
+                error = "HTTP " + status;
+            } catch (IOException e) {
+                error = e.getClass().getSimpleName() + (e.getMessage() != null ? ": " + e.getMessage() : "");
+            } catch (IllegalArgumentException e) {
+                // e.g. an unusable URL: retrying will not help
+                recordError(e.toString());
+                drop(batch, "bad request: " + e.getMessage(), stats.droppedRejected);
+                return;
+            }
+            stats.failedAttempts.incrementAndGet();
+            recordError(error + " (batch " + batch.batchId() + ", attempt " + attempt + ")");
+            if (attempt < settings.maxAttempts()) {
+                LOGGER.debug("Webhook batch {} attempt {} failed: {}; retrying in {} ms", batch.batchId(), attempt, error, backoff);
+                long jitter = backoff > 0 ? ThreadLocalRandom.current().nextLong(backoff / 5 + 1) : 0;
+                Thread.sleep(backoff + jitter);
+                backoff = Math.min(settings.maxBackoffMs(), Math.max(1, backoff * 2));
+            } else {
+                drop(batch, "retries exhausted after " + attempt + " attempts, last error: " + error,
+                        stats.droppedRetriesExhausted);
+            }
+        }
+    }
+
+    private Map<String, Object> payload(Batch batch) {
+        Map<String, Object> payload = new LinkedHashMap<>();
+        payload.put("batchId", batch.batchId());
+        payload.put("engine", settings.engineName());
+        payload.put("engineInstanceId", engineInstanceId);
+        payload.put("batchSeq", batch.batchSeq());
+        payload.put("committedAt", batch.committedAt());
+        payload.put("eventCount", batch.events().size());
+        payload.put("events", batch.events());
+        return payload;
+    }
+
+    /** Standard Webhooks signature: v1,base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)). */
+    String sign(String id, long timestamp, byte[] body) {
+        try {
+            Mac mac = Mac.getInstance("HmacSHA256");
+            mac.init(new SecretKeySpec(settings.secretKey(), "HmacSHA256"));
+            mac.update((id + "." + timestamp + ".").getBytes(StandardCharsets.UTF_8));
+            mac.update(body);
+            return "v1," + Base64.getEncoder().encodeToString(mac.doFinal());
+        } catch (NoSuchAlgorithmException | InvalidKeyException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private void drop(Batch batch, String reason, AtomicLong reasonCounter) {
+        reasonCounter.incrementAndGet();
+        stats.droppedBatches.incrementAndGet();
+        stats.droppedEvents.addAndGet(batch.events().size());
+        Map<Object, Integer> types = new LinkedHashMap<>();
+        for (Map<String, Object> event : batch.events()) {
+            types.merge(event.get("type"), 1, Integer::sum);
+        }
+        LOGGER.warn("Dropped webhook batch {} (batchSeq {}, {} events, types {}): {}", batch.batchId(), batch.batchSeq(),
+                batch.events().size(), types, reason);
+    }
+
+    private void recordError(String error) {
+        stats.lastError = error;
+        stats.lastErrorAt = EventMapper.ISO_MILLIS.format(Instant.now());
+    }
+
+    public Map<String, Object> snapshot() {
+        Map<String, Object> s = new LinkedHashMap<>();
+        s.put("enabled", settings.enabled());
+        s.put("url", settings.enabled() ? settings.url().toString() : null);
+        s.put("engine", settings.engineName());
+        s.put("engineInstanceId", engineInstanceId);
+        s.put("queueDepth", queue != null ? queue.size() : 0);
+        s.put("queueCapacity", settings.enabled() ? settings.queueCapacity() : 0);
+        s.put("inFlight", stats.inFlight.get());
+        s.put("enqueuedBatches", stats.enqueuedBatches.get());
+        s.put("enqueuedEvents", stats.enqueuedEvents.get());
+        s.put("sentBatches", stats.sentBatches.get());
+        s.put("sentEvents", stats.sentEvents.get());
+        s.put("droppedBatches", stats.droppedBatches.get());
+        s.put("droppedEvents", stats.droppedEvents.get());
+        s.put("droppedQueueFull", stats.droppedQueueFull.get());
+        s.put("droppedRetriesExhausted", stats.droppedRetriesExhausted.get());
+        s.put("droppedRejected", stats.droppedRejected.get());
+        s.put("droppedShutdown", stats.droppedShutdown.get());
+        s.put("failedAttempts", stats.failedAttempts.get());
+        s.put("rolledBackBatches", stats.rolledBackBatches.get());
+        s.put("rolledBackEvents", stats.rolledBackEvents.get());
+        s.put("mappingErrors", stats.mappingErrors.get());
+        s.put("lastError", stats.lastError);
+        s.put("lastErrorAt", stats.lastErrorAt);
+        return s;
+    }
+
+    /** Stop accepting, give queued batches up to WEBHOOK_SHUTDOWN_GRACE_MS to go out, then stop the senders. */
+    public void shutdown() {
+        if (!settings.enabled()) {
+            return;
+        }
+        accepting = false;
+        long deadline = System.currentTimeMillis() + settings.shutdownGraceMs();
+        while ((!queue.isEmpty() || stats.inFlight.get() > 0) && System.currentTimeMillis() < deadline) {
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        stopping = true;
+        for (Thread worker : workers) {
+            worker.interrupt();
+        }
+        List<Batch> left = new ArrayList<>();
+        queue.drainTo(left);
+        for (Batch batch : left) {
+            drop(batch, "shutdown", stats.droppedShutdown);
+        }
+        LOGGER.info("Webhook emitter stopped: {}", snapshot());
+    }
+}

@@ -1,0 +1,199 @@
+"""The real Flowable engine under engine/ and its signed webhook emitter."""
+
+from __future__ import annotations
+
+import uuid
+
+import aiohttp
+import pytest
+
+from bridge.flowable.client import FlowableError
+from bridge.mirror.signature import SignatureError, decode_secret, verify
+
+pytestmark = pytest.mark.slow
+
+BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+
+
+def one_task_process(key: str, *, extra: str = "", after_start: str = "review") -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" targetNamespace="onecms-tests">
+  <process id="{key}" name="Test {key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="{after_start}"/>
+    {extra}
+    <userTask id="review" name="Review" flowable:candidateGroups="INTAKE_CLERK" flowable:formKey="intake-form"
+              flowable:priority="70" flowable:dueDate="PT4H"/>
+    <sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>""".encode()
+
+
+async def deploy(flowable, key: str, xml: bytes) -> None:
+    await flowable.deploy(f"{key}.bpmn20.xml", xml)
+
+
+def types(batch: list[dict]) -> list[str]:
+    return [e["type"] + ("/" + e["entityType"] if e["type"].startswith("ENTITY_") else "") for e in batch]
+
+
+async def emitter_stats(engine) -> dict:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{engine.root_url}/bridge-emitter/stats", headers=engine.auth_header) as r:
+            assert r.status == 200
+            return await r.json()
+
+
+async def test_deploy_start_claim_complete_through_the_rest_api(flowable, engine):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    [definition] = await flowable.process_definitions(key=key, latest=True)
+    assert definition["version"] == 1
+
+    instance = await flowable.start_process(key, business_key="case-17", variables={"caseType": "FRAUD", "amount": 5})
+    [task] = await flowable.tasks(processInstanceId=instance["id"])
+    assert (task["name"], task["priority"], task["formKey"]) == ("Review", 70, "intake-form")
+    assert task["dueDate"] is not None
+
+    await flowable.claim_task(task["id"], "alice")
+    with pytest.raises(FlowableError) as conflict:
+        await flowable.claim_task(task["id"], "bob")
+    assert conflict.value.status == 409
+    await flowable.complete_task(task["id"], {"outcome": "approved"})
+
+    [done] = await flowable.historic_process_instances(processInstanceId=instance["id"])
+    assert done["endTime"] is not None and done["businessKey"] == "case-17"
+    with pytest.raises(FlowableError) as gone:
+        await flowable.process_instance(instance["id"])
+    assert gone.value.status == 404
+
+
+async def test_the_flow_arrives_as_signed_per_transaction_batches_in_order(flowable, engine, webhook_receiver):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    instance = await flowable.start_process(key, business_key="case-18", variables={"caseType": "FRAUD"})
+    pid = instance["id"]
+    [task] = await flowable.tasks(processInstanceId=pid)
+    await flowable.claim_task(task["id"], "alice")
+    await flowable.complete_task(task["id"], {"outcome": "approved"})
+
+    await webhook_receiver.wait_for(lambda: any(
+        e["type"] == "PROCESS_COMPLETED" for b in webhook_receiver.events_for(pid) for e in b))
+    batches = webhook_receiver.events_for(pid)
+    assert len(batches) == 3, [types(b) for b in batches]
+    start, claim, complete = batches
+
+    assert types(start) == ["VARIABLE_CREATED", "PROCESS_STARTED", "ACTIVITY_STARTED", "ACTIVITY_COMPLETED",
+                            "ACTIVITY_STARTED", "ENTITY_CREATED/identityLink", "TASK_CREATED"]
+    created = start[-1]["task"]
+    assert (created["id"], created["candidateGroups"], created["priority"], created["formKey"]) == (
+        task["id"], ["INTAKE_CLERK"], 70, "intake-form")
+    assert start[1]["processInstance"]["businessKey"] == "case-18"
+    assert start[0]["variable"] == {**start[0]["variable"], "name": "caseType", "type": "string", "value": "FRAUD"}
+
+    assert types(claim) == ["TASK_ASSIGNED"] and claim[0]["task"]["assignee"] == "alice"
+
+    assert types(complete)[:2] == ["VARIABLE_CREATED", "TASK_COMPLETED"]
+    assert types(complete)[-1] == "PROCESS_COMPLETED"
+    assert "ENTITY_DELETED/task" in types(complete)
+
+    every_event = [e for b in batches for e in b]
+    assert len({e["eventId"] for e in every_event}) == len(every_event)
+    for batch in batches:
+        assert [e["seq"] for e in batch] == list(range(1, len(batch) + 1))
+
+    key_bytes = decode_secret(engine.webhook_secret)
+    deliveries = [d for d in webhook_receiver.deliveries if any(e.get("processInstanceId") == pid for e in d.events)]
+    for delivery in deliveries:
+        assert verify([key_bytes], delivery.headers, delivery.body) == delivery.batch["batchId"]
+    tampered = deliveries[0].body.replace(b"case-18", b"case-19")
+    with pytest.raises(SignatureError):
+        verify([key_bytes], deliveries[0].headers, tampered)
+
+
+async def test_a_failed_transaction_sends_none_of_its_events(flowable, engine, webhook_receiver):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    broken = '<serviceTask id="boom" flowable:class="com.example.DoesNotExist"/>' \
+             '<sequenceFlow id="f0" sourceRef="boom" targetRef="review"/>'
+    await deploy(flowable, key, one_task_process(key, extra=broken, after_start="boom"))
+    rolled_back_before = (await emitter_stats(engine))["rolledBackBatches"]
+
+    with pytest.raises(FlowableError) as failed:
+        await flowable.start_process(key, business_key="doomed")
+    assert failed.value.status >= 400
+
+    # The emitter sends in commit order from one thread: once a later transaction's batch is in,
+    # the failed one would have arrived before it if it had been sent at all.
+    marker_key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, marker_key, one_task_process(marker_key))
+    marker = await flowable.start_process(marker_key, business_key="marker")
+    await webhook_receiver.wait_for(lambda: webhook_receiver.events_for(marker["id"]))
+    mentioned = [e for d in webhook_receiver.deliveries for e in d.events
+                 if (e.get("processInstance") or {}).get("businessKey") == "doomed"
+                 or e.get("processDefinitionId", "").startswith(f"{key}:")]
+    assert mentioned == []
+    assert (await emitter_stats(engine))["rolledBackBatches"] > rolled_back_before
+
+
+async def test_cancelling_an_instance_sends_process_cancelled_and_a_delete_for_each_open_task(
+        flowable, engine, webhook_receiver):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    parallel = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" targetNamespace="onecms-tests">
+  <process id="{key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="fork"/>
+    <parallelGateway id="fork"/>
+    <sequenceFlow id="f2" sourceRef="fork" targetRef="legal"/>
+    <sequenceFlow id="f3" sourceRef="fork" targetRef="compliance"/>
+    <userTask id="legal" name="Legal review" flowable:candidateGroups="LEGAL_REVIEWER"/>
+    <userTask id="compliance" name="Compliance review" flowable:candidateGroups="COMPLIANCE_OFFICER"/>
+    <sequenceFlow id="f4" sourceRef="legal" targetRef="join"/>
+    <sequenceFlow id="f5" sourceRef="compliance" targetRef="join"/>
+    <parallelGateway id="join"/>
+    <sequenceFlow id="f6" sourceRef="join" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>""".encode()
+    await deploy(flowable, key, parallel)
+    instance = await flowable.start_process(key, business_key="case-20")
+    open_tasks = {t["id"] for t in await flowable.tasks(processInstanceId=instance["id"])}
+    assert len(open_tasks) == 2
+
+    await flowable.cancel_process(instance["id"], reason="withdrawn")
+    await webhook_receiver.wait_for(lambda: any(
+        e["type"] == "PROCESS_CANCELLED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    cancel_batch = webhook_receiver.events_for(instance["id"])[-1]
+    deleted = {e["task"]["id"]: e["task"]["deleteReason"] for e in cancel_batch
+               if e["type"] == "ENTITY_DELETED" and e["entityType"] == "task"}
+    assert deleted == {task_id: "withdrawn" for task_id in open_tasks}
+    assert types(cancel_batch)[-1] == "PROCESS_CANCELLED"
+    assert cancel_batch[-1]["processInstance"]["deleteReason"] == "withdrawn"
+
+
+async def test_with_the_receiver_down_the_engine_keeps_working_and_counts_the_drops(
+        flowable, engine, webhook_receiver):
+    import asyncio
+
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    dropped_before = (await emitter_stats(engine))["droppedBatches"]
+    await webhook_receiver.go_down()
+    try:
+        instance = await flowable.start_process(key, business_key="case-21")
+        [task] = await flowable.tasks(processInstanceId=instance["id"])
+        await flowable.complete_task(task["id"])
+        [done] = await flowable.historic_process_instances(processInstanceId=instance["id"])
+        assert done["endTime"] is not None
+        for _ in range(100):
+            stats = await emitter_stats(engine)
+            if stats["droppedBatches"] >= dropped_before + 2:
+                break
+            await asyncio.sleep(0.1)
+        assert stats["droppedBatches"] >= dropped_before + 2
+        assert stats["droppedRetriesExhausted"] >= 2
+    finally:
+        await webhook_receiver.start()
+    assert webhook_receiver.events_for(instance["id"]) == []
+    assert "dropped" in engine.log_tail(400).lower()

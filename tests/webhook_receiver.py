@@ -1,0 +1,73 @@
+"""A real HTTP receiver for the engine's webhooks, living in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def batch(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def events(self) -> list[dict]:
+        return self.batch["events"]
+
+
+@dataclass
+class WebhookReceiver:
+    port: int
+    deliveries: list[Delivery] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhooks/flowable"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/webhooks/flowable", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def go_down(self) -> None:
+        """Stop listening and close kept-alive connections: the engine's POSTs fail to connect."""
+        await self._runner.cleanup()
+        self._runner = None
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        delivery = Delivery({k.lower(): v for k, v in request.headers.items()}, await request.read())
+        async with self._arrived:
+            self.deliveries.append(delivery)
+            self._arrived.notify_all()
+        return web.Response(status=204)
+
+    def events_for(self, process_instance_id: str) -> list[list[dict]]:
+        """The batches (lists of events) that mention this process instance, in arrival order."""
+        return [[e for e in d.events] for d in self.deliveries
+                if any(_instance_of(e) == process_instance_id for e in d.events)]
+
+    async def wait_for(self, predicate, timeout: float = 20) -> None:
+        async def until():
+            async with self._arrived:
+                await self._arrived.wait_for(predicate)
+        await asyncio.wait_for(until(), timeout)
+
+
+def _instance_of(event: dict) -> str | None:
+    return event.get("processInstanceId") or (event.get("processInstance") or {}).get("id")
