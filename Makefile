@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-claim bench-engine clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ test: install
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: install
+bench: bench-claim bench-engine
+
+bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
+
+bench-engine: install
+	$(BIN)/python -m bench.engine_emitter
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

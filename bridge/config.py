@@ -40,6 +40,14 @@ class Settings:
     http_port: int = 8080
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     db_pool_size: int = 10
+    # None means: build and start the Flowable engine under engine/ on engine_port.
+    flowable_url: str | None = None
+    flowable_user: str = "rest-admin"
+    flowable_password: str = "test"
+    engine_port: int = 8081
+    engine_java_opts: str = "-Xmx768m -XX:+UseSerialGC"
+    # None means: generate one on first run and keep it in data_dir/webhook-secret.
+    webhook_secret: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -53,6 +61,12 @@ class Settings:
             http_port=_int(env, "BRIDGE_PORT", defaults.http_port),
             migrations_dir=Path(env["BRIDGE_MIGRATIONS_DIR"]) if env.get("BRIDGE_MIGRATIONS_DIR") else defaults.migrations_dir,
             db_pool_size=_int(env, "BRIDGE_DB_POOL_SIZE", defaults.db_pool_size),
+            flowable_url=env.get("FLOWABLE_URL") or None,
+            flowable_user=env.get("FLOWABLE_USER") or defaults.flowable_user,
+            flowable_password=env.get("FLOWABLE_PASSWORD") or defaults.flowable_password,
+            engine_port=_int(env, "BRIDGE_ENGINE_PORT", defaults.engine_port),
+            engine_java_opts=env.get("BRIDGE_ENGINE_JAVA_OPTS") or defaults.engine_java_opts,
+            webhook_secret=env.get("WEBHOOK_SECRET") or None,
         )
 
 
@@ -65,4 +79,10 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_PORT", "8080", "Port of the HTTP server."),
     ("BRIDGE_MIGRATIONS_DIR", "./migrations", "Folder of the ordered .sql migrations."),
     ("BRIDGE_DB_POOL_SIZE", "10", "Connections the service keeps open to PostgreSQL."),
+    ("FLOWABLE_URL", "(unset)", "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start engine/."),
+    ("FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it starts)."),
+    ("FLOWABLE_PASSWORD", "test", "Basic-auth password of the Flowable REST API."),
+    ("BRIDGE_ENGINE_PORT", "8081", "Port (127.0.0.1) of the engine the bridge starts; 0 picks a free port."),
+    ("BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts."),
+    ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
 ]

@@ -197,3 +197,18 @@ async def test_with_the_receiver_down_the_engine_keeps_working_and_counts_the_dr
         await webhook_receiver.start()
     assert webhook_receiver.events_for(instance["id"]) == []
     assert "dropped" in engine.log_tail(400).lower()
+
+
+async def test_a_paused_emitter_captures_nothing_until_resumed(flowable, engine, webhook_receiver):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    paused = await flowable.request("POST", "../bridge-emitter/pause")
+    assert paused["paused"] is True
+    try:
+        quiet = await flowable.start_process(key, business_key="while-paused")
+    finally:
+        resumed = await flowable.request("POST", "../bridge-emitter/resume")
+    assert resumed["paused"] is False
+    heard = await flowable.start_process(key, business_key="after-resume")
+    await webhook_receiver.wait_for(lambda: webhook_receiver.events_for(heard["id"]))
+    assert webhook_receiver.events_for(quiet["id"]) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,12 +33,13 @@ def _get(url: str) -> tuple[int, str]:
 class RunningBridge:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_tcp_port()
+        self.engine_port = free_tcp_port()
         self.log = log
         self.process = subprocess.Popen(
             [*BRIDGE, "up"], cwd=PROJECT_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "BRIDGE_PORT": str(self.port)})
+            env={**os.environ, "BRIDGE_ENGINE_PORT": str(self.engine_port), **env, "BRIDGE_PORT": str(self.port)})
 
-    def wait_healthy(self, timeout: float = 60) -> None:
+    def wait_healthy(self, timeout: float = 300) -> None:  # the first run may build the engine
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -70,13 +72,17 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
         first.wait_healthy()
         assert _get(f"http://127.0.0.1:{first.port}/healthz") == (200, '{"status": "ok"}')
         status, body = _get(f"http://127.0.0.1:{first.port}/readyz")
-        assert status == 200 and '"migrations": "ok"' in body
+        assert status == 200, body
+        assert json.loads(body)["checks"] == {"database": "ok", "migrations": "ok", "engine": "ok"}
         db = f"postgresql://postgres@127.0.0.1:{env['BRIDGE_EMBEDDED_PG_PORT']}/bridge"
         with psycopg.connect(db, autocommit=True) as c:
             c.execute("INSERT INTO entitlements.departments (department_code, department_name) VALUES ('KEEP', 'Kept')")
     finally:
         assert first.stop() == 0
     assert not _postmaster_running(data_dir), "the embedded PostgreSQL was left running"
+    assert "Flowable engine ready" in log.read_text()
+    with pytest.raises(OSError):
+        _get(f"http://127.0.0.1:{first.engine_port}/bridge-emitter/health")  # the engine stopped too
     assert f"applied {len(discover(MIGRATIONS))} migration(s)" in log.read_text()
 
     second = RunningBridge({**env, "DATABASE_URL": ""}, log)
@@ -90,19 +96,20 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
     assert log.read_text().count("database schema is current") == 1
 
 
-def test_up_with_database_url_uses_that_server_and_starts_none(tmp_path: Path, pg_cluster: PostgresCluster):
+def test_up_with_database_url_uses_that_server_and_starts_no_postgres(tmp_path: Path, pg_cluster: PostgresCluster):
     url = pg_cluster.create_database("t_service")
     data_dir = tmp_path / "must-stay-empty"
     bridge = RunningBridge({"DATABASE_URL": url, "BRIDGE_DATA_DIR": str(data_dir)}, tmp_path / "bridge.log")
     try:
         bridge.wait_healthy()
-        assert _get(f"http://127.0.0.1:{bridge.port}/readyz")[0] == 200
+        status, body = _get(f"http://127.0.0.1:{bridge.port}/readyz")
+        assert status == 200, body
         with psycopg.connect(url) as c:
             assert c.execute("SELECT count(*) FROM public.bridge_schema_migrations").fetchone()[0] >= 7
     finally:
         assert bridge.stop() == 0
         pg_cluster.drop_database(url)
-    assert not data_dir.exists()
+    assert not (data_dir / "pgdata").exists(), "an embedded PostgreSQL was started despite DATABASE_URL"
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path, pg_cluster: PostgresCluster):

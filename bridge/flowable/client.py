@@ -36,6 +36,15 @@ class EngineUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class EngineEndpoint:
+    """Where the engine's REST API is and how to log in."""
+
+    base_url: str  # http://host:port/process-api
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4
     max_wait_s: float = 2.0
@@ -98,13 +107,15 @@ class FlowableClient:
     # -- transport ---------------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json_body: Any = None, data: Any = None, raw: bool = False) -> Any:
+                      json_body: Any = None, data: Any = None, raw: bool = False,
+                      retry: RetryPolicy | None = None) -> Any:
         url = f"{self.base_url}/{path.lstrip('/')}"
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        policy = retry or self._retry
         try:
             async for attempt in AsyncRetrying(
-                    retry=retry_if_exception(_retryable), stop=stop_after_attempt(self._retry.attempts),
-                    wait=wait_random_exponential(multiplier=0.1, max=self._retry.max_wait_s), reraise=True):
+                    retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.attempts),
+                    wait=wait_random_exponential(multiplier=0.1, max=policy.max_wait_s), reraise=True):
                 with attempt:
                     return await self._once(method, url, path, query, json_body, data, raw)
         except _Retry as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -13,17 +14,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.config import Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
+from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
+ENGINE_ENDPOINT = web.AppKey("engine_endpoint", EngineEndpoint)
 DB = web.AppKey("db", AsyncEngine)
+FLOWABLE = web.AppKey("flowable", FlowableClient)
+
+READY_ENGINE_TIMEOUT_S = 3
 
 
-def create_app(settings: Settings, database_url: str) -> web.Application:
+def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
+    app[ENGINE_ENDPOINT] = engine
     app.cleanup_ctx.append(_database_engine)
+    app.cleanup_ctx.append(_flowable_client)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -36,13 +44,21 @@ async def _database_engine(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
+    endpoint = app[ENGINE_ENDPOINT]
+    client = FlowableClient(endpoint.base_url, endpoint.user, endpoint.password)
+    app[FLOWABLE] = client
+    yield
+    await client.close()
+
+
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving; says nothing about its dependencies."""
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to do work: the database answers and its schema is current."""
+    """Ready to do work: the database answers, its schema is current, and the engine answers."""
     app = request.app
     checks: dict[str, str] = {}
     try:
@@ -57,6 +73,12 @@ async def readyz(request: web.Request) -> web.Response:
             checks["migrations"] = "ok" if not waiting else f"pending: {', '.join(waiting)}"
         except (migrate.MigrationError, psycopg.Error) as err:
             checks["migrations"] = f"error: {err}"
+    try:
+        async with asyncio.timeout(READY_ENGINE_TIMEOUT_S):
+            await app[FLOWABLE].request("GET", "management/engine", retry=RetryPolicy(attempts=1))
+        checks["engine"] = "ok"
+    except (EngineUnavailable, FlowableError, TimeoutError) as err:
+        checks["engine"] = f"error: {err or 'no answer within %ss' % READY_ENGINE_TIMEOUT_S}"
     ready = all(value == "ok" for value in checks.values())
     return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
                              status=200 if ready else 503)

@@ -70,6 +70,9 @@ public class WebhookEventListener implements FlowableEventListener {
 
     @Override
     public void onEvent(FlowableEvent event) {
+        if (!sender.isCapturing()) {
+            return;
+        }
         Map<String, Object> dto;
         try {
             dto = mapper.map(event);
