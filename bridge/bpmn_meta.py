@@ -1,0 +1,804 @@
+"""BPMN 2.0 files -> the metadata the bridge needs (departments, roles, queues, SLAs), and their validation.
+
+    result = parse_bpmn(data, filename="OneCMS_Nextgen_WF.bpmn20.xml")
+    result.ok           # no error-level issue: deployable
+    result.issues       # Issue(file, line, element_id, code, message, severity), in document order
+    result.processes    # Process(key, name, departments, user_tasks, queues, roles, assignments, ...)
+
+Reads any Flowable BPMN file, not only ours: the `flowable` and legacy `activiti` attribute
+namespaces, `potentialOwner` / `humanPerformer`, expressions (`${...}`, `#{...}`) kept as written.
+Our own extension elements (namespace urn:onecms:bpmn:1.0) refine what is derived:
+
+    <lane><extensionElements><onecms:department code="LEGAL" name="Legal"/>          lane -> department
+    <userTask><extensionElements><onecms:queue name=".." type=".." slaMinutes=".." maxCapacity=".."/>
+    <process><extensionElements><onecms:workflow businessApp=".." versionTag=".." processSlaMinutes="..">
+                                    <onecms:entryCriteria variable="caseType" values="A,B"/>
+                                <onecms:role code=".." type="SYSTEM|DEPARTMENT|CUSTOM" name=".."/>
+
+Without them (any third-party file) the defaults are:
+  * department of a lane: code = the lane's name (or id) in UPPER_SNAKE, name = the lane's name.
+  * queue of a user task: name = <BASE>_<GROUP>, where BASE is the task's department code (or the
+    process key when the process has no lanes) and GROUP its first literal candidate group
+    (DYNAMIC when the groups are expressions, DIRECT when the task names people, not groups);
+    type STANDARD, capacity 100, SLA = the task's first SLA timer, else its due date when that is a
+    duration, else 480 minutes.
+  * role of a literal candidate group: code = the group; type DEPARTMENT with that department when all
+    its tasks lie in one department, else CUSTOM without one; name = the code in words.
+
+The XML parser is hardened: no DTD (so no entity expansion or external entities), no network,
+bounded size, depth and element count. Such files are refused with an issue, never resolved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from lxml import etree
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+FLOWABLE_NS = "http://flowable.org/bpmn"
+ACTIVITI_NS = "http://activiti.org/bpmn"
+ONECMS_NS = "urn:onecms:bpmn:1.0"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+MAX_BYTES = 5 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_ELEMENTS = 100_000
+
+QUEUE_TYPES = ("STANDARD", "PRIORITY", "SPECIALIZED", "OVERFLOW")
+ROLE_TYPES = ("SYSTEM", "DEPARTMENT", "CUSTOM")
+DEFAULT_QUEUE_SLA_MINUTES = 480
+DEFAULT_QUEUE_CAPACITY = 100
+
+ERROR, WARNING = "error", "warning"
+
+# Flow nodes: what sequence flows may connect and lanes may hold.
+_ACTIVITIES = {"task", "userTask", "serviceTask", "scriptTask", "businessRuleTask", "manualTask", "receiveTask",
+               "sendTask", "callActivity", "subProcess", "transaction", "adHocSubProcess"}
+_EVENTS = {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent"}
+_GATEWAYS = {"exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway", "complexGateway"}
+FLOW_NODES = _ACTIVITIES | _EVENTS | _GATEWAYS
+_SCOPES = {"process", "subProcess", "transaction", "adHocSubProcess"}
+# Everything else the BPMN 2.0 schema allows directly inside a process or sub-process.
+_OTHER_PROCESS_CHILDREN = {
+    "documentation", "extensionElements", "auditing", "monitoring", "property", "laneSet", "sequenceFlow",
+    "dataObject", "dataObjectReference", "dataStoreReference", "textAnnotation", "association", "group",
+    "ioSpecification", "ioBinding", "performer", "humanPerformer", "potentialOwner", "resourceRole",
+    "correlationSubscription", "supports", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
+    "incoming", "outgoing", "dataInputAssociation", "dataOutputAssociation", "completionCondition",
+}
+# Attributes without a namespace that the BPMN 2.0 schema allows (engine attributes are namespaced).
+_ACTIVITY_ATTRS = {"id", "name", "isForCompensation", "startQuantity", "completionQuantity", "default"}
+_ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "process": {"id", "name", "processType", "isClosed", "isExecutable", "definitionalCollaborationRef"},
+    "sequenceFlow": {"id", "name", "sourceRef", "targetRef", "isImmediate"},
+    **{name: _ACTIVITY_ATTRS for name in ("task", "manualTask")},
+    **{name: _ACTIVITY_ATTRS | {"implementation"} for name in ("userTask", "businessRuleTask")},
+    "serviceTask": _ACTIVITY_ATTRS | {"implementation", "operationRef"},
+    "sendTask": _ACTIVITY_ATTRS | {"implementation", "messageRef", "operationRef"},
+    "receiveTask": _ACTIVITY_ATTRS | {"implementation", "instantiate", "messageRef", "operationRef"},
+    "scriptTask": _ACTIVITY_ATTRS | {"scriptFormat"},
+    "callActivity": _ACTIVITY_ATTRS | {"calledElement"},
+    "subProcess": _ACTIVITY_ATTRS | {"triggeredByEvent"},
+    "transaction": _ACTIVITY_ATTRS | {"triggeredByEvent", "method"},
+    "adHocSubProcess": _ACTIVITY_ATTRS | {"triggeredByEvent", "cancelRemainingInstances", "ordering"},
+    "startEvent": {"id", "name", "parallelMultiple", "isInterrupting"},
+    "intermediateCatchEvent": {"id", "name", "parallelMultiple"},
+    "boundaryEvent": {"id", "name", "parallelMultiple", "cancelActivity", "attachedToRef"},
+    **{name: {"id", "name"} for name in ("endEvent", "intermediateThrowEvent")},
+    "parallelGateway": {"id", "name", "gatewayDirection"},
+    **{name: {"id", "name", "gatewayDirection", "default"}
+       for name in ("exclusiveGateway", "inclusiveGateway", "complexGateway")},
+    "eventBasedGateway": {"id", "name", "gatewayDirection", "instantiate", "eventGatewayType"},
+}
+_ISO_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
+_PROLOG_ITEM = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->)", re.S)
+_DOCTYPE_MESSAGE = ("DOCTYPE declarations are not allowed in BPMN files (they enable entity expansion and external "
+                    "entities); remove the <!DOCTYPE ...> block")
+
+
+# -- the model ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Issue:
+    file: str
+    line: int | None
+    element_id: str | None
+    code: str
+    message: str
+    severity: str = ERROR
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        element = f" [{self.element_id}]" if self.element_id else ""
+        return f"{where}{element}: {self.severity}: {self.message} ({self.code})"
+
+
+@dataclass(frozen=True)
+class Department:
+    code: str
+    name: str
+    lane_id: str
+
+
+@dataclass(frozen=True)
+class SlaTimer:
+    boundary_id: str
+    kind: str  # timeDuration | timeDate | timeCycle
+    value: str
+    minutes: int | None  # None for expressions, dates and cycles
+    interrupting: bool
+
+
+@dataclass(frozen=True)
+class UserTask:
+    id: str
+    name: str | None
+    line: int | None
+    lane_id: str | None
+    department: str | None
+    candidate_groups: tuple[str, ...]
+    candidate_users: tuple[str, ...]
+    assignee: str | None
+    form_key: str | None
+    priority: str | None  # as written: a number or an expression
+    due_date: str | None  # as written: ISO date/duration or an expression
+    queue: str
+    sla_timers: tuple[SlaTimer, ...] = ()
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    type: str
+    sla_minutes: int
+    max_capacity: int
+    department: str | None
+    declared: bool  # from <onecms:queue>, not derived
+
+
+@dataclass(frozen=True)
+class Role:
+    code: str
+    name: str
+    type: str
+    department: str | None
+    home_queue: str | None
+
+
+@dataclass(frozen=True)
+class Route:
+    gateway_id: str
+    flow_id: str
+    name: str | None
+    condition: str | None
+    is_default: bool
+    target_id: str
+    target_department: str | None
+
+
+@dataclass
+class Process:
+    key: str
+    name: str | None
+    executable: bool
+    line: int | None
+    version_tag: str | None = None
+    business_app: str | None = None
+    process_sla_minutes: int | None = None
+    entry_criteria: dict[str, list[str]] = field(default_factory=dict)
+    departments: list[Department] = field(default_factory=list)
+    user_tasks: list[UserTask] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
+    roles: list[Role] = field(default_factory=list)
+    assignments: list[tuple[str, str]] = field(default_factory=list)  # (role code, queue name)
+    routes: list[Route] = field(default_factory=list)
+
+    def sla_config(self) -> dict:
+        return {
+            "processSlaMinutes": self.process_sla_minutes,
+            "tasks": {t.id: {"queue": t.queue, "dueDate": t.due_date,
+                             "timers": [{"id": s.boundary_id, s.kind: s.value, "minutes": s.minutes,
+                                         "interrupting": s.interrupting} for s in t.sla_timers]}
+                      for t in self.user_tasks},
+            "queues": {q.name: q.sla_minutes for q in self.queues},
+        }
+
+    def routing_rules(self) -> dict:
+        rules: dict[str, list[dict]] = {}
+        for r in self.routes:
+            rules.setdefault(r.gateway_id, []).append({
+                "flow": r.flow_id, "name": r.name, "condition": r.condition, "default": r.is_default,
+                "target": r.target_id, "targetDepartment": r.target_department})
+        return rules
+
+
+@dataclass
+class BpmnMetadata:
+    filename: str
+    processes: list[Process] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def executable_processes(self) -> list[Process]:
+        return [p for p in self.processes if p.executable]
+
+
+class BpmnError(ValueError):
+    """A BPMN file that must not be deployed; `issues` says where and why."""
+
+    def __init__(self, filename: str, issues: list[Issue]) -> None:
+        self.filename, self.issues = filename, issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+def _local(element) -> str:
+    tag = element.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _is_bpmn(element, *names: str) -> bool:
+    return isinstance(element.tag, str) and etree.QName(element.tag).namespace == BPMN_NS and (
+        not names or etree.QName(element.tag).localname in names)
+
+
+def _engine_attr(element, name: str) -> str | None:
+    """An attribute in the flowable namespace, else the legacy activiti one."""
+    value = element.get(f"{{{FLOWABLE_NS}}}{name}")
+    return value if value is not None else element.get(f"{{{ACTIVITI_NS}}}{name}")
+
+
+def is_expression(value: str) -> bool:
+    return bool(re.search(r"[$#]\{", value))
+
+
+def split_candidates(value: str | None) -> tuple[str, ...]:
+    """'a, b, ${svc.find(x, y)}' -> ('a', 'b', '${svc.find(x, y)}'): commas inside expressions stay."""
+    if not value:
+        return ()
+    parts, current, depth, quote = [], [], 0, None
+    for char in value:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"" and depth:
+            quote = char
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(0, depth - 1)
+        elif char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return tuple(p.strip() for p in parts if p.strip())
+
+
+def upper_snake(text: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_") or "UNNAMED"
+
+
+def duration_minutes(value: str) -> int | None:
+    """Minutes of an ISO-8601 duration without years or months (their length varies); else None."""
+    match = _ISO_DURATION.match(value.strip())
+    if not match or match["y"] or match["mo"]:
+        return None
+    seconds = (int(match["w"] or 0) * 7 * 86400 + int(match["d"] or 0) * 86400 + int(match["h"] or 0) * 3600
+               + int(match["mi"] or 0) * 60 + float(match["s"] or 0))
+    return int(seconds // 60)
+
+
+def is_iso_duration(value: str) -> bool:
+    return bool(_ISO_DURATION.match(value.strip()))
+
+
+def is_iso_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                           huge_tree=False, remove_comments=False, remove_pis=True)
+
+
+def _read_xml(data: bytes, filename: str) -> tuple[etree._ElementTree | None, list[Issue]]:
+    def refuse(code: str, message: str, line: int | None = None) -> tuple[None, list[Issue]]:
+        return None, [Issue(filename, line, None, code, message)]
+
+    if len(data) > MAX_BYTES:
+        return refuse("TOO_LARGE", f"file is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
+    doctype_at = _prolog_doctype(data)
+    if doctype_at is not None:
+        return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, data[:doctype_at].count(b"\n") + 1)
+    try:
+        tree = etree.ElementTree(etree.fromstring(data, _safe_parser()))
+    except etree.XMLSyntaxError as err:
+        return refuse("XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
+    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # e.g. a UTF-16 file the scan missed
+        return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
+    depth, count = _shape(tree.getroot())
+    if depth > MAX_DEPTH:
+        return refuse("TOO_DEEP", f"elements nest {depth} deep; the limit is {MAX_DEPTH}")
+    if count > MAX_ELEMENTS:
+        return refuse("TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
+    return tree, []
+
+
+def _prolog_doctype(data: bytes) -> int | None:
+    """Offset of a <!DOCTYPE before the root element, found without parsing anything."""
+    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while match := _PROLOG_ITEM.match(data, position):
+        position = match.end()
+    while position < len(data) and data[position:position + 1].isspace():
+        position += 1
+    return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
+
+
+def _shape(root) -> tuple[int, int]:
+    """(max depth, element count) without recursion."""
+    deepest, count, stack = 0, 0, [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        count += 1
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:
+            stack.extend((child, depth + 1) for child in element if isinstance(child.tag, str))
+    return deepest, count
+
+
+def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
+    """Parse and validate; never raises on bad input (the issues say what is wrong)."""
+    result = BpmnMetadata(filename)
+    tree, issues = _read_xml(data, filename)
+    result.issues.extend(issues)
+    if tree is None:
+        return result
+    root = tree.getroot()
+    if not _is_bpmn(root, "definitions"):
+        qname = etree.QName(root.tag)
+        result.issues.append(Issue(filename, root.sourceline, None, "NOT_BPMN",
+                                   f"root element is <{qname.localname}> in namespace '{qname.namespace or ''}'; "
+                                   f"a BPMN file starts with <definitions xmlns=\"{BPMN_NS}\">"))
+        return result
+    _Reader(filename, root, result).read()
+    return result
+
+
+def load_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
+    """parse_bpmn, raising BpmnError when the file has errors (for deploying)."""
+    result = parse_bpmn(data, filename)
+    if not result.ok:
+        raise BpmnError(filename, result.errors)
+    return result
+
+
+class _Reader:
+    def __init__(self, filename: str, root, result: BpmnMetadata) -> None:
+        self.filename, self.root, self.result = filename, root, result
+
+    def issue(self, element, code: str, message: str, severity: str = ERROR, element_id: str | None = None) -> None:
+        self.result.issues.append(Issue(self.filename, getattr(element, "sourceline", None),
+                                        element_id if element_id is not None else element.get("id"),
+                                        code, message, severity))
+
+    def read(self) -> None:
+        self._check_ids()
+        processes = [p for p in self.root if _is_bpmn(p, "process")]
+        if not processes:
+            self.issue(self.root, "NO_PROCESS", "the file defines no <process>")
+            return
+        for element in processes:
+            self.result.processes.append(self._process(element))
+        if not any(p.executable for p in self.result.processes):
+            self.issue(processes[0], "NO_EXECUTABLE_PROCESS",
+                       "no executable process: every <process> has isExecutable=\"false\"",
+                       element_id=processes[0].get("id"))
+
+    # -- whole-document checks --
+
+    def _check_ids(self) -> None:
+        seen: dict[str, int | None] = {}
+        for element in self.root.iter():
+            if not _is_bpmn(element):
+                continue
+            ident = element.get("id")
+            if ident is None:
+                continue
+            if ident in seen:
+                self.issue(element, "DUPLICATE_ID",
+                           f"id '{ident}' is already used by the element on line {seen[ident]}")
+            else:
+                seen[ident] = element.sourceline
+
+    # -- one process --
+
+    def _process(self, element) -> Process:
+        key = element.get("id")
+        if not key:
+            self.issue(element, "MISSING_ID", "<process> has no id (the id is the process key)")
+        process = Process(key=key or "", name=element.get("name"), line=element.sourceline,
+                          executable=element.get("isExecutable", "true").strip().lower() != "false")
+        self._process_extensions(element, process)
+        lane_of, departments = self._lanes(element)
+        process.departments = departments
+        department_of_lane = {d.lane_id: d.code for d in departments}
+
+        nodes, flows = self._flow_nodes(element)
+        self._check_attributes(element, "process")
+        self._check_scope(element, nodes, process.executable)
+        self._check_event_gateways(nodes, flows)
+        if process.executable and lane_of:
+            for node in nodes.values():
+                if _local(node) in _ACTIVITIES and self._lane_of(node, lane_of, nodes) is None:
+                    self.issue(node, "OUTSIDE_LANES",
+                               f"<{_local(node)}> is in no lane, but this process uses lanes: "
+                               "add it to a lane's flowNodeRef")
+        timers = self._sla_timers(nodes)
+        declared_roles = self._declared_roles(element)
+        queues: dict[str, Queue] = {}
+        for node in nodes.values():
+            if _local(node) == "userTask":
+                task = self._user_task(node, process, lane_of, department_of_lane, nodes, timers, queues)
+                process.user_tasks.append(task)
+        process.queues = list(queues.values())
+        process.roles, process.assignments = self._roles(process, declared_roles)
+        process.routes = self._routes(nodes, flows, lane_of, department_of_lane)
+        return process
+
+    def _process_extensions(self, element, process: Process) -> None:
+        for ext in self._onecms(element, "workflow"):
+            process.business_app = ext.get("businessApp") or process.business_app
+            process.version_tag = ext.get("versionTag") or process.version_tag
+            if ext.get("processSlaMinutes"):
+                process.process_sla_minutes = self._positive_int(ext, "processSlaMinutes")
+            for criterion in ext.iterfind(f"{{{ONECMS_NS}}}entryCriteria"):
+                variable = criterion.get("variable")
+                if not variable:
+                    self.issue(criterion, "BAD_EXTENSION", "<onecms:entryCriteria> needs a variable attribute",
+                               element_id=process.key)
+                    continue
+                process.entry_criteria[variable] = [v.strip() for v in criterion.get("values", "").split(",")
+                                                    if v.strip()]
+        process.version_tag = process.version_tag or _engine_attr(element, "versionTag")
+
+    def _onecms(self, element, name: str) -> Iterator:
+        ext = element.find(f"{{{BPMN_NS}}}extensionElements")
+        if ext is not None:
+            yield from ext.iterfind(f"{{{ONECMS_NS}}}{name}")
+
+    def _positive_int(self, element, attribute: str, owner_id: str | None = None) -> int | None:
+        raw = element.get(attribute)
+        if raw is not None and raw.strip().isdigit() and int(raw) > 0:
+            return int(raw)
+        self.issue(element, "BAD_EXTENSION", f"{attribute}=\"{raw}\" must be a positive whole number",
+                   element_id=owner_id)
+        return None
+
+    def _lanes(self, process) -> tuple[dict[str, str], list[Department]]:
+        lane_of: dict[str, str] = {}
+        departments: dict[str, Department] = {}
+        for lane in process.iter(f"{{{BPMN_NS}}}lane"):
+            if lane.find(f"{{{BPMN_NS}}}childLaneSet") is not None:
+                continue  # a parent lane: its child lanes are the departments
+            lane_id = lane.get("id") or ""
+            declared = next(self._onecms(lane, "department"), None)
+            code = (declared.get("code") if declared is not None else None) or upper_snake(
+                lane.get("name") or lane_id)
+            name = (declared.get("name") if declared is not None else None) or lane.get("name") or code
+            departments.setdefault(code, Department(code, name, lane_id))
+            for ref in lane.iterfind(f"{{{BPMN_NS}}}flowNodeRef"):
+                if ref.text and ref.text.strip():
+                    lane_of[ref.text.strip()] = lane_id
+        return lane_of, list(departments.values())
+
+    def _flow_nodes(self, process) -> tuple[dict[str, object], list]:
+        """(flow nodes by id, every sequence flow), sub-processes included."""
+        nodes, flows = {}, []
+        stack = [process]
+        while stack:
+            scope = stack.pop()
+            for child in scope:
+                if not _is_bpmn(child):
+                    continue
+                name = _local(child)
+                if name == "sequenceFlow":
+                    flows.append(child)
+                elif name in FLOW_NODES:
+                    if child.get("id"):
+                        nodes.setdefault(child.get("id"), child)
+                    if name in _SCOPES:
+                        stack.append(child)
+        return nodes, flows
+
+    def _check_scope(self, process, nodes: dict, executable: bool) -> None:
+        stack = [process]
+        while stack:
+            scope = stack.pop()
+            none_starts = []
+            for child in scope:
+                if not isinstance(child.tag, str):
+                    continue
+                name = _local(child)
+                if not _is_bpmn(child):
+                    if etree.QName(child.tag).namespace in (None, ""):
+                        self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN element (no namespace)",
+                                   element_id=child.get("id"))
+                    continue
+                if name not in FLOW_NODES and name not in _OTHER_PROCESS_CHILDREN:
+                    self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
+                    continue
+                self._check_attributes(child, name)
+                if (name in FLOW_NODES or name == "sequenceFlow") and not child.get("id"):
+                    # The engine invents ids for these; a user task needs a stable one (its queue, its mirror rows).
+                    self.issue(child, "MISSING_ID", f"<{name}> has no id", ERROR if name == "userTask" else WARNING,
+                               element_id="")
+                if name == "sequenceFlow":
+                    self._check_flow(child, nodes)
+                if name == "startEvent" and not any(_local(c).endswith("EventDefinition") for c in child):
+                    none_starts.append(child)
+                if name in _ACTIVITIES:
+                    self._check_multi_instance(child)
+                if name in _SCOPES:
+                    stack.append(child)
+            if scope is process and executable and not any(_is_bpmn(c, "startEvent") for c in scope):
+                self.issue(scope, "NO_START_EVENT", "the process has no start event: it can only be started by "
+                           "other means (e.g. as a called process)", WARNING)
+            if len(none_starts) > 1:
+                ids = ", ".join(s.get("id") or "?" for s in none_starts)
+                self.issue(none_starts[1], "MULTIPLE_NONE_START",
+                           f"more than one start event without an event definition in one scope ({ids}): "
+                           "the engine could not tell which to start")
+
+    def _check_attributes(self, element, name: str) -> None:
+        allowed = _ALLOWED_ATTRIBUTES.get(name)
+        if allowed is None:
+            return
+        for attribute in element.attrib:
+            if not attribute.startswith("{") and attribute not in allowed:
+                self.issue(element, "UNKNOWN_ATTRIBUTE",
+                           f"attribute {attribute}=\"{element.get(attribute)}\" is not allowed on <{name}> "
+                           "(BPMN 2.0 schema); engine attributes need the flowable: prefix")
+
+    def _check_event_gateways(self, nodes: dict, flows: list) -> None:
+        incoming: dict[str, list] = {}
+        for flow in flows:
+            incoming.setdefault(flow.get("targetRef"), []).append(flow)
+        for gateway in nodes.values():
+            if _local(gateway) != "eventBasedGateway":
+                continue
+            for flow in flows:
+                if flow.get("sourceRef") != gateway.get("id"):
+                    continue
+                target = nodes.get(flow.get("targetRef"))
+                if target is None:
+                    continue
+                if _local(target) not in ("intermediateCatchEvent", "receiveTask"):
+                    self.issue(flow, "EVENT_GATEWAY_TARGET", f"an event-based gateway may only lead to an "
+                               f"intermediate catch event or receive task, not <{_local(target)}>")
+                elif len(incoming.get(target.get("id"), [])) > 1:
+                    other = next(f for f in incoming[target.get("id")] if f is not flow)
+                    self.issue(other, "EVENT_GATEWAY_TARGET",
+                               f"'{target.get('id')}' waits for event-based gateway '{gateway.get('id')}' and may "
+                               "have no other incoming sequence flow", element_id=other.get("id") or "")
+
+    def _check_flow(self, flow, nodes: dict) -> None:
+        for end in ("sourceRef", "targetRef"):
+            ref = flow.get(end)
+            target = nodes.get(ref) if ref else None
+            if not ref:
+                self.issue(flow, "MISSING_REFERENCE", f"sequenceFlow has no {end}")
+            elif target is None or _local(target) not in FLOW_NODES:
+                self.issue(flow, "MISSING_REFERENCE",
+                           f"sequenceFlow {end}=\"{ref}\" names no flow node of this process")
+
+    def _check_multi_instance(self, activity) -> None:
+        loop = activity.find(f"{{{BPMN_NS}}}multiInstanceLoopCharacteristics")
+        if loop is None:
+            return
+        has_cardinality = loop.find(f"{{{BPMN_NS}}}loopCardinality") is not None
+        has_collection = (_engine_attr(loop, "collection") or loop.find(f"{{{BPMN_NS}}}loopDataInputRef")
+                          is not None or any(_local(c) == "collection" for c in loop.iter()))
+        if not has_cardinality and not has_collection:
+            self.issue(loop, "BAD_MULTI_INSTANCE",
+                       "multi-instance needs a loopCardinality or a collection to iterate",
+                       element_id=activity.get("id"))
+
+    def _sla_timers(self, nodes: dict) -> dict[str, list[SlaTimer]]:
+        timers: dict[str, list[SlaTimer]] = {}
+        for node in nodes.values():
+            definition = node.find(f"{{{BPMN_NS}}}timerEventDefinition")
+            if definition is None:
+                continue
+            for kind in ("timeDuration", "timeDate", "timeCycle"):
+                spec = definition.find(f"{{{BPMN_NS}}}{kind}")
+                if spec is None:
+                    continue
+                value = (spec.text or "").strip()
+                minutes = self._check_time(spec, kind, value, node.get("id"))
+                if _local(node) == "boundaryEvent" and node.get("attachedToRef"):
+                    timers.setdefault(node.get("attachedToRef"), []).append(SlaTimer(
+                        node.get("id") or "", kind, value, minutes,
+                        interrupting=node.get("cancelActivity", "true").strip().lower() != "false"))
+        return timers
+
+    def _check_time(self, spec, kind: str, value: str, owner: str | None) -> int | None:
+        if not value:
+            self.issue(spec, "BAD_DURATION", f"<{kind}> is empty", element_id=owner)
+            return None
+        if is_expression(value):
+            return None
+        if kind == "timeDuration":
+            if not is_iso_duration(value):
+                self.issue(spec, "BAD_DURATION", f"timeDuration \"{value}\" is not an ISO-8601 duration "
+                           "(e.g. PT4H, P2D)", element_id=owner)
+                return None
+            return duration_minutes(value)
+        if kind == "timeDate" and not is_iso_datetime(value):
+            self.issue(spec, "BAD_DURATION", f"timeDate \"{value}\" is not an ISO-8601 date-time",
+                       element_id=owner)
+        return None
+
+    def _user_task(self, node, process: Process, lane_of, department_of_lane, nodes, timers,
+                   queues: dict[str, Queue]) -> UserTask:
+        task_id = node.get("id") or ""
+        groups = list(split_candidates(_engine_attr(node, "candidateGroups")))
+        users = list(split_candidates(_engine_attr(node, "candidateUsers")))
+        assignee = _engine_attr(node, "assignee")
+        for owner in node.iterfind(f"{{{BPMN_NS}}}potentialOwner"):
+            for part in split_candidates(self._formal_expression(owner)):
+                match = re.fullmatch(r"(user|group)\((.*)\)", part)
+                if match and match[1] == "user":
+                    users.append(match[2].strip())
+                else:
+                    groups.append(match[2].strip() if match else part)
+        for performer in node.iterfind(f"{{{BPMN_NS}}}humanPerformer"):
+            assignee = assignee or (self._formal_expression(performer) or "").strip() or None
+        if process.executable and not (groups or users or assignee):
+            self.issue(node, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
+                       "assignee: nobody could ever claim it from a queue")
+
+        due_date = _engine_attr(node, "dueDate")
+        if due_date and not is_expression(due_date) and not (is_iso_duration(due_date) or is_iso_datetime(due_date)):
+            self.issue(node, "BAD_DURATION", f"dueDate \"{due_date}\" is neither an ISO-8601 duration nor a date")
+
+        lane_id = self._lane_of(node, lane_of, nodes)
+        department = department_of_lane.get(lane_id) if lane_id else None
+        task_timers = tuple(timers.get(task_id, ()))
+        queue = self._queue(node, process, department, groups, users, due_date, task_timers, queues)
+        return UserTask(
+            id=task_id, name=node.get("name"), line=node.sourceline, lane_id=lane_id, department=department,
+            candidate_groups=tuple(groups), candidate_users=tuple(users), assignee=assignee,
+            form_key=_engine_attr(node, "formKey"), priority=_engine_attr(node, "priority"), due_date=due_date,
+            queue=queue, sla_timers=task_timers)
+
+    @staticmethod
+    def _formal_expression(resource) -> str | None:
+        expression = resource.find(f"{{{BPMN_NS}}}resourceAssignmentExpression/{{{BPMN_NS}}}formalExpression")
+        return expression.text if expression is not None else None
+
+    @staticmethod
+    def _lane_of(node, lane_of: dict[str, str], nodes: dict) -> str | None:
+        """A node's lane; a boundary event is in its task's lane, a sub-process's nodes in the sub-process's."""
+        current = node
+        while current is not None and _local(current) != "process":
+            ident = current.get("id")
+            if ident in lane_of:
+                return lane_of[ident]
+            attached = nodes.get(current.get("attachedToRef")) if _local(current) == "boundaryEvent" else None
+            current = attached if attached is not None else current.getparent()
+        return None
+
+    def _queue(self, node, process: Process, department, groups, users, due_date, timers,
+               queues: dict[str, Queue]) -> str:
+        declared = next(self._onecms(node, "queue"), None)
+        if declared is not None:
+            name = declared.get("name")
+            kind = (declared.get("type") or "STANDARD").strip()
+            if not name:
+                self.issue(declared, "BAD_EXTENSION", "<onecms:queue> needs a name", element_id=node.get("id"))
+            if kind not in QUEUE_TYPES:
+                self.issue(declared, "UNKNOWN_QUEUE_TYPE",
+                           f"queue type \"{kind}\" is not one of {', '.join(QUEUE_TYPES)}", element_id=node.get("id"))
+            sla = (self._positive_int(declared, "slaMinutes", node.get("id")) if declared.get("slaMinutes")
+                   else None) or DEFAULT_QUEUE_SLA_MINUTES
+            capacity = (self._positive_int(declared, "maxCapacity", node.get("id"))
+                        if declared.get("maxCapacity") else None) or DEFAULT_QUEUE_CAPACITY
+            queue = Queue(name or "", kind, sla, capacity, department, declared=True)
+            if name and name in queues and queues[name] != queue:
+                self.issue(declared, "QUEUE_CONFLICT",
+                           f"queue {name} is declared again with other settings than before", WARNING,
+                           element_id=node.get("id"))
+            queues.setdefault(queue.name, queue)
+            return queue.name
+        literal_groups = [g for g in groups if not is_expression(g)]
+        qualifier = literal_groups[0] if literal_groups else ("DYNAMIC" if groups else "DIRECT")
+        name = upper_snake(f"{department or process.key}_{qualifier}")[:100]
+        sla = next((t.minutes for t in timers if t.minutes), None)
+        if sla is None and due_date and not is_expression(due_date):
+            sla = duration_minutes(due_date)
+        queues.setdefault(name, Queue(name, "STANDARD", sla or DEFAULT_QUEUE_SLA_MINUTES, DEFAULT_QUEUE_CAPACITY,
+                                      department, declared=False))
+        return name
+
+    def _declared_roles(self, process) -> dict[str, tuple[str | None, str | None]]:
+        declared = {}
+        for role in self._onecms(process, "role"):
+            code, kind = role.get("code"), role.get("type")
+            if not code:
+                self.issue(role, "BAD_EXTENSION", "<onecms:role> needs a code", element_id=process.get("id"))
+                continue
+            if kind and kind not in ROLE_TYPES:
+                self.issue(role, "BAD_EXTENSION", f"role type \"{kind}\" is not one of {', '.join(ROLE_TYPES)}",
+                           element_id=process.get("id"))
+                kind = None
+            declared[code] = (kind, role.get("name"))
+        return declared
+
+    @staticmethod
+    def _roles(process: Process, declared) -> tuple[list[Role], list[tuple[str, str]]]:
+        departments: dict[str, set] = {}
+        home: dict[str, str] = {}
+        assignments: list[tuple[str, str]] = []
+        for task in process.user_tasks:
+            for group in task.candidate_groups:
+                if is_expression(group):
+                    continue
+                departments.setdefault(group, set()).add(task.department)
+                home.setdefault(group, task.queue)
+                if (group, task.queue) not in assignments:
+                    assignments.append((group, task.queue))
+        for code in declared:
+            departments.setdefault(code, set())
+        roles = []
+        for code, seen in departments.items():
+            kind, name = declared.get(code, (None, None))
+            single = next(iter(seen)) if len(seen) == 1 else None
+            kind = kind or ("DEPARTMENT" if single else "CUSTOM")
+            roles.append(Role(code, name or code.replace("_", " ").capitalize(), kind,
+                              single if kind == "DEPARTMENT" else None, home.get(code)))
+        return roles, assignments
+
+    def _routes(self, nodes, flows, lane_of, department_of_lane) -> list[Route]:
+        routes = []
+        for node in nodes.values():
+            if _local(node) not in ("exclusiveGateway", "inclusiveGateway"):
+                continue
+            default = node.get("default")
+            for flow in flows:
+                if flow.get("sourceRef") != node.get("id"):
+                    continue
+                condition = flow.find(f"{{{BPMN_NS}}}conditionExpression")
+                target = nodes.get(flow.get("targetRef"))
+                target_lane = self._lane_of(target, lane_of, nodes) if target is not None else None
+                routes.append(Route(
+                    gateway_id=node.get("id"), flow_id=flow.get("id") or "", name=flow.get("name"),
+                    condition=(condition.text or "").strip() if condition is not None else None,
+                    is_default=flow.get("id") == default, target_id=flow.get("targetRef") or "",
+                    target_department=department_of_lane.get(target_lane) if target_lane else None))
+        return routes
+
+
+def describe(issues: Iterable[Issue]) -> str:
+    return "\n".join(str(i) for i in issues)

@@ -1,0 +1,277 @@
+"""The BPMN metadata parser and validator: third-party files, every validator error, hostile XML."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from bridge import bpmn_meta
+from bridge.bpmn_meta import ERROR, SlaTimer, duration_minutes, parse_bpmn, split_candidates
+from tests.conftest import PROJECT_ROOT
+
+CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"
+CORPUS_FILES = sorted(p for p in CORPUS.iterdir() if p.name != "LICENSE") if CORPUS.is_dir() else []
+INVALID_MARKERS = ("Invalid", "invalid", "xsd_error", "multipleStartEvent", "EventInvalid", "ExternalEntity")
+# Our deployment rules: a file Flowable accepts may still break them (and then the bridge refuses it).
+POLICY_CODES = {"UNASSIGNED_USER_TASK", "OUTSIDE_LANES", "NO_EXECUTABLE_PROCESS"}
+NS = {"b": bpmn_meta.BPMN_NS}
+
+
+def is_invalid(path: Path) -> bool:
+    return any(marker in path.name for marker in INVALID_MARKERS)
+
+
+def test_the_corpus_is_there():
+    assert len(CORPUS_FILES) == 48, f"expected the 48 third-party BPMN files in {CORPUS}"
+    assert sum(map(is_invalid, CORPUS_FILES)) == 7
+
+
+@pytest.mark.parametrize("path", [p for p in CORPUS_FILES if not is_invalid(p)], ids=lambda p: p.name)
+def test_every_valid_third_party_file_parses_with_its_tasks_and_candidates(path: Path):
+    result = parse_bpmn(path.read_bytes(), path.name)
+    structural = [i for i in result.errors if i.code not in POLICY_CODES]
+    assert structural == [], "\n".join(map(str, structural))
+    assert result.processes
+
+    # Cross-check against a plain XPath reading of the same file.
+    tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+    wanted = {t.get("id") for t in tree.iterfind(".//b:process//b:userTask", NS)}
+    parsed = {t.id: t for p in result.processes for t in p.user_tasks}
+    assert set(parsed) == wanted
+    for element in tree.iterfind(".//b:process//b:userTask", NS):
+        raw = (element.get(f"{{{bpmn_meta.FLOWABLE_NS}}}candidateGroups")
+               or element.get(f"{{{bpmn_meta.ACTIVITI_NS}}}candidateGroups"))
+        if raw and "{" not in raw:
+            assert parsed[element.get("id")].candidate_groups == tuple(g.strip() for g in raw.split(","))
+
+
+@pytest.mark.parametrize("path", [p for p in CORPUS_FILES if is_invalid(p)], ids=lambda p: p.name)
+def test_every_invalid_third_party_file_is_reported_not_crashed_on(path: Path):
+    result = parse_bpmn(path.read_bytes(), path.name)
+    structural = [i for i in result.errors if i.code not in POLICY_CODES] or [
+        i for i in result.errors if i.code == "NO_EXECUTABLE_PROCESS"]
+    assert structural, f"{path.name} was not reported"
+    for issue in structural:
+        assert issue.file == path.name and issue.message and issue.line is not None
+
+
+def test_the_external_entity_file_is_refused_and_never_resolved():
+    path = CORPUS / "DeployInvalidXmlTest.testExternalEntityResolvingTest.bpmn20.xml"
+    result = parse_bpmn(path.read_bytes(), path.name)
+    assert [(i.code, i.line) for i in result.issues] == [("DOCTYPE_FORBIDDEN", 2)]
+    assert result.processes == []
+    assert "root:" not in str(result.issues)
+
+
+def corpus(name: str):
+    return parse_bpmn((CORPUS / name).read_bytes(), name)
+
+
+def only_process(result):
+    [process] = result.processes
+    return process
+
+
+def test_potential_owner_and_human_performer():
+    tasks = {t.id: t for t in only_process(corpus("FinancialReportProcess.bpmn20.xml")).user_tasks}
+    assert tasks["writeReportTask"].candidate_groups == ("accountancy",)
+    assert tasks["verifyReportTask"].candidate_groups == ("management",)
+    vacation = {t.id: t for t in only_process(corpus("VacationRequest.bpmn20.xml")).user_tasks}
+    assert vacation["handleRequest"].candidate_groups == ("management",)
+    assert vacation["adjustVacationRequestTask"].assignee == "${employeeName}"
+    history = only_process(corpus("FullHistoryTest.testDeleteHistoricProcessInstance.bpmn20.xml"))
+    assert history.user_tasks[0].assignee == "kermit"
+
+
+def test_expressions_stay_expressions_and_legacy_activiti_attributes_count():
+    [task] = only_process(corpus("userTaskWithStringCommaSeparatedExpressionCandidates.bpmn")).user_tasks
+    assert task.candidate_groups == ("${'management, sales'}",)
+    assert task.candidate_users == ("${'kermit, fozzie'}",)
+    assert task.queue.endswith("_DYNAMIC")
+    [task] = only_process(corpus("CustomTaskAssignmentTest.testSetCandidateGroupsThroughSpringService.bpmn20.xml")
+                          ).user_tasks
+    assert task.candidate_groups == ("accountancy", "${fakeLdapService.findManagers(execution, emp)}")
+    [process] = [p for p in corpus("ProcessInstanceResourceTest.process-one.bpmn20.xml").processes
+                 if p.key == "processOne"]
+    assert process.user_tasks[0].candidate_groups == ("sales",)  # activiti:candidateGroups
+    assert process.user_tasks[0].candidate_users == ("kermit",)
+
+
+def test_lanes_become_departments_and_timers_become_slas():
+    process = only_process(corpus("LaneExtensionTest.testLaneExtensionElement.bpmn20.xml"))
+    assert [(d.code, d.name) for d in process.departments] == [("LANE_1", "Lane 1"), ("LANE_2", "Lane 2")]
+    assert {t.id: t.department for t in process.user_tasks} == {"usertask1": "LANE_1", "usertask2": "LANE_2"}
+    timed = only_process(corpus("userTaskWithTimer.bpmn20.xml"))
+    first = timed.user_tasks[0]
+    assert first.sla_timers == (SlaTimer("timerBoundaryEvent", "timeDuration", "P1D", 1440, interrupting=True),)
+    assert (first.priority, first.due_date) == ("60", "2020-01-04")
+    assert next(q for q in timed.queues if q.name == first.queue).sla_minutes == 1440
+
+
+def test_candidate_splitting_and_durations():
+    assert split_candidates("a, b ,,c") == ("a", "b", "c")
+    assert split_candidates("x, ${svc.find(a, b)}, #{y}") == ("x", "${svc.find(a, b)}", "#{y}")
+    assert split_candidates("${'a, b'}") == ("${'a, b'}",)
+    assert [duration_minutes(d) for d in ("PT4H", "P2D", "P1W", "PT90S", "P1DT30M", "P1M", "4H")] == [
+        240, 2880, 10080, 1, 1470, None, None]
+
+
+# -- each validator error, with the line it names ------------------------------------------------------
+
+def doc(body: str, *, lanes: str = "", process_attrs: str = 'isExecutable="true"') -> bytes:
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             xmlns:onecms="urn:onecms:bpmn:1.0" targetNamespace="t">
+  <process id="p" {process_attrs}>{lanes}
+    <startEvent id="start"/>
+{body}
+  </process>
+</definitions>""".encode()
+
+
+TASK = '    <userTask id="t1" name="T" flowable:candidateGroups="G"/>'
+
+
+def issues_of(data: bytes) -> list[tuple[str, int | None, str | None]]:
+    return [(i.code, i.line, i.element_id) for i in parse_bpmn(data, "f.bpmn20.xml").issues if i.severity == ERROR]
+
+
+def test_a_valid_document_has_no_issue():
+    assert issues_of(doc(TASK + '\n    <sequenceFlow id="s1" sourceRef="start" targetRef="t1"/>')) == []
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b'<?xml version="1.0"?>\n<definitions>\n  <process id="p">\n</definitions>',
+     [("XML_MALFORMED", 4, None)]),
+    (b'<?xml version="1.0"?>\n<html xmlns="http://www.w3.org/1999/xhtml"/>', [("NOT_BPMN", 2, None)]),
+    (doc(TASK, process_attrs='isExecutable="false"'), [("NO_EXECUTABLE_PROCESS", 4, "p")]),
+    (doc('    <userTask id="lonely" name="Nobody"/>'), [("UNASSIGNED_USER_TASK", 6, "lonely")]),
+    (doc(TASK + '\n    <userTask id="t2" flowable:assignee="ann"/>',
+         lanes='\n    <laneSet id="ls"><lane id="l1" name="Desk"><flowNodeRef>t1</flowNodeRef></lane></laneSet>'),
+     [("OUTSIDE_LANES", 8, "t2")]),
+    (doc(TASK + '\n    <sequenceFlow id="s1" sourceRef="start" targetRef="ghost"/>'),
+     [("MISSING_REFERENCE", 7, "s1")]),
+    (doc(TASK + '\n    <endEvent id="t1"/>'), [("DUPLICATE_ID", 7, "t1")]),
+    (doc('    <userTask id="t1" flowable:candidateGroups="G">\n'
+         '      <extensionElements><onecms:queue name="Q" type="FAST"/></extensionElements>\n    </userTask>'),
+     [("UNKNOWN_QUEUE_TYPE", 7, "t1")]),
+    (doc('    <userTask id="t1" flowable:candidateGroups="G" flowable:dueDate="4 hours"/>'),
+     [("BAD_DURATION", 6, "t1")]),
+    (doc(TASK + '\n    <boundaryEvent id="b1" attachedToRef="t1" cancelActivity="false">\n'
+         '      <timerEventDefinition><timeDuration>PT4X</timeDuration></timerEventDefinition>\n    </boundaryEvent>'),
+     [("BAD_DURATION", 8, "b1")]),
+], ids=["not-well-formed", "not-bpmn", "no-executable-process", "unassigned-task", "outside-lanes",
+        "missing-flow-target", "duplicate-id", "unknown-queue-type", "bad-due-date", "bad-timer-duration"])
+def test_each_validator_error_names_line_and_element(data: bytes, expected):
+    assert issues_of(data) == expected
+
+
+def test_messages_say_what_to_do():
+    [issue] = parse_bpmn(doc('    <userTask id="t1" flowable:candidateGroups="G">\n'
+                             '      <extensionElements><onecms:queue name="Q" type="FAST"/></extensionElements>\n'
+                             '    </userTask>'), "legal.bpmn20.xml").issues
+    assert str(issue) == ('legal.bpmn20.xml:7 [t1]: error: queue type "FAST" is not one of STANDARD, PRIORITY, '
+                          'SPECIALIZED, OVERFLOW (UNKNOWN_QUEUE_TYPE)')
+
+
+# -- hostile XML ---------------------------------------------------------------------------------------
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"><process id="p"><documentation>&lol9;</documentation>
+<startEvent id="s"/></process></definitions>"""
+
+
+def test_billion_laughs_is_refused_at_once_without_expansion():
+    started = time.perf_counter()
+    result = parse_bpmn(BILLION_LAUGHS, "lolz.bpmn20.xml")
+    assert time.perf_counter() - started < 0.5
+    assert [(i.code, i.line) for i in result.issues] == [("DOCTYPE_FORBIDDEN", 2)]
+
+
+class _ConnectionRecorder:
+    """A local TCP listener that records whether anyone connected (to prove nothing is fetched)."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.server.accept()
+                self.connections += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join()
+        self.server.close()
+
+
+@pytest.mark.parametrize("doctype", [
+    '<!DOCTYPE definitions [<!ENTITY xxe SYSTEM "http://127.0.0.1:{port}/secret">]>',
+    '<!DOCTYPE definitions SYSTEM "http://127.0.0.1:{port}/bpmn.dtd">',
+    '<!DOCTYPE definitions [<!ENTITY % remote SYSTEM "http://127.0.0.1:{port}/evil.dtd"> %remote;]>',
+])
+def test_external_entities_and_dtds_are_never_fetched(doctype: str):
+    recorder = _ConnectionRecorder()
+    try:
+        data = (f'<?xml version="1.0"?>\n<!-- a comment first -->\n{doctype.format(port=recorder.port)}\n'
+                '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"><process id="p">'
+                '<documentation>&xxe;</documentation></process></definitions>').encode()
+        result = parse_bpmn(data, "xxe.bpmn20.xml")
+        assert [(i.code, i.line) for i in result.issues] == [("DOCTYPE_FORBIDDEN", 3)]
+        # The parser underneath is hardened too, should a DOCTYPE ever get past the first check.
+        try:
+            etree.fromstring(data, bpmn_meta._safe_parser())
+        except etree.XMLSyntaxError:
+            pass
+        time.sleep(0.3)
+        assert recorder.connections == 0
+    finally:
+        recorder.close()
+
+
+def test_a_doctype_the_prolog_scan_cannot_see_is_still_refused():
+    data = ('<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE definitions [<!ENTITY e "x">]>\n'
+            '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"/>').encode("utf-16")
+    assert [i.code for i in parse_bpmn(data, "u16.bpmn20.xml").issues] == ["DOCTYPE_FORBIDDEN"]
+
+
+def test_size_depth_and_element_limits(monkeypatch):
+    too_big = doc(TASK + "\n<!-- " + "x" * bpmn_meta.MAX_BYTES + " -->")
+    assert [i.code for i in parse_bpmn(too_big, "big.bpmn20.xml").issues] == ["TOO_LARGE"]
+
+    nested = doc('    <userTask id="t1" flowable:candidateGroups="G"><extensionElements>'
+                 + "<onecms:x>" * 80 + "</onecms:x>" * 80 + "</extensionElements></userTask>")
+    assert [i.code for i in parse_bpmn(nested, "deep.bpmn20.xml").issues] == ["TOO_DEEP"]
+
+    monkeypatch.setattr(bpmn_meta, "MAX_ELEMENTS", 50)
+    many = doc("\n".join(f'    <endEvent id="e{i}"/>' for i in range(60)))
+    assert [i.code for i in parse_bpmn(many, "many.bpmn20.xml").issues] == ["TOO_MANY_ELEMENTS"]
