@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-claim bench-engine clean
+.PHONY: install run test bench bench-claim bench-engine bench-bpmn clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,16 @@ test: install
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine
+bench: bench-claim bench-engine bench-bpmn
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
 
 bench-engine: install
 	$(BIN)/python -m bench.engine_emitter
+
+bench-bpmn: install
+	$(BIN)/python -m bench.bpmn_parse
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

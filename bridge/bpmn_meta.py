@@ -32,9 +32,11 @@ bounded size, depth and element count. Such files are refused with an issue, nev
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 from lxml import etree
 
@@ -247,14 +249,30 @@ class BpmnError(ValueError):
 
 # -- helpers -----------------------------------------------------------------------------------------
 
+_BPMN_PREFIX = f"{{{BPMN_NS}}}"
+
+
+# Plain string work on Clark names ({namespace}local): these run for every element, and building an
+# etree.QName each time made them the parser's hot spot.
 def _local(element) -> str:
     tag = element.tag
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _is_bpmn(element, *names: str) -> bool:
-    return isinstance(element.tag, str) and etree.QName(element.tag).namespace == BPMN_NS and (
-        not names or etree.QName(element.tag).localname in names)
+    tag = element.tag
+    if not isinstance(tag, str) or not tag.startswith(_BPMN_PREFIX):
+        return False
+    return not names or tag[len(_BPMN_PREFIX):] in names
+
+
+# lxml runs find()/iterfind() through its Python ElementPath engine; iterchildren(tag) filters in C.
+def _child(element, local: str, namespace: str = BPMN_NS):
+    return next(element.iterchildren(f"{{{namespace}}}{local}"), None)
+
+
+def _children(element, local: str, namespace: str = BPMN_NS):
+    return element.iterchildren(f"{{{namespace}}}{local}")
 
 
 def _engine_attr(element, name: str) -> str | None:
@@ -318,9 +336,17 @@ def is_iso_datetime(value: str) -> bool:
 
 # -- parsing -----------------------------------------------------------------------------------------
 
+_PARSERS = threading.local()
+
+
 def _safe_parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                           huge_tree=False, remove_comments=False, remove_pis=True)
+    """One hardened parser per thread (an lxml parser must not be shared between threads)."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
+            remove_pis=True)
+    return parser
 
 
 def _read_xml(data: bytes, filename: str) -> tuple[etree._ElementTree | None, list[Issue]]:
@@ -333,17 +359,24 @@ def _read_xml(data: bytes, filename: str) -> tuple[etree._ElementTree | None, li
     if doctype_at is not None:
         return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, data[:doctype_at].count(b"\n") + 1)
     try:
-        tree = etree.ElementTree(etree.fromstring(data, _safe_parser()))
+        root = etree.fromstring(data, _safe_parser())
     except etree.XMLSyntaxError as err:
         return refuse("XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:  # e.g. a UTF-16 file the scan missed
+    # The byte scan reads ASCII-compatible encodings; for others (UTF-16, UTF-32) ask the parsed document.
+    if not data[:4].strip(b"\xef\xbb\xbf").startswith(b"<") and _has_doctype(root):
         return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
-    depth, count = _shape(tree.getroot())
-    if depth > MAX_DEPTH:
-        return refuse("TOO_DEEP", f"elements nest {depth} deep; the limit is {MAX_DEPTH}")
+    tree = root.getroottree()
+    too_deep, count = _shape(root, len(data))
+    if too_deep:
+        return refuse("TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep")
     if count > MAX_ELEMENTS:
         return refuse("TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
     return tree, []
+
+
+def _has_doctype(root) -> bool:
+    info = root.getroottree().docinfo
+    return bool(info.doctype) or info.internalDTD is not None
 
 
 def _prolog_doctype(data: bytes) -> int | None:
@@ -356,16 +389,21 @@ def _prolog_doctype(data: bytes) -> int | None:
     return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
 
 
-def _shape(root) -> tuple[int, int]:
-    """(max depth, element count) without recursion."""
-    deepest, count, stack = 0, 0, [(root, 1)]
-    while stack:
-        element, depth = stack.pop()
-        count += 1
-        deepest = max(deepest, depth)
-        if depth <= MAX_DEPTH:
-            stack.extend((child, depth + 1) for child in element if isinstance(child.tag, str))
-    return deepest, count
+@cache
+def _deeper_than(depth: int) -> etree.XPath:
+    return etree.XPath("boolean(/*" + "/*" * depth + ")")
+
+
+_COUNT_ELEMENTS = etree.XPath("count(//*)")
+_BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False)
+
+
+def _shape(root, size: int) -> tuple[bool, int]:
+    """(nests deeper than MAX_DEPTH, element count), both evaluated inside libxml2.
+
+    An element takes at least 4 bytes (<a/>), so a file below 4 * MAX_ELEMENTS bytes needs no count."""
+    count = int(_COUNT_ELEMENTS(root)) if size >= 4 * MAX_ELEMENTS else 0
+    return bool(_deeper_than(MAX_DEPTH)(root)), count
 
 
 def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
@@ -419,10 +457,11 @@ class _Reader:
     # -- whole-document checks --
 
     def _check_ids(self) -> None:
+        ids = _BPMN_IDS(self.root)
+        if len(set(ids)) == len(ids):  # the common case, decided inside libxml2
+            return
         seen: dict[str, int | None] = {}
-        for element in self.root.iter():
-            if not _is_bpmn(element):
-                continue
+        for element in self.root.iter(f"{{{BPMN_NS}}}*"):
             ident = element.get("id")
             if ident is None:
                 continue
@@ -440,32 +479,88 @@ class _Reader:
             self.issue(element, "MISSING_ID", "<process> has no id (the id is the process key)")
         process = Process(key=key or "", name=element.get("name"), line=element.sourceline,
                           executable=element.get("isExecutable", "true").strip().lower() != "false")
+        self._check_attributes(element, "process")
         self._process_extensions(element, process)
         lane_of, departments = self._lanes(element)
         process.departments = departments
         department_of_lane = {d.lane_id: d.code for d in departments}
 
-        nodes, flows = self._flow_nodes(element)
-        self._check_attributes(element, "process")
-        self._check_scope(element, nodes, process.executable)
-        self._check_event_gateways(nodes, flows)
+        nodes, flows, by_kind = self._walk(element, process.executable)
+        self._check_event_gateways(nodes, flows, by_kind.get("eventBasedGateway", []))
         if process.executable and lane_of:
-            for node in nodes.values():
-                if _local(node) in _ACTIVITIES and self._lane_of(node, lane_of, nodes) is None:
-                    self.issue(node, "OUTSIDE_LANES",
-                               f"<{_local(node)}> is in no lane, but this process uses lanes: "
-                               "add it to a lane's flowNodeRef")
-        timers = self._sla_timers(nodes)
+            for kind in _ACTIVITIES & by_kind.keys():
+                for node in by_kind[kind]:
+                    if self._lane_of(node, lane_of, nodes) is None:
+                        self.issue(node, "OUTSIDE_LANES", f"<{kind}> is in no lane, but this process uses "
+                                   "lanes: add it to a lane's flowNodeRef")
+        timers = self._sla_timers(by_kind)
         declared_roles = self._declared_roles(element)
         queues: dict[str, Queue] = {}
-        for node in nodes.values():
-            if _local(node) == "userTask":
-                task = self._user_task(node, process, lane_of, department_of_lane, nodes, timers, queues)
-                process.user_tasks.append(task)
+        for node in by_kind.get("userTask", []):
+            process.user_tasks.append(
+                self._user_task(node, process, lane_of, department_of_lane, nodes, timers, queues))
         process.queues = list(queues.values())
         process.roles, process.assignments = self._roles(process, declared_roles)
-        process.routes = self._routes(nodes, flows, lane_of, department_of_lane)
+        gateways = by_kind.get("exclusiveGateway", []) + by_kind.get("inclusiveGateway", [])
+        process.routes = self._routes(gateways, nodes, flows, lane_of, department_of_lane)
         return process
+
+    def _walk(self, process, executable: bool) -> tuple[dict[str, object], list, dict[str, list]]:
+        """One pass over the process and its sub-processes, checking each element on the way.
+
+        Returns (flow nodes by id, every sequence flow, flow nodes by element name)."""
+        nodes: dict[str, object] = {}
+        flows: list = []
+        by_kind: dict[str, list] = {}
+        stack = [process]
+        while stack:
+            scope = stack.pop()
+            none_starts, has_start = [], False
+            for child in scope:
+                tag = child.tag
+                if not isinstance(tag, str):
+                    continue
+                if not tag.startswith(_BPMN_PREFIX):
+                    if not tag.startswith("{"):
+                        self.issue(child, "UNKNOWN_ELEMENT", f"<{tag}> is not a BPMN element (no namespace)")
+                    continue
+                name = tag[len(_BPMN_PREFIX):]
+                is_node = name in FLOW_NODES
+                if not is_node and name not in _OTHER_PROCESS_CHILDREN:
+                    self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
+                    continue
+                self._check_attributes(child, name)
+                ident = child.get("id")
+                if (is_node or name == "sequenceFlow") and not ident:
+                    # The engine invents ids for these; a user task needs a stable one (its queue, its mirror rows).
+                    self.issue(child, "MISSING_ID", f"<{name}> has no id", ERROR if name == "userTask" else WARNING,
+                               element_id="")
+                if name == "sequenceFlow":
+                    flows.append(child)
+                if not is_node:
+                    continue
+                if ident:
+                    nodes.setdefault(ident, child)
+                by_kind.setdefault(name, []).append(child)
+                if name == "startEvent":
+                    has_start = True
+                    if not any(isinstance(c.tag, str) and c.tag.endswith("EventDefinition") for c in child):
+                        none_starts.append(child)
+                if name in _ACTIVITIES:
+                    self._check_multi_instance(child)
+                if name in _SCOPES:
+                    stack.append(child)
+            if scope is process and executable and not has_start:
+                self.issue(scope, "NO_START_EVENT", "the process has no start event: it can only be started by "
+                           "other means (e.g. as a called process)", WARNING)
+            if len(none_starts) > 1:
+                ids = ", ".join(s.get("id") or "?" for s in none_starts)
+                self.issue(none_starts[1], "MULTIPLE_NONE_START",
+                           f"more than one start event without an event definition in one scope ({ids}): "
+                           "the engine could not tell which to start")
+        for flow in flows:
+            self._check_flow(flow, nodes)
+        return nodes, flows, by_kind
 
     def _process_extensions(self, element, process: Process) -> None:
         for ext in self._onecms(element, "workflow"):
@@ -473,7 +568,7 @@ class _Reader:
             process.version_tag = ext.get("versionTag") or process.version_tag
             if ext.get("processSlaMinutes"):
                 process.process_sla_minutes = self._positive_int(ext, "processSlaMinutes")
-            for criterion in ext.iterfind(f"{{{ONECMS_NS}}}entryCriteria"):
+            for criterion in _children(ext, "entryCriteria", ONECMS_NS):
                 variable = criterion.get("variable")
                 if not variable:
                     self.issue(criterion, "BAD_EXTENSION", "<onecms:entryCriteria> needs a variable attribute",
@@ -483,10 +578,11 @@ class _Reader:
                                                     if v.strip()]
         process.version_tag = process.version_tag or _engine_attr(element, "versionTag")
 
-    def _onecms(self, element, name: str) -> Iterator:
-        ext = element.find(f"{{{BPMN_NS}}}extensionElements")
-        if ext is not None:
-            yield from ext.iterfind(f"{{{ONECMS_NS}}}{name}")
+    @staticmethod
+    def _onecms(element, name: str) -> Iterator:
+        """Our extension elements <onecms:NAME> under the element's <extensionElements>."""
+        for extensions in _children(element, "extensionElements"):
+            yield from _children(extensions, name, ONECMS_NS)
 
     def _positive_int(self, element, attribute: str, owner_id: str | None = None) -> int | None:
         raw = element.get(attribute)
@@ -500,7 +596,7 @@ class _Reader:
         lane_of: dict[str, str] = {}
         departments: dict[str, Department] = {}
         for lane in process.iter(f"{{{BPMN_NS}}}lane"):
-            if lane.find(f"{{{BPMN_NS}}}childLaneSet") is not None:
+            if _child(lane, "childLaneSet") is not None:
                 continue  # a parent lane: its child lanes are the departments
             lane_id = lane.get("id") or ""
             declared = next(self._onecms(lane, "department"), None)
@@ -508,86 +604,28 @@ class _Reader:
                 lane.get("name") or lane_id)
             name = (declared.get("name") if declared is not None else None) or lane.get("name") or code
             departments.setdefault(code, Department(code, name, lane_id))
-            for ref in lane.iterfind(f"{{{BPMN_NS}}}flowNodeRef"):
+            for ref in _children(lane, "flowNodeRef"):
                 if ref.text and ref.text.strip():
                     lane_of[ref.text.strip()] = lane_id
         return lane_of, list(departments.values())
-
-    def _flow_nodes(self, process) -> tuple[dict[str, object], list]:
-        """(flow nodes by id, every sequence flow), sub-processes included."""
-        nodes, flows = {}, []
-        stack = [process]
-        while stack:
-            scope = stack.pop()
-            for child in scope:
-                if not _is_bpmn(child):
-                    continue
-                name = _local(child)
-                if name == "sequenceFlow":
-                    flows.append(child)
-                elif name in FLOW_NODES:
-                    if child.get("id"):
-                        nodes.setdefault(child.get("id"), child)
-                    if name in _SCOPES:
-                        stack.append(child)
-        return nodes, flows
-
-    def _check_scope(self, process, nodes: dict, executable: bool) -> None:
-        stack = [process]
-        while stack:
-            scope = stack.pop()
-            none_starts = []
-            for child in scope:
-                if not isinstance(child.tag, str):
-                    continue
-                name = _local(child)
-                if not _is_bpmn(child):
-                    if etree.QName(child.tag).namespace in (None, ""):
-                        self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN element (no namespace)",
-                                   element_id=child.get("id"))
-                    continue
-                if name not in FLOW_NODES and name not in _OTHER_PROCESS_CHILDREN:
-                    self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
-                    continue
-                self._check_attributes(child, name)
-                if (name in FLOW_NODES or name == "sequenceFlow") and not child.get("id"):
-                    # The engine invents ids for these; a user task needs a stable one (its queue, its mirror rows).
-                    self.issue(child, "MISSING_ID", f"<{name}> has no id", ERROR if name == "userTask" else WARNING,
-                               element_id="")
-                if name == "sequenceFlow":
-                    self._check_flow(child, nodes)
-                if name == "startEvent" and not any(_local(c).endswith("EventDefinition") for c in child):
-                    none_starts.append(child)
-                if name in _ACTIVITIES:
-                    self._check_multi_instance(child)
-                if name in _SCOPES:
-                    stack.append(child)
-            if scope is process and executable and not any(_is_bpmn(c, "startEvent") for c in scope):
-                self.issue(scope, "NO_START_EVENT", "the process has no start event: it can only be started by "
-                           "other means (e.g. as a called process)", WARNING)
-            if len(none_starts) > 1:
-                ids = ", ".join(s.get("id") or "?" for s in none_starts)
-                self.issue(none_starts[1], "MULTIPLE_NONE_START",
-                           f"more than one start event without an event definition in one scope ({ids}): "
-                           "the engine could not tell which to start")
 
     def _check_attributes(self, element, name: str) -> None:
         allowed = _ALLOWED_ATTRIBUTES.get(name)
         if allowed is None:
             return
-        for attribute in element.attrib:
-            if not attribute.startswith("{") and attribute not in allowed:
+        for attribute in element.keys():
+            if attribute[0] != "{" and attribute not in allowed:
                 self.issue(element, "UNKNOWN_ATTRIBUTE",
                            f"attribute {attribute}=\"{element.get(attribute)}\" is not allowed on <{name}> "
                            "(BPMN 2.0 schema); engine attributes need the flowable: prefix")
 
-    def _check_event_gateways(self, nodes: dict, flows: list) -> None:
+    def _check_event_gateways(self, nodes: dict, flows: list, gateways: list) -> None:
+        if not gateways:
+            return
         incoming: dict[str, list] = {}
         for flow in flows:
             incoming.setdefault(flow.get("targetRef"), []).append(flow)
-        for gateway in nodes.values():
-            if _local(gateway) != "eventBasedGateway":
-                continue
+        for gateway in gateways:
             for flow in flows:
                 if flow.get("sourceRef") != gateway.get("id"):
                     continue
@@ -614,25 +652,27 @@ class _Reader:
                            f"sequenceFlow {end}=\"{ref}\" names no flow node of this process")
 
     def _check_multi_instance(self, activity) -> None:
-        loop = activity.find(f"{{{BPMN_NS}}}multiInstanceLoopCharacteristics")
+        loop = _child(activity, "multiInstanceLoopCharacteristics")
         if loop is None:
             return
-        has_cardinality = loop.find(f"{{{BPMN_NS}}}loopCardinality") is not None
-        has_collection = (_engine_attr(loop, "collection") or loop.find(f"{{{BPMN_NS}}}loopDataInputRef")
+        has_cardinality = _child(loop, "loopCardinality") is not None
+        has_collection = (_engine_attr(loop, "collection") or _child(loop, "loopDataInputRef")
                           is not None or any(_local(c) == "collection" for c in loop.iter()))
         if not has_cardinality and not has_collection:
             self.issue(loop, "BAD_MULTI_INSTANCE",
                        "multi-instance needs a loopCardinality or a collection to iterate",
                        element_id=activity.get("id"))
 
-    def _sla_timers(self, nodes: dict) -> dict[str, list[SlaTimer]]:
+    def _sla_timers(self, by_kind: dict[str, list]) -> dict[str, list[SlaTimer]]:
+        """Timer boundary events by the task they watch; every timer event's time is checked."""
         timers: dict[str, list[SlaTimer]] = {}
-        for node in nodes.values():
-            definition = node.find(f"{{{BPMN_NS}}}timerEventDefinition")
+        events = [e for kind in ("startEvent", "intermediateCatchEvent", "boundaryEvent") for e in by_kind.get(kind, [])]
+        for node in events:
+            definition = _child(node, "timerEventDefinition")
             if definition is None:
                 continue
             for kind in ("timeDuration", "timeDate", "timeCycle"):
-                spec = definition.find(f"{{{BPMN_NS}}}{kind}")
+                spec = _child(definition, kind)
                 if spec is None:
                     continue
                 value = (spec.text or "").strip()
@@ -666,14 +706,14 @@ class _Reader:
         groups = list(split_candidates(_engine_attr(node, "candidateGroups")))
         users = list(split_candidates(_engine_attr(node, "candidateUsers")))
         assignee = _engine_attr(node, "assignee")
-        for owner in node.iterfind(f"{{{BPMN_NS}}}potentialOwner"):
+        for owner in _children(node, "potentialOwner"):
             for part in split_candidates(self._formal_expression(owner)):
                 match = re.fullmatch(r"(user|group)\((.*)\)", part)
                 if match and match[1] == "user":
                     users.append(match[2].strip())
                 else:
                     groups.append(match[2].strip() if match else part)
-        for performer in node.iterfind(f"{{{BPMN_NS}}}humanPerformer"):
+        for performer in _children(node, "humanPerformer"):
             assignee = assignee or (self._formal_expression(performer) or "").strip() or None
         if process.executable and not (groups or users or assignee):
             self.issue(node, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
@@ -695,7 +735,8 @@ class _Reader:
 
     @staticmethod
     def _formal_expression(resource) -> str | None:
-        expression = resource.find(f"{{{BPMN_NS}}}resourceAssignmentExpression/{{{BPMN_NS}}}formalExpression")
+        assignment = _child(resource, "resourceAssignmentExpression")
+        expression = _child(assignment, "formalExpression") if assignment is not None else None
         return expression.text if expression is not None else None
 
     @staticmethod
@@ -776,20 +817,18 @@ class _Reader:
             kind, name = declared.get(code, (None, None))
             single = next(iter(seen)) if len(seen) == 1 else None
             kind = kind or ("DEPARTMENT" if single else "CUSTOM")
-            roles.append(Role(code, name or code.replace("_", " ").capitalize(), kind,
+            roles.append(Role(code, name or _role_name(code), kind,
                               single if kind == "DEPARTMENT" else None, home.get(code)))
         return roles, assignments
 
-    def _routes(self, nodes, flows, lane_of, department_of_lane) -> list[Route]:
+    def _routes(self, gateways, nodes, flows, lane_of, department_of_lane) -> list[Route]:
         routes = []
-        for node in nodes.values():
-            if _local(node) not in ("exclusiveGateway", "inclusiveGateway"):
-                continue
+        for node in gateways:
             default = node.get("default")
             for flow in flows:
                 if flow.get("sourceRef") != node.get("id"):
                     continue
-                condition = flow.find(f"{{{BPMN_NS}}}conditionExpression")
+                condition = _child(flow, "conditionExpression")
                 target = nodes.get(flow.get("targetRef"))
                 target_lane = self._lane_of(target, lane_of, nodes) if target is not None else None
                 routes.append(Route(
@@ -798,6 +837,12 @@ class _Reader:
                     is_default=flow.get("id") == default, target_id=flow.get("targetRef") or "",
                     target_department=department_of_lane.get(target_lane) if target_lane else None))
         return routes
+
+
+def _role_name(code: str) -> str:
+    """INTAKE_CLERK -> 'Intake clerk'; short words stay acronyms: QA_ANALYST -> 'QA analyst'."""
+    words = [w if len(w) <= 2 else w.lower() for w in code.split("_") if w]
+    return " ".join(words)[:1].upper() + " ".join(words)[1:] if words else code
 
 
 def describe(issues: Iterable[Issue]) -> str:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import signal
 import sys
 import threading
+from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 
+from bridge import auth
+from bridge.bpmn_meta import BpmnError
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.embedded import EmbeddedPostgresError
-from bridge.db.engine import libpq_url
-from bridge.flowable.client import EngineEndpoint
+from bridge.db.engine import create_engine, libpq_url
+from bridge.deploy import DeployError, deploy_bpmn
+from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
 from bridge.flowable.local_engine import EngineError, build_engine_jar
 from bridge.runtime import provisioned_database, provisioned_engine
 from bridge.web.app import create_app
@@ -37,12 +43,49 @@ def _serve(settings: Settings, url: str, engine: EngineEndpoint) -> None:
                 print=None, access_log=None)
 
 
+async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deployed_by: str,
+                  dry_run: bool = False, business_app: str | None = None) -> int:
+    """Deploy each file, printing what happened; returns how many failed."""
+    db = create_engine(url, pool_size=2)
+    failed = 0
+    try:
+        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+            for path in files:
+                try:
+                    outcome = await deploy_bpmn(path.read_bytes(), path.name, db=db, flowable=flowable,
+                                                deployed_by=deployed_by, business_app=business_app,
+                                                dry_run=dry_run)
+                    print(outcome.summary(), flush=True)
+                except BpmnError as err:
+                    failed += 1
+                    print(f"{path.name}: not deployed, the file has errors:\n{err}", file=sys.stderr)
+                except (DeployError, EngineUnavailable, OSError) as err:
+                    failed += 1
+                    print(f"{path.name}: not deployed: {err}", file=sys.stderr)
+    finally:
+        await db.dispose()
+    return failed
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
         with provisioned_engine(settings, url) as engine:
+            if settings.deploy_on_start and asyncio.run(
+                    _deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge")):
+                log.error("a workflow could not be deployed on start (see above); not serving")
+                return 1
             _serve(settings, url, engine)
     return 0
+
+
+def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        with provisioned_engine(settings, url) as engine:
+            failed = asyncio.run(_deploy(url, engine, args.files, deployed_by=args.by, dry_run=args.dry_run,
+                                         business_app=args.business_app))
+    return 1 if failed else 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -59,6 +102,41 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
+    return 0
+
+
+async def _with_db(url: str, work) -> None:
+    db = create_engine(url, pool_size=1)
+    try:
+        async with db.begin() as conn:
+            await work(conn)
+    finally:
+        await db.dispose()
+
+
+def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
+    async def work(conn) -> None:
+        await auth.add_user(conn, args.user, roles=args.role, granted_by=getpass.getuser(), email=args.email,
+                            first_name=args.first_name, last_name=args.last_name)
+
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        asyncio.run(_with_db(url, work))
+    print(f"user {args.user}" + (f" with {', '.join(args.role)}" if args.role else ""))
+    return 0
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    tokens: list[str] = []
+
+    async def work(conn) -> None:
+        tokens.append(await auth.create_token(conn, args.user, label=args.label,
+                                              valid_for=timedelta(days=args.days) if args.days else None))
+
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        asyncio.run(_with_db(url, work))
+    print(tokens[0])  # the only time it is shown: only its hash is stored
     return 0
 
 
@@ -96,6 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     command("up", cmd_up, "start everything on the embedded default (PostgreSQL, Flowable), migrate, and serve")
     command("serve", cmd_serve, "serve HTTP against a database that is already migrated")
     command("migrate", cmd_migrate, "apply pending migrations and exit")
+    deploy = command("deploy", cmd_deploy, "validate BPMN files, deploy them to Flowable (skipping unchanged ones) "
+                     "and sync their departments, roles and queues")
+    deploy.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    deploy.add_argument("--dry-run", action="store_true",
+                        help="print what would change (deployment, departments, roles, queues) and change nothing")
+    deploy.add_argument("--by", default=getpass.getuser(), help="recorded as deployed_by (default: you)")
+    deploy.add_argument("--business-app", help="business app of the definitions (default: from the file, else ONECMS)")
+    users = commands.add_parser("users", help="people who use the bridge's API", description="users")
+    users_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = command("add", cmd_users_add, "add (or reactivate) a user and grant roles", users_commands)
+    add.add_argument("user")
+    add.add_argument("--role", action="append", default=[], help="role code to grant (repeatable)")
+    add.add_argument("--email")
+    add.add_argument("--first-name")
+    add.add_argument("--last-name")
+    token = commands.add_parser("token", help="API bearer tokens", description="API bearer tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = command("create", cmd_token_create, "create a bearer token for a user and print it (once)",
+                     token_commands)
+    create.add_argument("user")
+    create.add_argument("--label", help="what the token is for")
+    create.add_argument("--days", type=int, help="expires after this many days (default: never)")
     engine = commands.add_parser("engine", help="the Flowable engine under engine/",
                                  description="the Flowable engine under engine/")
     engine_commands = engine.add_subparsers(dest="engine_command", required=True, metavar="ACTION")
@@ -113,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.handler(settings, args)
-    except (ConfigError, migrate.MigrationError, EmbeddedPostgresError, EngineError) as err:
+    except (ConfigError, migrate.MigrationError, EmbeddedPostgresError, EngineError, auth.UnknownUser,
+            auth.UnknownRole) as err:
         log.error("%s", err)
         return 2
 

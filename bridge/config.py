@@ -48,6 +48,8 @@ class Settings:
     engine_java_opts: str = "-Xmx768m -XX:+UseSerialGC"
     # None means: generate one on first run and keep it in data_dir/webhook-secret.
     webhook_secret: str | None = None
+    # BPMN files `bridge up` deploys (idempotently) once the engine answers.
+    deploy_on_start: tuple[Path, ...] = (PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml",)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -67,6 +69,8 @@ class Settings:
             engine_port=_int(env, "BRIDGE_ENGINE_PORT", defaults.engine_port),
             engine_java_opts=env.get("BRIDGE_ENGINE_JAVA_OPTS") or defaults.engine_java_opts,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            deploy_on_start=(tuple(Path(p) for p in env["BRIDGE_DEPLOY_ON_START"].split(",") if p.strip())
+                             if "BRIDGE_DEPLOY_ON_START" in env else defaults.deploy_on_start),
         )
 
 
@@ -84,5 +88,6 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("FLOWABLE_PASSWORD", "test", "Basic-auth password of the Flowable REST API."),
     ("BRIDGE_ENGINE_PORT", "8081", "Port (127.0.0.1) of the engine the bridge starts; 0 picks a free port."),
     ("BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts."),
+    ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
     ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
 ]

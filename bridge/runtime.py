@@ -53,6 +53,11 @@ def provisioned_engine(settings: Settings, database_url: str) -> Iterator[Engine
     if settings.flowable_url:
         yield EngineEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
         return
+    already = LocalEngine.answering(settings.engine_port, settings.flowable_user, settings.flowable_password)
+    if already is not None:  # e.g. `bridge deploy` while `bridge up` runs: use its engine
+        log.info("using the Flowable engine already running at %s", already)
+        yield EngineEndpoint(already, settings.flowable_user, settings.flowable_password)
+        return
     engine = LocalEngine(
         build_engine_jar(),
         database_url=database_url,

@@ -86,6 +86,7 @@ EXTENSION_TABLES = [
     "entitlements.user_workflow_roles",
     "entitlements.workflow_roles",
     "flowable.workflow_queues",
+    "entitlements.api_tokens",
     "entitlements.users",
     "entitlements.departments",
 ]

@@ -275,3 +275,99 @@ def test_size_depth_and_element_limits(monkeypatch):
     monkeypatch.setattr(bpmn_meta, "MAX_ELEMENTS", 50)
     many = doc("\n".join(f'    <endEvent id="e{i}"/>' for i in range(60)))
     assert [i.code for i in parse_bpmn(many, "many.bpmn20.xml").issues] == ["TOO_MANY_ELEMENTS"]
+
+
+# -- our own workflow ----------------------------------------------------------------------------------
+
+ONECMS_FILE = PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml"
+
+# task: (department, candidate group, queue, queue type, SLA minutes, max capacity, priority, due date)
+ONECMS_TASKS = {
+    "registerCase": ("INTAKE", "INTAKE_CLERK", "INTAKE_REGISTRATION", "STANDARD", 60, 500, "50", "PT1H"),
+    "triageCase": ("INTAKE", "INTAKE_TRIAGE_OFFICER", "INTAKE_TRIAGE", "PRIORITY", 120, 300,
+                   "${severity == 'CRITICAL' ? 90 : 60}", "PT2H"),
+    "gatherEvidence": ("INVESTIGATIONS", "INVESTIGATOR", "INVESTIGATIONS", "STANDARD", 2880, 400, "50", "P2D"),
+    "writeInvestigationReport": ("INVESTIGATIONS", "INVESTIGATOR", "INVESTIGATIONS", "STANDARD", 2880, 400, "50",
+                                 "P1D"),
+    "legalReview": ("LEGAL", "LEGAL_REVIEWER", "LEGAL_REVIEW", "SPECIALIZED", 480, 200, "70", "PT8H"),
+    "complianceAssessment": ("COMPLIANCE", "COMPLIANCE_OFFICER", "COMPLIANCE_REVIEW", "SPECIALIZED", 720, 200, "60",
+                             "PT12H"),
+    "qualityReview": ("QUALITY_ASSURANCE", "QA_ANALYST", "QA_REVIEW", "STANDARD", 1440, 300, "50", "P1D"),
+    "legalSignOff": ("LEGAL", "LEGAL_REVIEWER", "LEGAL_SIGNOFF", "SPECIALIZED", 480, 200, "60", "PT8H"),
+    "complianceSignOff": ("COMPLIANCE", "COMPLIANCE_OFFICER", "COMPLIANCE_SIGNOFF", "SPECIALIZED", 480, 200, "60",
+                          "PT8H"),
+    "supervisorApproval": ("CASE_MANAGEMENT", "CASE_SUPERVISOR", "SUPERVISOR_APPROVAL", "PRIORITY", 240, 100, "80",
+                           "PT4H"),
+    "closeCase": ("CASE_MANAGEMENT", "CASE_ADMIN", "CASE_CLOSURE", "STANDARD", 1440, 500, "40", "P1D"),
+    "escalateInvestigation": ("INVESTIGATIONS", "INVESTIGATIONS_LEAD", "INVESTIGATIONS_ESCALATION", "OVERFLOW", 240,
+                              100, "90", "PT4H"),
+    "escalateLegalReview": ("LEGAL", "LEGAL_COUNSEL_LEAD", "LEGAL_ESCALATION", "OVERFLOW", 240, 100, "90", "PT4H"),
+    "escalateApproval": ("CASE_MANAGEMENT", "CASE_MANAGER", "SUPERVISOR_ESCALATION", "OVERFLOW", 120, 50, "95",
+                         "PT2H"),
+}
+
+
+@pytest.fixture(scope="module")
+def onecms():
+    result = parse_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name)
+    assert result.issues == []
+    [process] = result.processes
+    return process
+
+
+def test_onecms_process_and_departments(onecms):
+    assert (onecms.key, onecms.name, onecms.version_tag, onecms.business_app, onecms.process_sla_minutes) == (
+        "OneCMS_Nextgen_WF", "OneCMS Unified Workflow", "1.0.0", "ONECMS", 14400)
+    assert onecms.entry_criteria == {"caseType": ["FRAUD", "LEGAL_CLAIM", "REGULATORY", "QUALITY", "GENERAL"],
+                                     "severity": ["LOW", "MEDIUM", "HIGH", "CRITICAL"]}
+    assert {(d.code, d.name) for d in onecms.departments} == {
+        ("INTAKE", "Case Intake"), ("INVESTIGATIONS", "Investigations"), ("LEGAL", "Legal"),
+        ("COMPLIANCE", "Compliance"), ("QUALITY_ASSURANCE", "Quality Assurance"),
+        ("CASE_MANAGEMENT", "Case Management")}
+
+
+def test_onecms_tasks_queues_and_slas(onecms):
+    tasks = {t.id: t for t in onecms.user_tasks}
+    queues = {q.name: q for q in onecms.queues}
+    assert set(tasks) == set(ONECMS_TASKS)
+    for task_id, (department, group, queue, kind, sla, capacity, priority, due) in ONECMS_TASKS.items():
+        task = tasks[task_id]
+        assert (task.department, task.candidate_groups, task.queue, task.priority, task.due_date) == (
+            department, (group,), queue, priority, due), task_id
+        assert task.form_key and task.form_key.startswith("onecms/")
+        assert (queues[queue].type, queues[queue].sla_minutes, queues[queue].max_capacity,
+                queues[queue].department, queues[queue].declared) == (kind, sla, capacity, department, True)
+    assert len(queues) == 13
+    timers = {t.id: [(s.boundary_id, s.value, s.minutes, s.interrupting) for s in t.sla_timers]
+              for t in onecms.user_tasks if t.sla_timers}
+    assert timers == {"gatherEvidence": [("slaGatherEvidence", "P2D", 2880, False)],
+                      "legalReview": [("slaLegalReview", "PT8H", 480, False)],
+                      "supervisorApproval": [("slaSupervisorApproval", "PT4H", 240, False)]}
+
+
+def test_onecms_roles_and_assignments(onecms):
+    roles = {r.code: (r.type, r.department, r.home_queue) for r in onecms.roles}
+    assert roles == {
+        "INTAKE_CLERK": ("DEPARTMENT", "INTAKE", "INTAKE_REGISTRATION"),
+        "INTAKE_TRIAGE_OFFICER": ("DEPARTMENT", "INTAKE", "INTAKE_TRIAGE"),
+        "INVESTIGATOR": ("DEPARTMENT", "INVESTIGATIONS", "INVESTIGATIONS"),
+        "INVESTIGATIONS_LEAD": ("DEPARTMENT", "INVESTIGATIONS", "INVESTIGATIONS_ESCALATION"),
+        "LEGAL_REVIEWER": ("DEPARTMENT", "LEGAL", "LEGAL_REVIEW"),
+        "LEGAL_COUNSEL_LEAD": ("DEPARTMENT", "LEGAL", "LEGAL_ESCALATION"),
+        "COMPLIANCE_OFFICER": ("DEPARTMENT", "COMPLIANCE", "COMPLIANCE_REVIEW"),
+        "QA_ANALYST": ("DEPARTMENT", "QUALITY_ASSURANCE", "QA_REVIEW"),
+        "CASE_SUPERVISOR": ("DEPARTMENT", "CASE_MANAGEMENT", "SUPERVISOR_APPROVAL"),
+        "CASE_MANAGER": ("CUSTOM", None, "SUPERVISOR_ESCALATION"),
+        "CASE_ADMIN": ("SYSTEM", None, "CASE_CLOSURE"),
+    }
+    assert {r.code: r.name for r in onecms.roles}["QA_ANALYST"] == "QA analyst"
+    assert sorted(onecms.assignments) == sorted({(group, queue) for _, group, queue, *_ in ONECMS_TASKS.values()})
+
+
+def test_onecms_routing_by_case_type(onecms):
+    routes = {(r.gateway_id, r.name): (r.target_id, r.target_department, r.is_default) for r in onecms.routes}
+    by_type = {name: target for (gateway, name), target in routes.items() if gateway == "routeByType"}
+    assert {target[1] for target in by_type.values()} == {"INVESTIGATIONS", "LEGAL", "COMPLIANCE",
+                                                          "QUALITY_ASSURANCE"}
+    assert [t for t in by_type.values() if t[2]] == [("investigation", "INVESTIGATIONS", True)]
+    assert routes[("approvalDecision", "Rework")][0] == "routeByType"

@@ -94,6 +94,9 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
     finally:
         assert second.stop() == 0
     assert log.read_text().count("database schema is current") == 1
+    # The OneCMS workflow is deployed on the first start and found unchanged on the second.
+    assert "OneCMS_Nextgen_WF.bpmn20.xml: deployed (OneCMS_Nextgen_WF v1)" in log.read_text()
+    assert "OneCMS_Nextgen_WF.bpmn20.xml: unchanged (OneCMS_Nextgen_WF v1)" in log.read_text()
 
 
 def test_up_with_database_url_uses_that_server_and_starts_no_postgres(tmp_path: Path, pg_cluster: PostgresCluster):
@@ -121,3 +124,32 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path, pg_cluster: Postgr
         pg_cluster.drop_database(url)
     assert result.returncode == 1
     assert "needs migrations first (bridge migrate): 0001_schemas" in result.stderr
+
+
+def test_users_add_and_token_create_from_the_command_line(pg_cluster: PostgresCluster):
+    url = pg_cluster.create_database("t_cli_tokens")
+    env = {**os.environ, "DATABASE_URL": url}
+    try:
+        def bridge(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*BRIDGE, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                                  env=env)
+
+        missing = bridge("token", "create", "alice")
+        assert missing.returncode == 2 and "no user 'alice': add them first" in missing.stderr
+        assert bridge("users", "add", "alice", "--role", "NO_SUCH_ROLE").returncode == 2
+        added = bridge("users", "add", "alice", "--role", "WORKFLOW_DESIGNER", "--email", "alice@example.org")
+        assert added.returncode == 0, added.stderr
+        created = bridge("token", "create", "alice", "--label", "ci", "--days", "30")
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip()
+        assert token.startswith("ocb_") and len(token) > 40
+        with psycopg.connect(url) as c:
+            stored = c.execute("SELECT user_id, label, expires_at > now() + interval '29 days', token_hash "
+                               "FROM entitlements.api_tokens").fetchall()
+            grants = c.execute("SELECT role_code FROM entitlements.v_active_role_grants WHERE user_id = 'alice'"
+                               ).fetchall()
+        assert [(u, label, expires) for u, label, expires, _ in stored] == [("alice", "ci", True)]
+        assert token.encode() not in bytes(stored[0][3])  # only the hash is kept
+        assert grants == [("WORKFLOW_DESIGNER",)]
+    finally:
+        pg_cluster.drop_database(url)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -97,6 +98,19 @@ user_workflow_roles = Table(
     Column("valid_until", TZ),
     Column("is_primary", Boolean, nullable=False, server_default=text("false")),
     _json("metadata"),
+    schema="entitlements",
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("token_id", BigInteger, Identity(), primary_key=True),
+    Column("user_id", String(50), ForeignKey("entitlements.users.user_id"), nullable=False),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),  # sha256 of the bearer token
+    Column("label", Text),
+    _stamped("created_at"),
+    Column("expires_at", TZ),
+    Column("revoked_at", TZ),
+    Column("last_used_at", TZ),
     schema="entitlements",
 )
 

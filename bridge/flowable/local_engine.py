@@ -194,16 +194,29 @@ class LocalEngine:
 
     @property
     def auth_header(self) -> dict[str, str]:
-        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
+        return _basic_auth(self.user, self.password)
 
     def _answers(self) -> bool:
-        request = urllib.request.Request(self.root_url + READY_PATH, headers=self.auth_header)
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+        return _answers(self.root_url, self.user, self.password)
+
+    @staticmethod
+    def answering(port: int, user: str, password: str) -> str | None:
+        """The REST base of an engine already serving on this local port with these credentials, else None."""
+        root = f"http://127.0.0.1:{port}"
+        return f"{root}/process-api" if port and _answers(root, user, password) else None
+
+
+def _basic_auth(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _answers(root_url: str, user: str, password: str) -> bool:
+    request = urllib.request.Request(root_url + READY_PATH, headers=_basic_auth(user, password))
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def _tail(text: str, lines: int) -> str:

@@ -11,10 +11,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.web.api_auth import authentication_middleware
+from bridge.web.deployments import deployments_routes
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -25,8 +28,12 @@ FLOWABLE = web.AppKey("flowable", FlowableClient)
 READY_ENGINE_TIMEOUT_S = 3
 
 
+# A BPMN upload may be up to bpmn_meta.MAX_BYTES; the multipart envelope needs a little more.
+MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
+
+
 def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[authentication_middleware(DB)], client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
     app[ENGINE_ENDPOINT] = engine
@@ -34,6 +41,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
     app.cleanup_ctx.append(_flowable_client)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_routes(deployments_routes(DB, FLOWABLE))
     return app
 
 

@@ -1,0 +1,196 @@
+"""Deploying BPMN: validate -> skip what the engine already has -> deploy -> record and sync, atomically.
+
+    outcome = await deploy_bpmn(data, "OneCMS_Nextgen_WF.bpmn20.xml", db=engine, flowable=client,
+                                deployed_by="ops")
+
+1. Parse and validate (bridge.bpmn_meta). Errors: BpmnError, nothing sent anywhere.
+2. Flowable does not dedupe: when the latest definition of every executable process in the file
+   already holds these exact bytes, nothing is deployed ("unchanged").
+3. Otherwise POST the file; a rejection raises DeployError with Flowable's own message, and nothing
+   is written.
+4. In one database transaction: the workflow_definitions row of each process (version as Flowable
+   numbered it, older versions of the key inactive) and the departments, queues, roles and
+   role -> queue assignments of its metadata, all as idempotent upserts.
+
+If step 4 fails after Flowable accepted the file, the engine's latest definition holds these bytes,
+so the next deploy of the same file skips step 3 and writes step 4 ("repaired"): a deployment never
+stays without its definition row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bridge.bpmn_meta import BpmnMetadata, Process, load_bpmn
+from bridge.db.queries import queries
+from bridge.flowable.client import FlowableClient, FlowableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUSINESS_APP = "ONECMS"
+SQL = queries("deploy")
+
+
+class DeployError(RuntimeError):
+    """The engine refused the file (its message is in the text), or the deploy could not complete."""
+
+
+@dataclass
+class ProcessOutcome:
+    process_key: str
+    version: int
+    deployment_id: str
+    workflow_id: int | None = None
+
+
+@dataclass
+class DeployOutcome:
+    filename: str
+    status: str  # deployed | unchanged | repaired | would-deploy | would-skip
+    processes: list[ProcessOutcome] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # what the metadata sync changed (or would)
+
+    def summary(self) -> str:
+        versions = ", ".join(f"{p.process_key} v{p.version}" for p in self.processes) or "no process"
+        lines = [f"{self.filename}: {self.status} ({versions})"]
+        lines += [f"  {change}" for change in self.changes]
+        return "\n".join(lines)
+
+
+async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: FlowableClient,
+                      deployed_by: str, business_app: str | None = None, dry_run: bool = False) -> DeployOutcome:
+    metadata = load_bpmn(data, filename)
+    processes = metadata.executable_processes
+    latest = await _latest_definitions_holding(flowable, processes, data)
+
+    if dry_run:
+        outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
+                                [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
+        async with db.connect() as conn:
+            outcome.changes = await _planned_changes(conn, metadata)
+        return outcome
+
+    if latest is None:
+        try:
+            deployment = await flowable.deploy(filename, data, deployment_name=filename)
+        except FlowableError as err:
+            raise DeployError(f"Flowable rejected {filename}: {err.message}") from err
+        definitions = await flowable.process_definitions(deploymentId=deployment["id"], size=100)
+        latest = [ProcessOutcome(d["key"], d["version"], deployment["id"]) for d in definitions
+                  if d["key"] in {p.key for p in processes}]
+        status = "deployed"
+        log.info("deployed %s to Flowable as deployment %s", filename, deployment["id"])
+    else:
+        status = "unchanged"
+
+    async with db.begin() as conn:
+        changes = await _planned_changes(conn, metadata)
+        repaired = False
+        for outcome in latest:
+            process = next(p for p in processes if p.key == outcome.process_key)
+            existing = (await conn.execute(SQL.definition_by_key_version, {
+                "process_key": outcome.process_key, "process_version": outcome.version})).first()
+            if status == "unchanged" and existing is not None and existing.deployment_id == outcome.deployment_id \
+                    and existing.is_active:
+                outcome.workflow_id = existing.workflow_id
+                continue
+            repaired = repaired or status == "unchanged"
+            outcome.workflow_id = await _record_definition(conn, process, outcome, data, metadata, deployed_by,
+                                                           business_app)
+        await _sync_metadata(conn, metadata)
+    return DeployOutcome(filename, "repaired" if repaired else status, latest, changes)
+
+
+async def _latest_definitions_holding(flowable: FlowableClient, processes: list[Process],
+                                      data: bytes) -> list[ProcessOutcome] | None:
+    """The latest definitions of the file's processes if every one of them holds exactly these bytes."""
+    found = []
+    for process in processes:
+        definitions = await flowable.process_definitions(key=process.key, latest="true")
+        if not definitions:
+            return None
+        definition = definitions[0]
+        current = await flowable.request("GET", f"repository/process-definitions/{definition['id']}/resourcedata",
+                                         raw=True)
+        if current != data:
+            return None
+        found.append(ProcessOutcome(process.key, definition["version"], definition["deploymentId"]))
+    return found or None
+
+
+async def _record_definition(conn: AsyncConnection, process: Process, outcome: ProcessOutcome, data: bytes,
+                             metadata: BpmnMetadata, deployed_by: str, business_app: str | None) -> int:
+    params = {"process_key": outcome.process_key, "process_version": outcome.version}
+    await conn.execute(SQL.deactivate_other_versions, params)
+    row = (await conn.execute(SQL.upsert_workflow_definition, {
+        **params,
+        "process_name": process.name or process.key,
+        "business_app": business_app or process.business_app or DEFAULT_BUSINESS_APP,
+        "deployment_id": outcome.deployment_id,
+        "bpmn_xml": data.decode("utf-8", errors="replace"),
+        "deployed_at": datetime.now(timezone.utc),
+        "deployed_by": deployed_by,
+        "entry_criteria": json.dumps(process.entry_criteria),
+        "routing_rules": json.dumps(process.routing_rules()),
+        "sla_config": json.dumps(process.sla_config()),
+        "metadata": json.dumps({"file": metadata.filename, "versionTag": process.version_tag,
+                                "userTasks": [t.id for t in process.user_tasks]}),
+    })).one()
+    return row.workflow_id
+
+
+def _wanted(metadata: BpmnMetadata) -> tuple[dict, dict, dict, set]:
+    """Departments, queues, roles (by key) and assignments the file's executable processes declare."""
+    departments, queues, roles, assignments = {}, {}, {}, set()
+    for process in metadata.executable_processes:
+        for d in process.departments:
+            departments.setdefault(d.code, {"code": d.code, "name": d.name})
+        for q in process.queues:
+            queues.setdefault(q.name, {"name": q.name, "type": q.type, "department": q.department,
+                                       "sla_minutes": q.sla_minutes, "max_capacity": q.max_capacity})
+        for r in process.roles:
+            roles.setdefault(r.code, {"code": r.code, "name": r.name, "type": r.type, "department": r.department,
+                                      "home_queue": r.home_queue})
+        assignments.update(process.assignments)
+    return departments, queues, roles, assignments
+
+
+async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata) -> None:
+    departments, queues, roles, assignments = _wanted(metadata)
+    source = json.dumps({"source": metadata.filename})
+    # Order matters: queues name their department, roles their department and home queue.
+    for row in departments.values():
+        await conn.execute(SQL.upsert_department, {**row, "metadata": source})
+    for row in queues.values():
+        await conn.execute(SQL.upsert_queue, {**row, "metadata": source})
+    for row in roles.values():
+        await conn.execute(SQL.upsert_role, {**row, "metadata": source})
+    for role, queue in sorted(assignments):
+        await conn.execute(SQL.upsert_queue_assignment, {"role": role, "queue": queue})
+
+
+async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata) -> list[str]:
+    """What syncing this file's metadata changes, one line per department, queue, role or assignment."""
+    departments, queues, roles, assignments = _wanted(metadata)
+    changes: list[str] = []
+    for kind, wanted, query, key in (("department", departments, SQL.current_departments, "code"),
+                                     ("queue", queues, SQL.current_queues, "name"),
+                                     ("role", roles, SQL.current_roles, "code")):
+        current = {row[key]: dict(row) for row in (await conn.execute(query)).mappings()}
+        for name, want in sorted(wanted.items()):
+            have = current.get(name)
+            if have is None:
+                changes.append(f"+ {kind} {name}: " + ", ".join(f"{k}={v}" for k, v in want.items() if k != key))
+            else:
+                diff = [f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items() if have.get(k) != v]
+                if diff:
+                    changes.append(f"~ {kind} {name}: " + ", ".join(diff))
+    current_assignments = {(r.role, r.queue) for r in await conn.execute(SQL.current_assignments)}
+    for role, queue in sorted(assignments - current_assignments):
+        changes.append(f"+ assignment {role} -> {queue}")
+    return changes

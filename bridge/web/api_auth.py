@@ -1,0 +1,44 @@
+"""Bearer-token authentication for /api: the acting user comes from the token, never from the request body."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bridge.auth import holds_role, user_of_token
+
+USER_ID = web.RequestKey("user_id", str)  # set for authenticated /api requests
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem(status: int, message: str, **extra) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="onecms-bridge"'} if status == 401 else None
+    return web.json_response({"error": message, **extra}, status=status, headers=headers)
+
+
+def authentication_middleware(db_key: web.AppKey) -> Callable:
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return problem(401, "this endpoint needs an Authorization: Bearer <token> header "
+                                "(bridge token create USER)")
+        async with request.app[db_key].begin() as conn:
+            user_id = await user_of_token(conn, token.strip())
+        if user_id is None:
+            return problem(401, "the token is unknown, revoked or expired, or its user is inactive")
+        request[USER_ID] = user_id
+        return await handler(request)
+
+    return authenticate
+
+
+async def require_role(request: web.Request, db_key: web.AppKey, role_code: str) -> None:
+    async with request.app[db_key].connect() as conn:
+        if not await holds_role(conn, request[USER_ID], role_code):
+            raise web.HTTPForbidden(text=f'{{"error": "this needs the {role_code} role, which '
+                                         f'{request[USER_ID]} does not hold"}}', content_type="application/json")

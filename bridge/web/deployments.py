@@ -1,0 +1,54 @@
+"""POST /api/deployments: the HTTP face of bridge.deploy (same validation, dedupe and sync)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.auth import DEPLOY_ROLE
+from bridge.bpmn_meta import MAX_BYTES, BpmnError
+from bridge.deploy import DeployError, deploy_bpmn
+from bridge.flowable.client import EngineUnavailable
+from bridge.web.api_auth import USER_ID, problem, require_role
+
+
+def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
+    async def create(request: web.Request) -> web.Response:
+        """Multipart with a `file` part, or the raw BPMN as the body with ?filename=. ?dryRun=true plans only."""
+        await require_role(request, db_key, DEPLOY_ROLE)
+        filename, data = await _read_upload(request)
+        try:
+            outcome = await deploy_bpmn(data, filename, db=request.app[db_key], flowable=request.app[flowable_key],
+                                        deployed_by=request[USER_ID],
+                                        dry_run=request.query.get("dryRun", "").lower() == "true")
+        except BpmnError as err:
+            return problem(422, f"{filename} has errors; nothing was deployed", issues=[
+                {"file": i.file, "line": i.line, "elementId": i.element_id, "code": i.code, "message": i.message,
+                 "severity": i.severity} for i in err.issues])
+        except DeployError as err:
+            return problem(422, str(err))
+        except EngineUnavailable as err:
+            return problem(503, f"the Flowable engine is not reachable; nothing was deployed: {err}")
+        body = {"filename": outcome.filename, "status": outcome.status, "changes": outcome.changes,
+                "processes": [{"processKey": p.process_key, "version": p.version, "deploymentId": p.deployment_id,
+                               "workflowId": p.workflow_id} for p in outcome.processes]}
+        return web.json_response(body, status=201 if outcome.status == "deployed" else 200)
+
+    return [web.post("/api/deployments", create)]
+
+
+async def _read_upload(request: web.Request) -> tuple[str, bytes]:
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "file":
+                data = await part.read(decode=False)
+                if len(data) > MAX_BYTES:
+                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(data))
+                return part.filename or request.query.get("filename") or "upload.bpmn20.xml", bytes(data)
+        raise web.HTTPBadRequest(text='{"error": "the multipart body has no part named file"}',
+                                 content_type="application/json")
+    data = await request.read()
+    if not data:
+        raise web.HTTPBadRequest(text='{"error": "send the BPMN file as the body or as a multipart part named file"}',
+                                 content_type="application/json")
+    return request.query.get("filename") or "upload.bpmn20.xml", data

@@ -1,0 +1,111 @@
+"""POST /api/deployments: bearer tokens, the designer role, and the deploy pipeline over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from bridge.auth import add_user, create_token
+from bridge.config import Settings
+from bridge.db.engine import create_engine
+from bridge.flowable.client import EngineEndpoint
+from bridge.web.app import create_app
+from tests.test_deploy import workflow
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def api(engine, aiohttp_client):
+    app = create_app(Settings(), engine.database_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def people(engine):
+    """A designer and a user without the designer role, each with a token."""
+    db = create_engine(engine.database_url, pool_size=1)
+    suffix = uuid.uuid4().hex[:6]
+    tokens = {}
+    async with db.begin() as conn:
+        for who, roles in (("designer", ["WORKFLOW_DESIGNER"]), ("clerk", [])):
+            user_id = f"{who}_{suffix}"
+            await add_user(conn, user_id, roles=roles, granted_by="test")
+            tokens[who] = await create_token(conn, user_id, label="test")
+        tokens["expired"] = await create_token(conn, f"designer_{suffix}", valid_for=timedelta(seconds=-1))
+    tokens["designer_id"] = f"designer_{suffix}"
+    yield tokens
+    await db.dispose()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def upload(data: bytes, name: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("file", data, filename=name, content_type="text/xml")
+    return form
+
+
+async def test_no_token_a_bad_token_or_an_expired_one_get_401(api, people):
+    for headers in ({}, bearer("ocb_not-a-real-token"), {"Authorization": "Basic eDp5"}, bearer(people["expired"])):
+        response = await api.post("/api/deployments", data=b"<x/>", headers=headers)
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "error" in await response.json()
+
+
+async def test_a_user_without_the_designer_role_gets_403(api, people):
+    response = await api.post("/api/deployments", data=b"<x/>", headers=bearer(people["clerk"]))
+    assert response.status == 403
+    assert "WORKFLOW_DESIGNER" in (await response.json())["error"]
+
+
+async def test_a_designer_deploys_then_deploys_again_unchanged(api, people, engine):
+    key = f"api{uuid.uuid4().hex[:8]}"
+    first = await api.post("/api/deployments", data=upload(workflow(key), f"{key}.bpmn20.xml"),
+                           headers=bearer(people["designer"]))
+    assert first.status == 201, await first.text()
+    body = await first.json()
+    assert (body["status"], body["processes"][0]["processKey"], body["processes"][0]["version"]) == (
+        "deployed", key, 1)
+
+    again = await api.post(f"/api/deployments?filename={key}.bpmn20.xml", data=workflow(key),
+                           headers=bearer(people["designer"]))
+    assert again.status == 200 and (await again.json())["status"] == "unchanged"
+
+    db = create_engine(engine.database_url, pool_size=1)
+    async with db.connect() as conn:
+        deployed_by = (await conn.execute(text(
+            "SELECT deployed_by FROM flowable.workflow_definitions WHERE process_key = :k"), {"k": key})).scalar()
+    await db.dispose()
+    assert deployed_by == people["designer_id"]  # from the token, not from anything the client sent
+
+
+async def test_a_file_with_errors_answers_422_with_each_issue(api, people):
+    bad = b'<?xml version="1.0"?>\n<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL">\n' \
+          b'  <process id="p"><startEvent id="s"/>\n    <userTask id="lonely"/>\n  </process>\n</definitions>'
+    response = await api.post("/api/deployments", data=upload(bad, "bad.bpmn20.xml"),
+                              headers=bearer(people["designer"]))
+    assert response.status == 422
+    body = await response.json()
+    assert body["issues"] == [{"file": "bad.bpmn20.xml", "line": 4, "elementId": "lonely",
+                               "code": "UNASSIGNED_USER_TASK", "severity": "error",
+                               "message": "user task has no candidate group, candidate user or assignee: "
+                                          "nobody could ever claim it from a queue"}]
+
+
+async def test_dry_run_over_http_changes_nothing(api, people, flowable):
+    key = f"api{uuid.uuid4().hex[:8]}"
+    response = await api.post("/api/deployments?dryRun=true", data=upload(workflow(key), "d.bpmn20.xml"),
+                              headers=bearer(people["designer"]))
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "would-deploy"
+    assert any(c.startswith(f"+ queue Q_{key.upper()}:") for c in body["changes"])
+    assert await flowable.process_definitions(key=key) == []

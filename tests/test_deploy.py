@@ -1,0 +1,203 @@
+"""bridge deploy against the real engine and database: versions, dedupe, rejection, repair, dry run."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from bridge.bpmn_meta import BpmnError
+from bridge.db.engine import create_engine
+from bridge.deploy import DeployError, deploy_bpmn
+
+pytestmark = pytest.mark.slow
+
+
+def workflow(key: str, *, task_name: str = "Review", extra: str = "") -> bytes:
+    tag = key.upper()
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             xmlns:onecms="urn:onecms:bpmn:1.0" targetNamespace="tests">
+  <process id="{key}" name="Deploy test {key}" isExecutable="true">
+    <laneSet id="ls">
+      <lane id="lane_a" name="Desk {tag}">
+        <extensionElements><onecms:department code="DESK_{tag}" name="Desk {tag}"/></extensionElements>
+        <flowNodeRef>start</flowNodeRef><flowNodeRef>review</flowNodeRef><flowNodeRef>end</flowNodeRef>
+        {extra}
+      </lane>
+    </laneSet>
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="review"/>
+    <userTask id="review" name="{task_name}" flowable:candidateGroups="REVIEWER_{tag}" flowable:formKey="f"
+              flowable:priority="50" flowable:dueDate="PT2H">
+      <extensionElements><onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="120" maxCapacity="30"/></extensionElements>
+    </userTask>
+    <sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>""".encode()
+
+
+@pytest.fixture
+async def db(engine):
+    db = create_engine(engine.database_url, pool_size=2)
+    yield db
+    await db.dispose()
+
+
+async def rows(db, sql: str, **params) -> list[tuple]:
+    async with db.connect() as conn:
+        return [tuple(r) for r in await conn.execute(text(sql), params)]
+
+
+async def engine_deployments(flowable, key: str) -> int:
+    return len(await flowable.process_definitions(key=key))
+
+
+def new_key() -> str:
+    return f"dep{uuid.uuid4().hex[:8]}"
+
+
+async def test_first_deploy_is_version_1_and_syncs_departments_roles_queues(db, flowable):
+    key = new_key()
+    tag = key.upper()
+    outcome = await deploy_bpmn(workflow(key), f"{key}.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    assert outcome.status == "deployed"
+    assert [(p.process_key, p.version) for p in outcome.processes] == [(key, 1)]
+
+    assert await rows(db, """SELECT process_version, is_active, deployed_by, business_app, deployment_id = :d,
+                                    sla_config -> 'queues' ->> :q
+                             FROM flowable.workflow_definitions WHERE process_key = :k""",
+                      k=key, d=outcome.processes[0].deployment_id, q=f"Q_{tag}") == [(1, True, "ann", "ONECMS", True, "120")]
+    assert await rows(db, "SELECT department_name FROM entitlements.departments WHERE department_code = :c",
+                      c=f"DESK_{tag}") == [(f"Desk {tag}",)]
+    assert await rows(db, """SELECT q.queue_type, q.sla_minutes, q.max_capacity, d.department_code
+                             FROM flowable.workflow_queues q JOIN entitlements.departments d USING (department_id)
+                             WHERE queue_name = :q""", q=f"Q_{tag}") == [("PRIORITY", 120, 30, f"DESK_{tag}")]
+    assert await rows(db, """SELECT r.role_type, r.queue_name, d.department_code
+                             FROM entitlements.workflow_roles r JOIN entitlements.departments d USING (department_id)
+                             WHERE role_code = :r""", r=f"REVIEWER_{tag}") == [("DEPARTMENT", f"Q_{tag}", f"DESK_{tag}")]
+    assert await rows(db, """SELECT q.queue_name FROM flowable.queue_assignments a
+                             JOIN flowable.workflow_queues q USING (queue_id)
+                             JOIN entitlements.workflow_roles r USING (role_id) WHERE r.role_code = :r""",
+                      r=f"REVIEWER_{tag}") == [(f"Q_{tag}",)]
+
+
+async def test_same_bytes_again_change_nothing_and_a_changed_file_makes_version_2(db, flowable):
+    key = new_key()
+    first = await deploy_bpmn(workflow(key), "a.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    again = await deploy_bpmn(workflow(key), "a.bpmn20.xml", db=db, flowable=flowable, deployed_by="bob")
+    assert again.status == "unchanged"
+    assert again.processes[0].deployment_id == first.processes[0].deployment_id
+    assert await engine_deployments(flowable, key) == 1
+    assert await rows(db, "SELECT deployed_by FROM flowable.workflow_definitions WHERE process_key = :k",
+                      k=key) == [("ann",)]
+
+    changed = await deploy_bpmn(workflow(key, task_name="Review again"), "a.bpmn20.xml", db=db, flowable=flowable,
+                                deployed_by="bob")
+    assert changed.status == "deployed" and changed.processes[0].version == 2
+    assert await engine_deployments(flowable, key) == 2
+    assert await rows(db, """SELECT process_version, is_active FROM flowable.workflow_definitions
+                             WHERE process_key = :k ORDER BY process_version""", k=key) == [(1, False), (2, True)]
+
+
+async def test_a_file_flowable_rejects_leaves_everything_untouched(db, flowable):
+    key = new_key()
+    # Passes our checks, but Flowable requires an implementation on a service task.
+    broken = workflow(key).replace(b'<sequenceFlow id="f2" sourceRef="review" targetRef="end"/>',
+                                   b'<sequenceFlow id="f2" sourceRef="review" targetRef="svc"/>'
+                                   b'<serviceTask id="svc" name="Notify"/>'
+                                   b'<sequenceFlow id="f3" sourceRef="svc" targetRef="end"/>')
+    broken = broken.replace(b"<flowNodeRef>end</flowNodeRef>", b"<flowNodeRef>end</flowNodeRef><flowNodeRef>svc</flowNodeRef>")
+    before = await rows(db, "SELECT (SELECT count(*) FROM flowable.workflow_definitions), "
+                            "(SELECT count(*) FROM flowable.workflow_queues), "
+                            "(SELECT count(*) FROM entitlements.workflow_roles)")
+    with pytest.raises(DeployError, match=r"(?s)Flowable rejected broken\.bpmn20\.xml: .*'class', 'delegateExpression'"
+                                          r".* is mandatory on serviceTask.*line: \d+") as rejected:
+        await deploy_bpmn(broken, "broken.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    assert rejected.value.__cause__.status == 400
+    assert await rows(db, "SELECT (SELECT count(*) FROM flowable.workflow_definitions), "
+                          "(SELECT count(*) FROM flowable.workflow_queues), "
+                          "(SELECT count(*) FROM entitlements.workflow_roles)") == before
+    assert await engine_deployments(flowable, key) == 0
+
+
+async def test_a_file_with_errors_is_refused_before_the_engine_sees_it(db, flowable):
+    key = new_key()
+    unassigned = workflow(key).replace(f'flowable:candidateGroups="REVIEWER_{key.upper()}"'.encode(), b"")
+    with pytest.raises(BpmnError, match=r"bad\.bpmn20\.xml:\d+ \[review\]: error: user task has no candidate"):
+        await deploy_bpmn(unassigned, "bad.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    assert await engine_deployments(flowable, key) == 0
+
+
+async def test_a_database_failure_after_flowable_accepted_is_repaired_by_the_next_deploy(db, flowable):
+    key = new_key()
+    async with db.begin() as conn:  # make the definition insert fail for this key only
+        await conn.execute(text(f"ALTER TABLE flowable.workflow_definitions ADD CONSTRAINT block_{key} "
+                                f"CHECK (process_key <> '{key}') NOT VALID"))
+    try:
+        with pytest.raises(Exception, match=f"block_{key}"):
+            await deploy_bpmn(workflow(key), "r.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+        assert await engine_deployments(flowable, key) == 1  # the engine has it ...
+        assert await rows(db, "SELECT 1 FROM flowable.workflow_definitions WHERE process_key = :k", k=key) == []
+    finally:
+        async with db.begin() as conn:
+            await conn.execute(text(f"ALTER TABLE flowable.workflow_definitions DROP CONSTRAINT block_{key}"))
+
+    repaired = await deploy_bpmn(workflow(key), "r.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    assert repaired.status == "repaired"
+    assert await engine_deployments(flowable, key) == 1  # ... and was not deployed twice
+    [(deployment_id, active)] = await rows(db, "SELECT deployment_id, is_active FROM flowable.workflow_definitions "
+                                               "WHERE process_key = :k", k=key)
+    assert (deployment_id, active) == (repaired.processes[0].deployment_id, True)
+
+
+async def test_dry_run_prints_the_changes_and_changes_nothing(db, flowable):
+    key = new_key()
+    tag = key.upper()
+    planned = await deploy_bpmn(workflow(key), "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann",
+                                dry_run=True)
+    assert planned.status == "would-deploy"
+    assert f"+ department DESK_{tag}: name=Desk {tag}" in planned.changes
+    assert f"+ queue Q_{tag}: type=PRIORITY, department=DESK_{tag}, sla_minutes=120, max_capacity=30" in planned.changes
+    assert f"+ assignment REVIEWER_{tag} -> Q_{tag}" in planned.changes
+    assert await engine_deployments(flowable, key) == 0
+    assert await rows(db, "SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :q", q=f"Q_{tag}") == []
+
+    await deploy_bpmn(workflow(key), "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    resized = workflow(key).replace(b'maxCapacity="30"', b'maxCapacity="45"')
+    planned = await deploy_bpmn(resized, "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann", dry_run=True)
+    assert planned.status == "would-deploy"
+    assert planned.changes == [f"~ queue Q_{tag}: max_capacity 30 -> 45"]
+    same = await deploy_bpmn(workflow(key), "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann",
+                             dry_run=True)
+    assert (same.status, same.changes) == ("would-skip", [])
+
+
+async def test_the_onecms_workflow_deploys_and_its_first_task_lands_in_the_queue_the_metadata_names(db, flowable):
+    from tests.test_bpmn_meta import ONECMS_FILE
+
+    outcome = await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable,
+                                deployed_by="ops")
+    # Other tests of this session may have deployed the same bytes straight to the engine already.
+    assert outcome.status in ("deployed", "repaired", "unchanged")
+    [(version, queue_of_first_task)] = await rows(db, """
+        SELECT process_version, sla_config -> 'tasks' -> 'registerCase' ->> 'queue'
+        FROM flowable.workflow_definitions WHERE process_key = 'OneCMS_Nextgen_WF' AND is_active""")
+    assert version == outcome.processes[0].version and queue_of_first_task == "INTAKE_REGISTRATION"
+
+    instance = await flowable.start_process("OneCMS_Nextgen_WF", business_key="case-9001",
+                                            variables={"caseId": 9001, "caseType": "FRAUD", "severity": "HIGH"})
+    [task] = await flowable.tasks(processInstanceId=instance["id"])
+    links = await flowable.request("GET", f"runtime/tasks/{task['id']}/identitylinks")
+    groups = [link["group"] for link in links if link["type"] == "candidate" and link["group"]]
+    assert (task["taskDefinitionKey"], groups) == ("registerCase", ["INTAKE_CLERK"])
+    # The engine offers the task to INTAKE_CLERK; the synced entitlements route that role to the queue.
+    assert await rows(db, """SELECT q.queue_name, q.sla_minutes, d.department_code
+                             FROM flowable.queue_assignments a
+                             JOIN flowable.workflow_queues q USING (queue_id)
+                             JOIN entitlements.workflow_roles r USING (role_id)
+                             JOIN entitlements.departments d ON d.department_id = q.department_id
+                             WHERE r.role_code = :g""", g=groups[0]) == [("INTAKE_REGISTRATION", 60, "INTAKE")]
+    await flowable.cancel_process(instance["id"], reason="test over")
