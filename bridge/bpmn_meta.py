@@ -267,18 +267,23 @@ def _is_bpmn(element, *names: str) -> bool:
 
 
 # lxml runs find()/iterfind() through its Python ElementPath engine; iterchildren(tag) filters in C.
+@cache
+def _clark(namespace: str, local: str) -> str:
+    return f"{{{namespace}}}{local}"
+
+
 def _child(element, local: str, namespace: str = BPMN_NS):
-    return next(element.iterchildren(f"{{{namespace}}}{local}"), None)
+    return next(element.iterchildren(_clark(namespace, local)), None)
 
 
 def _children(element, local: str, namespace: str = BPMN_NS):
-    return element.iterchildren(f"{{{namespace}}}{local}")
+    return element.iterchildren(_clark(namespace, local))
 
 
 def _engine_attr(element, name: str) -> str | None:
     """An attribute in the flowable namespace, else the legacy activiti one."""
-    value = element.get(f"{{{FLOWABLE_NS}}}{name}")
-    return value if value is not None else element.get(f"{{{ACTIVITI_NS}}}{name}")
+    value = element.get(_clark(FLOWABLE_NS, name))
+    return value if value is not None else element.get(_clark(ACTIVITI_NS, name))
 
 
 def is_expression(value: str) -> bool:
@@ -289,6 +294,8 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
     """'a, b, ${svc.find(x, y)}' -> ('a', 'b', '${svc.find(x, y)}'): commas inside expressions stay."""
     if not value:
         return ()
+    if "{" not in value:  # no expression: a plain split will do
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     parts, current, depth, quote = [], [], 0, None
     for char in value:
         if quote:
