@@ -35,3 +35,19 @@ async def test_a_start_that_fails_raises_with_the_engine_log(tmp_path: Path):
     assert "the engine exited" in message and str(tmp_path / "engine.log") in message
     assert "Connection to 127.0.0.1:1 refused" in message  # the engine's own words, from its log
     assert not engine.running
+
+
+def test_only_the_newest_cached_builds_are_kept(tmp_path: Path):
+    import os
+
+    from bridge.flowable.local_engine import _prune
+
+    for age in range(5):
+        jar = tmp_path / f"onecms-flowable-engine-{age:016x}.jar"
+        jar.write_bytes(b"jar")
+        os.utime(jar, (1_000_000 - age * 60, 1_000_000 - age * 60))
+    (tmp_path / "unrelated.txt").write_text("stays")
+    _prune(tmp_path, keep=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "onecms-flowable-engine-0000000000000000.jar", "onecms-flowable-engine-0000000000000001.jar",
+        "onecms-flowable-engine-0000000000000002.jar", "unrelated.txt"]

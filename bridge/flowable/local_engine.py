@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ENGINE_DIR = PROJECT_ROOT / "engine"
 JAR_NAME = "onecms-flowable-engine.jar"
 READY_PATH = "/process-api/management/engine"
+KEEP_BUILDS = 3
 
 
 class EngineError(RuntimeError):
@@ -77,7 +78,15 @@ def build_engine_jar(engine_dir: Path = ENGINE_DIR, *, force: bool = False) -> P
     shutil.copyfile(engine_dir / "target" / JAR_NAME, partial)
     partial.replace(cached)  # atomic: a concurrent starter never sees half a jar
     log.info("engine built in %.0fs: %s", time.monotonic() - started, cached)
+    _prune(cached.parent, keep=KEEP_BUILDS)
     return cached
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Drop all but the newest `keep` cached jars (41 MB each; other checkouts may use the recent ones)."""
+    jars = sorted(folder.glob("onecms-flowable-engine-*.jar"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in jars[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def jdbc_settings(database_url: str) -> dict[str, str]:
