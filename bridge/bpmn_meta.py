@@ -493,7 +493,10 @@ class _Reader:
         department_of_lane = {d.lane_id: d.code for d in departments}
 
         nodes, flows, by_kind = self._walk(element, process.executable)
-        self._check_event_gateways(nodes, flows, by_kind.get("eventBasedGateway", []))
+        outgoing: dict[str | None, list] = {}
+        for flow in flows:
+            outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
+        self._check_event_gateways(nodes, flows, outgoing, by_kind.get("eventBasedGateway", []))
         if process.executable and lane_of:
             for kind in _ACTIVITIES & by_kind.keys():
                 for node in by_kind[kind]:
@@ -509,7 +512,7 @@ class _Reader:
         process.queues = list(queues.values())
         process.roles, process.assignments = self._roles(process, declared_roles)
         gateways = by_kind.get("exclusiveGateway", []) + by_kind.get("inclusiveGateway", [])
-        process.routes = self._routes(gateways, nodes, flows, lane_of, department_of_lane)
+        process.routes = self._routes(gateways, nodes, outgoing, lane_of, department_of_lane)
         return process
 
     def _walk(self, process, executable: bool) -> tuple[dict[str, object], list, dict[str, list]]:
@@ -626,16 +629,14 @@ class _Reader:
                            f"attribute {attribute}=\"{element.get(attribute)}\" is not allowed on <{name}> "
                            "(BPMN 2.0 schema); engine attributes need the flowable: prefix")
 
-    def _check_event_gateways(self, nodes: dict, flows: list, gateways: list) -> None:
+    def _check_event_gateways(self, nodes: dict, flows: list, outgoing: dict, gateways: list) -> None:
         if not gateways:
             return
         incoming: dict[str, list] = {}
         for flow in flows:
             incoming.setdefault(flow.get("targetRef"), []).append(flow)
         for gateway in gateways:
-            for flow in flows:
-                if flow.get("sourceRef") != gateway.get("id"):
-                    continue
+            for flow in outgoing.get(gateway.get("id"), ()):
                 target = nodes.get(flow.get("targetRef"))
                 if target is None:
                     continue
@@ -713,14 +714,15 @@ class _Reader:
         groups = list(split_candidates(_engine_attr(node, "candidateGroups")))
         users = list(split_candidates(_engine_attr(node, "candidateUsers")))
         assignee = _engine_attr(node, "assignee")
-        for owner in _children(node, "potentialOwner"):
+        has_children = len(node) > 0  # most tasks have none: skip the child lookups below
+        for owner in (_children(node, "potentialOwner") if has_children else ()):
             for part in split_candidates(self._formal_expression(owner)):
                 match = re.fullmatch(r"(user|group)\((.*)\)", part)
                 if match and match[1] == "user":
                     users.append(match[2].strip())
                 else:
                     groups.append(match[2].strip() if match else part)
-        for performer in _children(node, "humanPerformer"):
+        for performer in (_children(node, "humanPerformer") if has_children else ()):
             assignee = assignee or (self._formal_expression(performer) or "").strip() or None
         if process.executable and not (groups or users or assignee):
             self.issue(node, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
@@ -760,7 +762,7 @@ class _Reader:
 
     def _queue(self, node, process: Process, department, groups, users, due_date, timers,
                queues: dict[str, Queue]) -> str:
-        declared = next(self._onecms(node, "queue"), None)
+        declared = next(self._onecms(node, "queue"), None) if len(node) else None
         if declared is not None:
             name = declared.get("name")
             kind = (declared.get("type") or "STANDARD").strip()
@@ -828,13 +830,11 @@ class _Reader:
                               single if kind == "DEPARTMENT" else None, home.get(code)))
         return roles, assignments
 
-    def _routes(self, gateways, nodes, flows, lane_of, department_of_lane) -> list[Route]:
+    def _routes(self, gateways, nodes, outgoing, lane_of, department_of_lane) -> list[Route]:
         routes = []
         for node in gateways:
             default = node.get("default")
-            for flow in flows:
-                if flow.get("sourceRef") != node.get("id"):
-                    continue
+            for flow in outgoing.get(node.get("id"), ()):
                 condition = _child(flow, "conditionExpression")
                 target = nodes.get(flow.get("targetRef"))
                 target_lane = self._lane_of(target, lane_of, nodes) if target is not None else None
