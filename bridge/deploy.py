@@ -10,7 +10,8 @@
    is written.
 4. In one database transaction: the workflow_definitions row of each process (version as Flowable
    numbered it, older versions of the key inactive) and the departments, queues, roles and
-   role -> queue assignments of its metadata, all as idempotent upserts.
+   role -> queue assignments of its metadata, all as idempotent upserts. That transaction holds an
+   advisory lock on each process key from before step 2, so concurrent deploys of one process queue up.
 
 If step 4 fails after Flowable accepted the file, the engine's latest definition holds these bytes,
 so the next deploy of the same file skips step 3 and writes step 4 ("repaired"): a deployment never
@@ -19,6 +20,7 @@ stays without its definition row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -65,15 +67,38 @@ class DeployOutcome:
 async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: FlowableClient,
                       deployed_by: str, business_app: str | None = None, dry_run: bool = False) -> DeployOutcome:
     metadata = load_bpmn(data, filename)
+    if dry_run:
+        return await _plan(data, filename, metadata, db=db, flowable=flowable)
+    # Two bridges deploying the same process at once (say, both starting with `bridge up`) would both find
+    # the engine without these bytes and both deploy them. So one deploy per process key at a time: the
+    # transaction that records the deploy takes transaction-level advisory locks on its keys (sorted, so two
+    # files never deadlock) before it asks the engine, and holds them until it commits. One connection per
+    # deploy: a waiting deploy never holds a second one the running deploy might need.
+    async with db.begin() as conn:
+        for key in sorted({p.key for p in metadata.executable_processes}):
+            await conn.execute(SQL.lock_process_key, {"lock_id": _lock_id(key)})
+        return await _deploy(data, filename, metadata, conn=conn, flowable=flowable, deployed_by=deployed_by,
+                             business_app=business_app)
+
+
+def _lock_id(process_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"bridge-deploy:{process_key}".encode()).digest()[:8], "big", signed=True)
+
+
+async def _plan(data: bytes, filename: str, metadata: BpmnMetadata, *, db: AsyncEngine,
+                flowable: FlowableClient) -> DeployOutcome:
+    latest = await _latest_definitions_holding(flowable, metadata.executable_processes, data)
+    outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
+                            [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
+    async with db.connect() as conn:
+        outcome.changes = await _planned_changes(conn, metadata)
+    return outcome
+
+
+async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: AsyncConnection,
+                  flowable: FlowableClient, deployed_by: str, business_app: str | None) -> DeployOutcome:
     processes = metadata.executable_processes
     latest = await _latest_definitions_holding(flowable, processes, data)
-
-    if dry_run:
-        outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
-                                [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
-        async with db.connect() as conn:
-            outcome.changes = await _planned_changes(conn, metadata)
-        return outcome
 
     if latest is None:
         try:
@@ -88,21 +113,20 @@ async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: 
     else:
         status = "unchanged"
 
-    async with db.begin() as conn:
-        changes = await _planned_changes(conn, metadata)
-        repaired = False
-        for outcome in latest:
-            process = next(p for p in processes if p.key == outcome.process_key)
-            existing = (await conn.execute(SQL.definition_by_key_version, {
-                "process_key": outcome.process_key, "process_version": outcome.version})).first()
-            if status == "unchanged" and existing is not None and existing.deployment_id == outcome.deployment_id \
-                    and existing.is_active:
-                outcome.workflow_id = existing.workflow_id
-                continue
-            repaired = repaired or status == "unchanged"
-            outcome.workflow_id = await _record_definition(conn, process, outcome, data, metadata, deployed_by,
-                                                           business_app)
-        await _sync_metadata(conn, metadata)
+    changes = await _planned_changes(conn, metadata)
+    repaired = False
+    for outcome in latest:
+        process = next(p for p in processes if p.key == outcome.process_key)
+        existing = (await conn.execute(SQL.definition_by_key_version, {
+            "process_key": outcome.process_key, "process_version": outcome.version})).first()
+        if status == "unchanged" and existing is not None and existing.deployment_id == outcome.deployment_id \
+                and existing.is_active:
+            outcome.workflow_id = existing.workflow_id
+            continue
+        repaired = repaired or status == "unchanged"
+        outcome.workflow_id = await _record_definition(conn, process, outcome, data, metadata, deployed_by,
+                                                       business_app)
+    await _sync_metadata(conn, metadata)
     return DeployOutcome(filename, "repaired" if repaired else status, latest, changes)
 
 

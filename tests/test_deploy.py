@@ -201,3 +201,19 @@ async def test_the_onecms_workflow_deploys_and_its_first_task_lands_in_the_queue
                              JOIN entitlements.departments d ON d.department_id = q.department_id
                              WHERE r.role_code = :g""", g=groups[0]) == [("INTAKE_REGISTRATION", 60, "INTAKE")]
     await flowable.cancel_process(instance["id"], reason="test over")
+
+
+async def test_two_deploys_of_the_same_new_file_at_once_deploy_it_once(db, flowable, engine):
+    import asyncio
+
+    from bridge.flowable.client import FlowableClient
+
+    key = new_key()
+    async with FlowableClient(engine.base_url, engine.user, engine.password) as other_client:
+        outcomes = await asyncio.gather(
+            deploy_bpmn(workflow(key), "race.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann"),
+            deploy_bpmn(workflow(key), "race.bpmn20.xml", db=db, flowable=other_client, deployed_by="bob"))
+    assert sorted(o.status for o in outcomes) == ["deployed", "unchanged"]
+    assert await engine_deployments(flowable, key) == 1
+    assert await rows(db, "SELECT process_version, is_active FROM flowable.workflow_definitions WHERE process_key = :k",
+                      k=key) == [(1, True)]

@@ -1,6 +1,10 @@
 -- Deploying BPMN: the definition row and the entitlement/queue metadata it brings.
 -- All run in one transaction (bridge/deploy.py); every statement is an idempotent upsert.
 
+-- name: lock_process_key
+-- Held until the deploy's transaction ends (bridge/deploy.py explains why).
+SELECT pg_advisory_xact_lock(:lock_id);
+
 -- name: definition_by_key_version
 SELECT workflow_id, deployment_id, is_active
 FROM flowable.workflow_definitions
