@@ -48,6 +48,8 @@ class Settings:
     engine_java_opts: str = "-Xmx768m -XX:+UseSerialGC"
     # None means: generate one on first run and keep it in data_dir/webhook-secret.
     webhook_secret: str | None = None
+    # Secrets that signed before the current one, still accepted during a rotation.
+    webhook_previous_secrets: tuple[str, ...] = ()
     # BPMN files `bridge up` deploys (idempotently) once the engine answers.
     deploy_on_start: tuple[Path, ...] = (PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml",)
 
@@ -69,6 +71,8 @@ class Settings:
             engine_port=_int(env, "BRIDGE_ENGINE_PORT", defaults.engine_port),
             engine_java_opts=env.get("BRIDGE_ENGINE_JAVA_OPTS") or defaults.engine_java_opts,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
+            webhook_previous_secrets=tuple(s.strip() for s in env.get("WEBHOOK_PREVIOUS_SECRETS", "").split(",")
+                                           if s.strip()),
             deploy_on_start=(tuple(Path(p) for p in env["BRIDGE_DEPLOY_ON_START"].split(",") if p.strip())
                              if "BRIDGE_DEPLOY_ON_START" in env else defaults.deploy_on_start),
         )
@@ -90,4 +94,5 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts."),
     ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
     ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
+    ("WEBHOOK_PREVIOUS_SECRETS", "(none)", "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
 ]

@@ -64,9 +64,7 @@ def provisioned_engine(settings: Settings, database_url: str) -> Iterator[Engine
         port=settings.engine_port,
         user=settings.flowable_user,
         password=settings.flowable_password,
-        # The bridge has no webhook intake yet (issue 5): until it does, the engine's emitter stays
-        # off rather than posting into a 404. Then: webhook_url=<bridge>/webhooks/flowable.
-        webhook_url=None,
+        webhook_url=f"http://127.0.0.1:{settings.http_port}/webhooks/flowable",
         webhook_secret=webhook_secret(settings),
         log_file=settings.data_dir / "engine.log",
         java_options=shlex.split(settings.engine_java_opts),

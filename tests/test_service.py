@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -57,6 +58,20 @@ class RunningBridge:
         return self.process.wait(timeout=60)
 
 
+def _start_case(engine_port: int) -> str:
+    """Start a OneCMS case straight through the engine's REST API (as another client of the engine would)."""
+    body = json.dumps({"processDefinitionKey": "OneCMS_Nextgen_WF", "businessKey": "service-test",
+                       "variables": [{"name": "caseId", "type": "long", "value": 1},
+                                     {"name": "caseType", "type": "string", "value": "FRAUD"},
+                                     {"name": "severity", "type": "string", "value": "HIGH"}]}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{engine_port}/process-api/runtime/process-instances",
+                                     data=body, method="POST", headers={
+                                         "Content-Type": "application/json",
+                                         "Authorization": "Basic " + base64.b64encode(b"rest-admin:test").decode()})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["id"]
+
+
 def _postmaster_running(data_dir: Path) -> bool:
     return (data_dir / "pgdata" / "postmaster.pid").exists()
 
@@ -77,6 +92,16 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
         db = f"postgresql://postgres@127.0.0.1:{env['BRIDGE_EMBEDDED_PG_PORT']}/bridge"
         with psycopg.connect(db, autocommit=True) as c:
             c.execute("INSERT INTO entitlements.departments (department_code, department_name) VALUES ('KEEP', 'Kept')")
+        # The engine it started pushes its events to its intake: a case started in the engine lands in the inbox.
+        instance_id = _start_case(first.engine_port)
+        with psycopg.connect(db, autocommit=True) as c:
+            for _ in range(100):
+                types = {t for (t,) in c.execute("SELECT event_type FROM flowable.engine_events "
+                                                 "WHERE process_instance_id = %s", [instance_id])}
+                if "TASK_CREATED" in types:
+                    break
+                time.sleep(0.1)
+        assert {"PROCESS_STARTED", "TASK_CREATED"} <= types
     finally:
         assert first.stop() == 0
     assert not _postmaster_running(data_dir), "the embedded PostgreSQL was left running"

@@ -266,6 +266,34 @@ workflow_variables = Table(
     schema="flowable",
 )
 
+# The mirror's inbox (0009): what the engine pushed, stored once, applied later.
+webhook_batches = Table(
+    "webhook_batches", metadata,
+    Column("webhook_id", String(100), primary_key=True),
+    Column("engine", String(100)),
+    Column("engine_instance_id", String(100)),
+    Column("batch_seq", BigInteger),
+    Column("committed_at", TZ),
+    Column("event_count", Integer, nullable=False),
+    _stamped("received_at"),
+    schema="flowable",
+)
+
+engine_events = Table(
+    "engine_events", metadata,
+    Column("event_id", String(100), primary_key=True),
+    Column("webhook_id", String(100), ForeignKey("flowable.webhook_batches.webhook_id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("entity_type", String(50)),
+    Column("process_instance_id", String(64)),
+    Column("occurred_at", TZ),
+    Column("payload", JSONB, nullable=False),
+    _stamped("received_at"),
+    Column("applied_at", TZ),
+    schema="flowable",
+)
+
 # -- onecms ----------------------------------------------------------------------------------------
 
 case_workflow_mapping = Table(

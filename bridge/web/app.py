@@ -16,14 +16,18 @@ from bridge.config import Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.mirror.signature import decode_secret
+from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.deployments import deployments_routes
+from bridge.web.webhooks import webhook_routes
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
 ENGINE_ENDPOINT = web.AppKey("engine_endpoint", EngineEndpoint)
 DB = web.AppKey("db", AsyncEngine)
 FLOWABLE = web.AppKey("flowable", FlowableClient)
+WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
 
 READY_ENGINE_TIMEOUT_S = 3
 
@@ -37,11 +41,15 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
     app[ENGINE_ENDPOINT] = engine
+    # The current secret signs; previous ones are still accepted while the engine switches over.
+    app[WEBHOOK_KEYS] = [decode_secret(webhook_secret(settings)),
+                         *(decode_secret(s) for s in settings.webhook_previous_secrets)]
     app.cleanup_ctx.append(_database_engine)
     app.cleanup_ctx.append(_flowable_client)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
+    app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     return app
 
 

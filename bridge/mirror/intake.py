@@ -1,0 +1,80 @@
+"""Webhook intake: a verified batch from the engine -> the inbox tables, once, in one transaction.
+
+The HTTP handler (bridge/web/webhooks.py) checks size and signature first; here the body is checked
+for shape and stored. Every problem with a body is a BadBatch whose message names the field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bridge.db.queries import queries
+
+SQL = queries("intake")
+
+
+class BadBatch(ValueError):
+    """The body is not a batch of engine events; the message says which part is wrong."""
+
+
+@dataclass(frozen=True)
+class Received:
+    webhook_id: str
+    events: int
+    new_events: int
+    duplicate_delivery: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"webhookId": self.webhook_id, "events": self.events, "newEvents": self.new_events,
+                "duplicateDelivery": self.duplicate_delivery}
+
+
+def parse_batch(body: bytes) -> dict[str, Any]:
+    try:
+        batch = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadBatch(f"the body is not JSON: {err}") from None
+    if not isinstance(batch, dict):
+        raise BadBatch("the body must be a JSON object with an events array")
+    events = batch.get("events")
+    if not isinstance(events, list):
+        raise BadBatch("events: missing, or not an array")
+    for index, event in enumerate(events):
+        where = f"events[{index}]"
+        if not isinstance(event, dict):
+            raise BadBatch(f"{where}: not an object")
+        for name in ("eventId", "type"):
+            if not isinstance(event.get(name), str) or not event[name]:
+                raise BadBatch(f"{where}.{name}: missing or not a non-empty string")
+        if "seq" in event and event["seq"] is not None and not isinstance(event["seq"], int):
+            raise BadBatch(f"{where}.seq: not an integer")
+        if event.get("timestamp") is not None:
+            _timestamp(event["timestamp"], f"{where}.timestamp")
+    if batch.get("committedAt") is not None:
+        _timestamp(batch["committedAt"], "committedAt")
+    return batch
+
+
+def _timestamp(value: Any, where: str) -> None:
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BadBatch(f"{where}: not an ISO-8601 timestamp: {value!r}") from None
+
+
+async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, Any]) -> Received:
+    """Store a parsed batch under its webhook id; a redelivered id stores nothing."""
+    events = batch["events"]
+    first_time = (await conn.execute(SQL.insert_batch, {
+        "webhook_id": webhook_id, "engine": batch.get("engine"), "engine_instance_id": batch.get("engineInstanceId"),
+        "batch_seq": batch.get("batchSeq"), "committed_at": batch.get("committedAt"), "event_count": len(events),
+    })).first()
+    if first_time is None:
+        return Received(webhook_id, len(events), 0, duplicate_delivery=True)
+    stored = (await conn.execute(SQL.insert_events, {"webhook_id": webhook_id, "events": json.dumps(events)})).all()
+    return Received(webhook_id, len(events), len(stored), duplicate_delivery=False)

@@ -1,0 +1,137 @@
+"""POST /webhooks/flowable: real engine batches stored once; forged, stale, malformed or huge ones refused."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from bridge.config import Settings
+from bridge.db.engine import create_engine
+from bridge.flowable.client import EngineEndpoint
+from bridge.mirror.signature import decode_secret, sign
+from bridge.web.app import create_app
+from bridge.web.webhooks import MAX_WEBHOOK_BYTES
+from bridge.flowable.local_engine import new_webhook_secret
+from tests.test_engine import deploy, one_task_process
+
+pytestmark = pytest.mark.slow
+
+OLD_SECRET = new_webhook_secret()
+
+
+@pytest.fixture
+async def intake(engine, db_url, aiohttp_client):
+    """The bridge app on this module's database, trusting the engine's secret (and an older one)."""
+    settings = Settings(webhook_secret=engine.webhook_secret, webhook_previous_secrets=(OLD_SECRET,))
+    app = create_app(settings, db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def db(db_url):
+    db = create_engine(db_url, pool_size=1)
+    async with db.begin() as conn:
+        await conn.execute(text("TRUNCATE flowable.webhook_batches CASCADE"))
+    yield db
+    await db.dispose()
+
+
+async def count(db, table: str) -> int:
+    async with db.connect() as conn:
+        return (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
+
+
+def signed(body: bytes, secret: str, *, msg_id: str | None = None, ts: int | None = None) -> dict[str, str]:
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    ts = int(time.time()) if ts is None else ts
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sign(decode_secret(secret),
+                                                                                         msg_id, ts, body),
+            "content-type": "application/json"}
+
+
+async def test_real_engine_batches_are_stored_once_in_order(intake, db, flowable, webhook_receiver):
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    instance = await flowable.start_process(key, business_key="intake-1", variables={"caseType": "FRAUD"})
+    [task] = await flowable.tasks(processInstanceId=instance["id"])
+    await flowable.complete_task(task["id"])
+    await webhook_receiver.wait_for(lambda: any(
+        e["type"] == "PROCESS_COMPLETED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    deliveries = [d for d in webhook_receiver.deliveries if any(
+        e.get("processInstanceId") == instance["id"] for e in d.events)]
+
+    for delivery in deliveries:  # exactly as the engine signed and sent them
+        response = await intake.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+        assert (body["duplicateDelivery"], body["newEvents"]) == (False, len(delivery.events))
+    total = sum(len(d.events) for d in deliveries)
+    assert await count(db, "flowable.engine_events") == total
+
+    for delivery in deliveries:  # redelivered: recognised, nothing stored twice
+        response = await intake.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+        assert (await response.json())["duplicateDelivery"] is True
+    assert await count(db, "flowable.engine_events") == total
+
+    async with db.connect() as conn:
+        stored = (await conn.execute(text(
+            "SELECT e.event_type FROM flowable.engine_events e JOIN flowable.webhook_batches b USING (webhook_id) "
+            "WHERE e.process_instance_id = :p ORDER BY b.batch_seq, e.seq"), {"p": instance["id"]})).scalars().all()
+    assert stored[0] == "VARIABLE_CREATED" and "TASK_CREATED" in stored and stored[-1] == "PROCESS_COMPLETED"
+
+
+async def test_a_rotated_secret_is_still_accepted_and_an_event_seen_before_is_not_stored_again(intake, db):
+    event = {"eventId": str(uuid.uuid4()), "type": "TASK_CREATED", "seq": 1, "timestamp": "2026-11-25T10:00:00.000Z"}
+    body = json.dumps({"batchId": "b1", "events": [event]}).encode()
+    assert (await intake.post("/webhooks/flowable", data=body, headers=signed(body, OLD_SECRET))).status == 200
+    # The same event inside another batch (a replayed transaction): the batch is new, the event is not.
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, OLD_SECRET))
+    assert (await response.json()) == {"webhookId": response.request_info.headers["webhook-id"], "events": 1,
+                                       "newEvents": 0, "duplicateDelivery": False}
+    assert await count(db, "flowable.engine_events") == 1
+
+
+@pytest.mark.parametrize("case", ["forged", "tampered", "stale", "unsigned", "unknown secret"])
+async def test_bad_signatures_get_401_and_write_nothing(intake, db, engine, case):
+    body = json.dumps({"events": [{"eventId": "e1", "type": "TASK_CREATED"}]}).encode()
+    headers = signed(body, engine.webhook_secret)
+    if case == "forged":
+        headers["webhook-signature"] = "v1,bm90IGEgc2lnbmF0dXJlIGF0IGFsbCwgbm90IGF0IGFsbCE="
+    elif case == "tampered":
+        body = body.replace(b"e1", b"e2")
+    elif case == "stale":
+        headers = signed(body, engine.webhook_secret, ts=int(time.time()) - 600)
+    elif case == "unsigned":
+        del headers["webhook-signature"]
+    else:
+        headers = signed(body, new_webhook_secret())
+    response = await intake.post("/webhooks/flowable", data=body, headers=headers)
+    assert response.status == 401
+    assert (await response.json())["error"].startswith("signature check failed")
+    assert await count(db, "flowable.webhook_batches") == 0
+
+
+@pytest.mark.parametrize("body, message", [
+    (b'{"events": [', "the body is not JSON"),
+    (b"[]", "the body must be a JSON object"),
+    (b'{"batchId": "x"}', "events: missing, or not an array"),
+    (b'{"events": [{"type": "TASK_CREATED"}]}', "events[0].eventId: missing"),
+    (b'{"events": [{"eventId": "e", "type": "X", "seq": "one"}]}', "events[0].seq: not an integer"),
+    (b'{"events": [{"eventId": "e", "type": "X", "timestamp": "yesterday"}]}', "events[0].timestamp: not an ISO"),
+])
+async def test_malformed_bodies_get_400_naming_the_field(intake, db, engine, body: bytes, message: str):
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(message)
+    assert await count(db, "flowable.webhook_batches") == 0
+
+
+async def test_an_oversized_batch_gets_413(intake, db, engine):
+    body = b'{"events": [], "padding": "' + b"x" * MAX_WEBHOOK_BYTES + b'"}'
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 413
+    assert await count(db, "flowable.webhook_batches") == 0
