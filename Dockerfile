@@ -6,7 +6,9 @@ COPY pyproject.toml README.md ./
 COPY bridge bridge
 RUN pip install --no-cache-dir .
 COPY migrations migrations
+COPY bpmn bpmn
 ENV BRIDGE_MIGRATIONS_DIR=/app/migrations \
+    BRIDGE_DEPLOY_ON_START=/app/bpmn/OneCMS_Nextgen_WF.bpmn20.xml \
     BRIDGE_HOST=0.0.0.0 \
     BRIDGE_PORT=8080
 EXPOSE 8080

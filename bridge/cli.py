@@ -12,6 +12,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
+import sqlalchemy.exc
 from aiohttp import web
 
 from bridge import auth
@@ -216,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, migrate.MigrationError, EmbeddedPostgresError, EngineError, auth.UnknownUser,
             auth.UnknownRole) as err:
         log.error("%s", err)
+        return 2
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as err:
+        log.error("cannot reach the database: %s", str(err).strip().splitlines()[0])
         return 2
 
 

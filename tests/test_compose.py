@@ -87,6 +87,14 @@ def test_published_ports_point_at_the_ports_services_listen_on(compose):
     assert len({p for s in services.values() for p in s.get("ports", [])}) == 2
 
 
+def test_the_bridge_image_carries_what_bridge_up_reads():
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    for folder in ("migrations", "bpmn"):
+        assert re.search(rf"^COPY {folder} {folder}$", dockerfile, re.M), f"the image lacks {folder}/"
+    assert "BRIDGE_MIGRATIONS_DIR=/app/migrations" in dockerfile
+    assert "BRIDGE_DEPLOY_ON_START=/app/bpmn/OneCMS_Nextgen_WF.bpmn20.xml" in dockerfile
+
+
 def test_secrets_are_required_not_defaulted():
     raw = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     with pytest.raises(KeyError, match="WEBHOOK_SECRET"):

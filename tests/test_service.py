@@ -178,3 +178,20 @@ def test_users_add_and_token_create_from_the_command_line(pg_cluster: PostgresCl
         assert grants == [("WORKFLOW_DESIGNER",)]
     finally:
         pg_cluster.drop_database(url)
+
+
+def test_an_unreachable_database_or_a_bad_secret_is_a_one_line_error_not_a_traceback(tmp_path: Path):
+    base = {**os.environ, "FLOWABLE_URL": "http://127.0.0.1:1/process-api", "BRIDGE_DEPLOY_ON_START": "",
+            "BRIDGE_PORT": str(free_tcp_port())}
+    down = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                          env={**base, "DATABASE_URL": f"postgresql://x@127.0.0.1:{free_tcp_port()}/x"})
+    assert down.returncode == 2
+    assert "cannot reach the database: connection failed" in down.stderr and "Traceback" not in down.stderr
+
+    bad = subprocess.run([*BRIDGE, "up"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**base, "DATABASE_URL": "", "BRIDGE_DATA_DIR": str(tmp_path / "d"),
+                              "BRIDGE_EMBEDDED_PG_PORT": "0", "WEBHOOK_SECRET": "whsec_not base64"})
+    assert bad.returncode == 2
+    assert "WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: a webhook secret is whsec_ followed by base64" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "d" / "pgdata" / "postmaster.pid").exists()  # stopped on the way out

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.bpmn_meta import MAX_BYTES
-from bridge.config import Settings
+from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
@@ -42,8 +42,11 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
     app[DATABASE_URL] = database_url
     app[ENGINE_ENDPOINT] = engine
     # The current secret signs; previous ones are still accepted while the engine switches over.
-    app[WEBHOOK_KEYS] = [decode_secret(webhook_secret(settings)),
-                         *(decode_secret(s) for s in settings.webhook_previous_secrets)]
+    try:
+        app[WEBHOOK_KEYS] = [decode_secret(webhook_secret(settings)),
+                             *(decode_secret(s) for s in settings.webhook_previous_secrets)]
+    except ValueError as err:
+        raise ConfigError(f"WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: {err}") from None
     app.cleanup_ctx.append(_database_engine)
     app.cleanup_ctx.append(_flowable_client)
     app.router.add_get("/healthz", healthz)
