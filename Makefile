@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-claim bench-engine bench-bpmn clean
+.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ test: install
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn
+bench: bench-claim bench-engine bench-bpmn bench-ingest
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -33,6 +33,9 @@ bench-engine: install
 
 bench-bpmn: install
 	$(BIN)/python -m bench.bpmn_parse
+
+bench-ingest: install
+	$(BIN)/python -m bench.webhook_ingest
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

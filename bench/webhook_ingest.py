@@ -1,0 +1,175 @@
+"""Webhook ingest: signed batches of 50 events from concurrent senders into the bridge's intake.
+
+    make bench-ingest     # or: python -m bench.webhook_ingest --seconds 10 --senders 8
+
+The bridge (its real aiohttp app) serves in a process of its own on an embedded PostgreSQL; the
+senders are asyncio clients here, each posting Standard Webhooks-signed batches shaped like the
+engine's. Baseline, same run and database: raw psycopg inserts of the same rows, one batched
+statement per 50 events, from as many connections. Today the intake stores the batch in the inbox
+(verify, parse, dedupe, two statements); applying events to the mirror tables comes with issue 5,
+and will be measured here too. Target for issue 5: 5,000 events/s, p99 under 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import psycopg
+
+from bridge.config import PROJECT_ROOT, Settings
+from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
+from bridge.db.migrate import migrate
+from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.local_engine import new_webhook_secret
+from bridge.mirror.signature import decode_secret, sign
+
+EVENTS_PER_BATCH = 50
+
+
+def event(process_id: str, seq: int) -> dict:
+    task_id = str(uuid.uuid4())
+    return {
+        "eventId": str(uuid.uuid4()), "type": "TASK_CREATED", "timestamp": "2026-11-25T10:00:00.000Z", "seq": seq,
+        "entityType": "task", "processInstanceId": process_id, "processDefinitionId": "OneCMS_Nextgen_WF:1:x",
+        "executionId": str(uuid.uuid4()),
+        "task": {"id": task_id, "name": "Legal review", "taskDefinitionKey": "legalReview", "assignee": None,
+                 "owner": None, "candidateUsers": [], "candidateGroups": ["LEGAL_REVIEWER"], "priority": 70,
+                 "dueDate": "2026-11-25T18:00:00.000Z", "formKey": "onecms/legal-review",
+                 "createTime": "2026-11-25T10:00:00.000Z", "processInstanceId": process_id},
+    }
+
+
+def batch_body(sequence: int) -> bytes:
+    process_id = str(uuid.uuid4())
+    return json.dumps({"batchId": str(uuid.uuid4()), "engine": "bench", "batchSeq": sequence,
+                       "committedAt": "2026-11-25T10:00:00.000Z",
+                       "events": [event(process_id, i + 1) for i in range(EVENTS_PER_BATCH)]}).encode()
+
+
+def serve(database_url: str, secret: str, port: int) -> None:
+    from aiohttp import web
+
+    from bridge.web.app import create_app
+
+    settings = Settings(webhook_secret=secret, db_pool_size=10, deploy_on_start=())
+    app = create_app(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+async def wait_for(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def send(port: int, secret: str, senders: int, seconds: float) -> tuple[int, float, list[float]]:
+    key = decode_secret(secret)
+    bodies = [batch_body(i) for i in range(senders * 40)]  # made before the clock starts
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+    url = f"http://127.0.0.1:{port}/webhooks/flowable"
+
+    async def sender(offset: int, session: aiohttp.ClientSession) -> int:
+        sent = 0
+        while time.monotonic() < deadline:
+            body = bodies[(offset + sent * senders) % len(bodies)]
+            msg_id = f"msg_{uuid.uuid4().hex}"
+            ts = int(time.time())
+            headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts), "content-type": "application/json",
+                       "webhook-signature": sign(key, msg_id, ts, body)}
+            began = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+            latencies.append((time.perf_counter() - began) * 1000)
+            sent += 1
+        return sent
+
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        counts = await asyncio.gather(*(sender(i, session) for i in range(senders)))
+    return sum(counts), time.monotonic() - started, latencies
+
+
+async def raw_inserts(database_url: str, connections: int, seconds: float) -> tuple[int, float, list[float]]:
+    """The same rows with nothing in between: psycopg, one batched INSERT per 50 events."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + seconds
+
+    async def inserter() -> int:
+        done = 0
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                webhook_id = f"raw_{uuid.uuid4().hex}"
+                events = json.loads(batch_body(done))["events"]
+                began = time.perf_counter()
+                async with conn.transaction():
+                    await conn.execute("INSERT INTO flowable.webhook_batches (webhook_id, event_count) VALUES (%s, %s)",
+                                       [webhook_id, len(events)])
+                    async with conn.cursor() as cur:
+                        await cur.executemany(
+                            "INSERT INTO flowable.engine_events (event_id, webhook_id, seq, event_type, entity_type,"
+                            " process_instance_id, occurred_at, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                            [(e["eventId"], webhook_id, e["seq"], e["type"], e["entityType"], e["processInstanceId"],
+                              e["timestamp"], json.dumps(e)) for e in events])
+                latencies.append((time.perf_counter() - began) * 1000)
+                done += 1
+        return done
+
+    started = time.monotonic()
+    counts = await asyncio.gather(*(inserter() for _ in range(connections)))
+    return sum(counts), time.monotonic() - started, latencies
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--senders", type=int, default=8)
+    args = parser.parse_args()
+    secret = new_webhook_secret()
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, EmbeddedPostgres(Path(tmp), port=0) as pg:
+        url = pg.ensure_database("bench")
+        await migrate(url, PROJECT_ROOT / "migrations")
+        port = free_tcp_port()
+        server = multiprocessing.Process(target=serve, args=(url, secret, port), daemon=True)
+        server.start()
+        try:
+            await wait_for(f"http://127.0.0.1:{port}/healthz")
+            await send(port, secret, args.senders, 2)  # warm-up, not counted
+            intake = await send(port, secret, args.senders, args.seconds)
+        finally:
+            server.terminate()
+            server.join()
+        baseline = await raw_inserts(url, args.senders, args.seconds)
+
+    print(f"\nwebhook ingest: batches of {EVENTS_PER_BATCH} events, {args.senders} concurrent senders, "
+          f"{args.seconds:.0f}s each, PostgreSQL 18 (embedded, durable)\n")
+    print(f"{'path':<38} | {'batches':>7} | {'events/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs raw':>6}")
+    print("-" * 86)
+    raw_rate = baseline[0] * EVENTS_PER_BATCH / baseline[1]
+    for name, (batches, elapsed, latencies) in (("bridge intake (HTTP, verify, store)", intake),
+                                                 ("raw psycopg batched inserts", baseline)):
+        q = statistics.quantiles(latencies, n=100)
+        rate = batches * EVENTS_PER_BATCH / elapsed
+        print(f"{name:<38} | {batches:>7} | {rate:>8.0f} | {q[49]:>7.1f} | {q[98]:>7.1f} | {rate / raw_rate:>5.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
