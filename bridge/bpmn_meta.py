@@ -356,9 +356,10 @@ def _safe_parser() -> etree.XMLParser:
     return parser
 
 
-def _read_xml(data: bytes, filename: str) -> tuple[etree._ElementTree | None, list[Issue]]:
-    def refuse(code: str, message: str, line: int | None = None) -> tuple[None, list[Issue]]:
-        return None, [Issue(filename, line, None, code, message)]
+def _read_xml(data: bytes, filename: str) -> tuple[etree._Element | None, list[str], list[Issue]]:
+    """(root element, every BPMN id in document order, issues); the root is None when the file is refused."""
+    def refuse(code: str, message: str, line: int | None = None) -> tuple[None, list[str], list[Issue]]:
+        return None, [], [Issue(filename, line, None, code, message)]
 
     if len(data) > MAX_BYTES:
         return refuse("TOO_LARGE", f"file is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
@@ -372,13 +373,12 @@ def _read_xml(data: bytes, filename: str) -> tuple[etree._ElementTree | None, li
     # The byte scan reads ASCII-compatible encodings; for others (UTF-16, UTF-32) ask the parsed document.
     if not data[:4].strip(b"\xef\xbb\xbf").startswith(b"<") and _has_doctype(root):
         return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
-    tree = root.getroottree()
-    too_deep, count = _shape(root, len(data))
+    too_deep, count, ids = _shape(root, len(data))
     if too_deep:
         return refuse("TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep")
     if count > MAX_ELEMENTS:
         return refuse("TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
-    return tree, []
+    return root, ids, []
 
 
 def _has_doctype(root) -> bool:
@@ -397,37 +397,39 @@ def _prolog_doctype(data: bytes) -> int | None:
 
 
 @cache
-def _deeper_than(depth: int) -> etree.XPath:
-    return etree.XPath("boolean(/*" + "/*" * depth + ")")
+def _ids_and_depth(depth: int) -> etree.XPath:
+    """Every BPMN id (as strings) and, if the document nests deeper than `depth`, an element too: one
+    evaluation inside libxml2 answers both questions."""
+    return etree.XPath("//b:*/@id | /*" + "/*" * depth, namespaces={"b": BPMN_NS}, smart_strings=False)
 
 
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
-_BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False)
 
 
-def _shape(root, size: int) -> tuple[bool, int]:
-    """(nests deeper than MAX_DEPTH, element count), both evaluated inside libxml2.
+def _shape(root, size: int) -> tuple[bool, int, list[str]]:
+    """(nests deeper than MAX_DEPTH, element count, the BPMN ids), evaluated inside libxml2.
 
     An element takes at least 4 bytes (<a/>), so a file below 4 * MAX_ELEMENTS bytes needs no count."""
     count = int(_COUNT_ELEMENTS(root)) if size >= 4 * MAX_ELEMENTS else 0
-    return bool(_deeper_than(MAX_DEPTH)(root)), count
+    found = _ids_and_depth(MAX_DEPTH)(root)
+    ids = [value for value in found if isinstance(value, str)]
+    return len(ids) != len(found), count, ids
 
 
 def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
     """Parse and validate; never raises on bad input (the issues say what is wrong)."""
     result = BpmnMetadata(filename)
-    tree, issues = _read_xml(data, filename)
+    root, ids, issues = _read_xml(data, filename)
     result.issues.extend(issues)
-    if tree is None:
+    if root is None:
         return result
-    root = tree.getroot()
     if not _is_bpmn(root, "definitions"):
         qname = etree.QName(root.tag)
         result.issues.append(Issue(filename, root.sourceline, None, "NOT_BPMN",
                                    f"root element is <{qname.localname}> in namespace '{qname.namespace or ''}'; "
                                    f"a BPMN file starts with <definitions xmlns=\"{BPMN_NS}\">"))
         return result
-    _Reader(filename, root, result).read()
+    _Reader(filename, root, result, ids).read()
     return result
 
 
@@ -440,8 +442,8 @@ def load_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
 
 
 class _Reader:
-    def __init__(self, filename: str, root, result: BpmnMetadata) -> None:
-        self.filename, self.root, self.result = filename, root, result
+    def __init__(self, filename: str, root, result: BpmnMetadata, ids: list[str]) -> None:
+        self.filename, self.root, self.result, self.ids = filename, root, result, ids
 
     def issue(self, element, code: str, message: str, severity: str = ERROR, element_id: str | None = None) -> None:
         self.result.issues.append(Issue(self.filename, getattr(element, "sourceline", None),
@@ -464,8 +466,7 @@ class _Reader:
     # -- whole-document checks --
 
     def _check_ids(self) -> None:
-        ids = _BPMN_IDS(self.root)
-        if len(set(ids)) == len(ids):  # the common case, decided inside libxml2
+        if len(set(self.ids)) == len(self.ids):  # the common case: no element walk needed
             return
         seen: dict[str, int | None] = {}
         for element in self.root.iter(f"{{{BPMN_NS}}}*"):
@@ -487,7 +488,10 @@ class _Reader:
         process = Process(key=key or "", name=element.get("name"), line=element.sourceline,
                           executable=element.get("isExecutable", "true").strip().lower() != "false")
         self._check_attributes(element, "process")
-        self._process_extensions(element, process)
+        has_extensions = _child(element, "extensionElements") is not None  # third-party files rarely do
+        if has_extensions:
+            self._process_extensions(element, process)
+        process.version_tag = process.version_tag or _engine_attr(element, "versionTag")
         lane_of, departments = self._lanes(element)
         process.departments = departments
         department_of_lane = {d.lane_id: d.code for d in departments}
@@ -504,7 +508,7 @@ class _Reader:
                         self.issue(node, "OUTSIDE_LANES", f"<{kind}> is in no lane, but this process uses "
                                    "lanes: add it to a lane's flowNodeRef")
         timers = self._sla_timers(by_kind)
-        declared_roles = self._declared_roles(element)
+        declared_roles = self._declared_roles(element) if has_extensions else {}
         queues: dict[str, Queue] = {}
         for node in by_kind.get("userTask", []):
             process.user_tasks.append(
@@ -586,7 +590,6 @@ class _Reader:
                     continue
                 process.entry_criteria[variable] = [v.strip() for v in criterion.get("values", "").split(",")
                                                     if v.strip()]
-        process.version_tag = process.version_tag or _engine_attr(element, "versionTag")
 
     @staticmethod
     def _onecms(element, name: str) -> Iterator:
