@@ -109,3 +109,23 @@ async def test_dry_run_over_http_changes_nothing(api, people, flowable):
     assert body["status"] == "would-deploy"
     assert any(c.startswith(f"+ queue Q_{key.upper()}:") for c in body["changes"])
     assert await flowable.process_definitions(key=key) == []
+
+
+async def test_a_token_records_its_use_at_most_once_a_minute(api, people, engine):
+    db = create_engine(engine.database_url, pool_size=1)
+
+    async def last_used():
+        async with db.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT last_used_at FROM entitlements.api_tokens t JOIN entitlements.users u USING (user_id) "
+                "WHERE u.user_id LIKE 'clerk_%' ORDER BY t.token_id DESC LIMIT 1"))).scalar()
+
+    try:
+        assert await last_used() is None
+        await api.post("/api/deployments", data=b"<x/>", headers=bearer(people["clerk"]))
+        first = await last_used()
+        assert first is not None
+        await api.post("/api/deployments", data=b"<x/>", headers=bearer(people["clerk"]))
+        assert await last_used() == first
+    finally:
+        await db.dispose()

@@ -9,15 +9,25 @@ VALUES (:user_id, :token_hash, :label, :expires_at)
 RETURNING token_id;
 
 -- name: user_of_token
--- A token counts while it is neither revoked nor expired and its user is active; using it is recorded.
-UPDATE entitlements.api_tokens t
-SET last_used_at = now()
-FROM entitlements.users u
-WHERE t.token_hash = :token_hash
-  AND u.user_id = t.user_id AND u.is_active
-  AND t.revoked_at IS NULL
-  AND (t.expires_at IS NULL OR t.expires_at > now())
-RETURNING t.user_id;
+-- A token counts while it is neither revoked nor expired and its user is active. Its last use is
+-- recorded at most once a minute: every /api request comes through here, and a write per request
+-- would cost more than the lookup.
+WITH valid AS (
+    SELECT t.token_id, t.user_id, t.last_used_at
+    FROM entitlements.api_tokens t
+    JOIN entitlements.users u ON u.user_id = t.user_id AND u.is_active
+    WHERE t.token_hash = :token_hash
+      AND t.revoked_at IS NULL
+      AND (t.expires_at IS NULL OR t.expires_at > now())
+),
+touched AS (
+    UPDATE entitlements.api_tokens t
+    SET last_used_at = now()
+    FROM valid v
+    WHERE t.token_id = v.token_id
+      AND (v.last_used_at IS NULL OR v.last_used_at < now() - INTERVAL '1 minute')
+)
+SELECT user_id FROM valid;
 
 -- name: revoke_tokens_of_user
 UPDATE entitlements.api_tokens SET revoked_at = now() WHERE user_id = :user_id AND revoked_at IS NULL;
