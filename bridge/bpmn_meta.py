@@ -2,7 +2,7 @@
 
     result = parse_bpmn(data, filename="OneCMS_Nextgen_WF.bpmn20.xml")
     result.ok           # no error-level issue: deployable
-    result.issues       # Issue(file, line, element_id, code, message, severity), in document order
+    result.issues       # Issue(file, line, element_id, code, message, severity), in the order found
     result.processes    # Process(key, name, departments, user_tasks, queues, roles, assignments, ...)
 
 Reads any Flowable BPMN file, not only ours: the `flowable` and legacy `activiti` attribute
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -853,7 +853,3 @@ def _role_name(code: str) -> str:
     """INTAKE_CLERK -> 'Intake clerk'; short words stay acronyms: QA_ANALYST -> 'QA analyst'."""
     words = [w if len(w) <= 2 else w.lower() for w in code.split("_") if w]
     return " ".join(words)[:1].upper() + " ".join(words)[1:] if words else code
-
-
-def describe(issues: Iterable[Issue]) -> str:
-    return "\n".join(str(i) for i in issues)

@@ -139,8 +139,7 @@ async def _latest_definitions_holding(flowable: FlowableClient, processes: list[
         if not definitions:
             return None
         definition = definitions[0]
-        current = await flowable.request("GET", f"repository/process-definitions/{definition['id']}/resourcedata",
-                                         raw=True)
+        current = await flowable.definition_resource(definition["id"])
         if current != data:
             return None
         found.append(ProcessOutcome(process.key, definition["version"], definition["deploymentId"]))

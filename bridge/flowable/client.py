@@ -159,9 +159,9 @@ class FlowableClient:
     async def process_definitions(self, **filters: Any) -> list[dict]:
         return (await self.request("GET", "repository/process-definitions", params=filters))["data"]
 
-    async def deployment_resource(self, deployment_id: str, resource_name: str) -> bytes:
-        return await self.request("GET", f"repository/deployments/{deployment_id}/resourcedata/{resource_name}",
-                                  raw=True)
+    async def definition_resource(self, definition_id: str) -> bytes:
+        """The BPMN bytes a process definition was deployed from."""
+        return await self.request("GET", f"repository/process-definitions/{definition_id}/resourcedata", raw=True)
 
     # -- runtime -----------------------------------------------------------------------------------
 
