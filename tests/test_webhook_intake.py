@@ -135,3 +135,16 @@ async def test_an_oversized_batch_gets_413(intake, db, engine):
     response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
     assert response.status == 413
     assert await count(db, "flowable.webhook_batches") == 0
+
+
+async def test_events_of_unknown_types_or_shapes_are_stored_and_skipped(intake, db, engine):
+    events = [{"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW", "entityType": "gadget"},
+              {"eventId": str(uuid.uuid4()), "type": "TASK_CREATED", "entityType": "task"},  # no task payload
+              {"eventId": str(uuid.uuid4()), "type": "PROCESS_STARTED", "entityType": "processInstance",
+               "processInstance": "not an object"}]
+    body = json.dumps({"events": events}).encode()
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 200 and (await response.json())["newEvents"] == 3
+    async with db.connect() as conn:
+        applied = (await conn.execute(text("SELECT count(applied_at) FROM flowable.engine_events"))).scalar()
+    assert applied == 3  # looked at once; the reconciler owns whatever they should have changed

@@ -1,4 +1,4 @@
-"""Webhook intake: a verified batch from the engine -> the inbox tables, once, in one transaction.
+"""Webhook intake: a verified batch from the engine -> the inbox tables and the mirror, once, in one transaction.
 
 The HTTP handler (bridge/web/webhooks.py) checks size and signature first; here the body is checked
 for shape and stored. Every problem with a body is a BadBatch whose message names the field.
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.mirror.apply import apply_events
 
 SQL = queries("intake")
 
@@ -76,5 +77,8 @@ async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, A
     })).first()
     if first_time is None:
         return Received(webhook_id, len(events), 0, duplicate_delivery=True)
-    stored = (await conn.execute(SQL.insert_events, {"webhook_id": webhook_id, "events": json.dumps(events)})).all()
+    stored = {row.event_id for row in await conn.execute(
+        SQL.insert_events, {"webhook_id": webhook_id, "events": json.dumps(events)})}
+    # Only what was stored now is applied: an event seen before (a replayed transaction) was applied then.
+    await apply_events(conn, [e for e in events if e["eventId"] in stored])
     return Received(webhook_id, len(events), len(stored), duplicate_delivery=False)
