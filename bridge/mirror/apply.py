@@ -1,24 +1,27 @@
 """Engine events -> the mirror tables, inside the transaction that stored them (bridge/mirror/intake.py).
 
-Covered so far: process instances (start, end with its cause, suspend/activate, current activity) and
-user tasks (create with the queue the deployed metadata names, assign/unassign, complete, cancel, priority,
-due date and name changes, candidate changes), each task action with its task_history row.
-Not yet: variables, case mapping, queue load; and events that arrive before the row they change (a lost
-or late PROCESS_STARTED / TASK_CREATED) are left for the reconciler.
+Set-based: whatever the batch's size, a fixed handful of statements. The rows the batch touches are
+locked and read, the events are folded into new states and history rows by the pure state machines of
+bridge/mirror/fold.py, and the results are written back from JSON arrays.
 
-Ordering rules, from what the real engine sends (README, "The Flowable engine"):
-  * within a batch, PROCESS_STARTED is applied first (start variables come before it); the rest keep the
-    engine's order, so task_history reads as things happened;
-  * a task assigned by the BPMN fires TASK_ASSIGNED before its TASK_CREATED, in the same batch: that
-    TASK_ASSIGNED is skipped, since TASK_CREATED carries the assignee;
-  * terminal states (process COMPLETED/TERMINATED/ERROR, task COMPLETED/CANCELLED) are never left, and a
-    task change older than the newest event applied to that task changes nothing (the SQL guards).
+Covered so far: process instances (start with the definition's SLA, end with its cause and status,
+suspend/activate, current activity) and user tasks (created in the queue the deployed metadata names,
+assign/unassign, complete, cancel with the engine's reason, priority/due date/name, candidates), each task
+action with its task_history row. Not yet: variables, case mapping, queue load. Events that arrive before
+the row they change (a lost or late PROCESS_STARTED / TASK_CREATED) change nothing: the reconciler's part.
+
+Ordering, from what the real engine sends (README, "The Flowable engine"): PROCESS_STARTED rows are written
+first (start variables come before it); everything else is folded in the engine's order, so task_history
+reads as things happened. A task assigned by the BPMN fires TASK_ASSIGNED before its TASK_CREATED: there is
+no row to assign yet, and the creation carries the assignee.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,209 +29,198 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.bpmn_meta import upper_snake
 from bridge.db.queries import queries
+from bridge.mirror.fold import PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row, fold_task
 
 SQL = queries("apply")
 log = logging.getLogger(__name__)
 
-PROCESS_END_STATUS = {
-    "PROCESS_COMPLETED": "COMPLETED",
-    "PROCESS_COMPLETED_WITH_TERMINATE_END_EVENT": "COMPLETED",  # OneCMS ends closed/rejected/withdrawn so
-    "PROCESS_COMPLETED_WITH_ESCALATION_END_EVENT": "COMPLETED",
-    "PROCESS_COMPLETED_WITH_ERROR_END_EVENT": "ERROR",
-    "PROCESS_CANCELLED": "TERMINATED",
-}
 DEFAULT_SLA_MINUTES = 480
+_TASK_EVENTS = {"TASK_ASSIGNED", "TASK_COMPLETED", "TASK_PRIORITY_CHANGED", "TASK_DUEDATE_CHANGED",
+                "TASK_NAME_CHANGED"}
+
+
+def _usable(events: list[dict]) -> list[dict]:
+    """Events with the fields their kind needs; the others stay in the inbox for the reconciler."""
+    usable = []
+    for event in events:
+        try:
+            entity = event.get("entityType")
+            if entity == "task":
+                task = event["task"]
+                task["id"], task["processInstanceId"]  # noqa: B018 - presence check
+            elif entity == "processInstance":
+                event["processInstance"]["id"]  # noqa: B018
+            elif entity == "identityLink":
+                event["identityLink"]["type"]  # noqa: B018
+            elif entity == "activity":
+                event["activity"]["processInstanceId"]  # noqa: B018
+            if not isinstance(event.get("timestamp"), str):
+                raise KeyError("timestamp")
+            usable.append(event)
+        except (KeyError, TypeError) as err:
+            log.warning("event %s (%s) not applied, its payload lacks %s", event.get("eventId"), event.get("type"), err)
+    return usable
 
 
 async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
-    ordered = sorted(events, key=lambda e: e["type"] != "PROCESS_STARTED")  # stable: the rest keep their order
-    not_created_yet = {_task_id(e) for e in events if e["type"] == "TASK_CREATED"}
-    for event in ordered:
-        if event["type"] == "TASK_CREATED":
-            not_created_yet.discard(_task_id(event))
-        elif event["type"] == "TASK_ASSIGNED" and _task_id(event) in not_created_yet:
+    if not events:
+        return
+    usable = _usable(events)
+    await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
+                                  and e.get("entityType") == "processInstance"])
+    await _update_processes(conn, usable)
+    await _apply_tasks(conn, usable)
+    await conn.execute(SQL.mark_applied, {"event_ids": [e["eventId"] for e in events]})
+
+
+# -- processes ---------------------------------------------------------------------------------------------
+
+async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> None:
+    rows = []
+    for event in starts:
+        process = event["processInstance"]
+        if not process.get("processDefinitionKey") or process.get("processDefinitionVersion") is None:
             continue
-        handler = _HANDLERS.get((event["type"], event.get("entityType")))
-        if handler is None:
-            continue  # stored in the inbox; nothing in the mirror follows from it (yet)
-        try:
-            await handler(conn, event)
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            # A payload without the fields its type promises: kept in the inbox, left to the reconciler.
-            log.warning("event %s (%s) not applied, its payload lacks %r", event["eventId"], event["type"], err)
-    if events:
-        await conn.execute(SQL.mark_applied, {"event_ids": [e["eventId"] for e in events]})
+        business_key = process.get("businessKey")
+        rows.append({
+            "id": process["id"], "process_key": process["processDefinitionKey"],
+            "process_version": process["processDefinitionVersion"],
+            "process_name": process.get("processDefinitionName") or process["processDefinitionKey"],
+            "case_id": int(business_key) if business_key and business_key.isdigit() else None,
+            "business_key": business_key, "super_process_id": process.get("superProcessInstanceId"),
+            "started_by": process.get("startUserId") or "engine",
+            "started_at": process.get("startTime") or event["timestamp"],
+            "process_definition_id": process.get("processDefinitionId"),
+        })
+    if rows:
+        await conn.execute(SQL.register_definitions, {"rows": json.dumps(rows)})
+        await conn.execute(SQL.insert_process_instances, {"rows": json.dumps(rows)})
 
 
-# -- processes -------------------------------------------------------------------------------------------
-
-async def _process_started(conn: AsyncConnection, event: dict) -> None:
-    process = event["processInstance"]
-    key, version = process.get("processDefinitionKey"), process.get("processDefinitionVersion")
-    if not key or version is None:
+async def _update_processes(conn: AsyncConnection, events: list[dict]) -> None:
+    relevant = [e for e in events if (e["type"] in PROCESS_END_STATUS and e.get("entityType") == "processInstance")
+                or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED") and e.get("entityType") == "processInstance")
+                or (e["type"] == "ACTIVITY_STARTED" and e.get("entityType") == "activity")]
+    if not relevant:
         return
-    definition = (await conn.execute(SQL.workflow_of_definition,
-                                     {"process_key": key, "process_version": version})).first()
-    if definition is None:
-        await conn.execute(SQL.register_definition, {"process_key": key, "process_version": version,
-                                                     "process_name": process.get("processDefinitionName") or key})
-        definition = (await conn.execute(SQL.workflow_of_definition,
-                                         {"process_key": key, "process_version": version})).one()
-    business_key = process.get("businessKey")
-    sla = (definition.sla_config or {}).get("processSlaMinutes")
-    await conn.execute(SQL.insert_process_instance, {
-        "process_instance_id": process["id"], "workflow_id": definition.workflow_id,
-        "case_id": int(business_key) if business_key and business_key.isdigit() else None,
-        "business_key": business_key, "super_process_id": process.get("superProcessInstanceId"),
-        "started_by": process.get("startUserId") or "engine",
-        "started_at": process.get("startTime") or event["timestamp"],
-        "sla_minutes": sla, "process_definition_id": process.get("processDefinitionId"),
-    })
+    ids = sorted({e["activity"]["processInstanceId"] if e.get("entityType") == "activity" else e["processInstance"]["id"]
+                  for e in relevant})
+    current = {r.process_instance_id: dict(r._mapping) for r in await conn.execute(SQL.lock_processes, {"ids": ids})}
+    changed: dict[str, dict] = {}
+    for event in relevant:
+        if event.get("entityType") == "activity":
+            activity = event["activity"]
+            row = changed.get(activity["processInstanceId"]) or current.get(activity["processInstanceId"])
+            if row and row["status"] in PROCESS_OPEN and activity.get("activityType") in (
+                    "userTask", "subProcess", "callActivity", "serviceTask", "receiveTask"):
+                changed[row["process_instance_id"]] = {**row, "current_activity": activity["activityId"]}
+            continue
+        process = event["processInstance"]
+        row = changed.get(process["id"]) or current.get(process["id"])
+        if not row or row["status"] not in PROCESS_OPEN:
+            continue
+        if event["type"] in PROCESS_END_STATUS:
+            row = {**row, "status": PROCESS_END_STATUS[event["type"]], "current_activity": None,
+                   "completed_at": process.get("endTime") or event["timestamp"], "end_cause": process.get("cause")}
+        else:
+            suspended = event["type"] == "ENTITY_SUSPENDED"
+            row = {**row, "status": "SUSPENDED" if suspended else "ACTIVE",
+                   "suspended_at": event["timestamp"] if suspended else None}
+        changed[process["id"]] = row
+    if changed:
+        await conn.execute(SQL.update_processes, {"rows": json.dumps(list(changed.values()), default=_iso)})
 
 
-async def _process_ended(conn: AsyncConnection, event: dict) -> None:
-    process = event["processInstance"]
-    await conn.execute(SQL.end_process_instance, {
-        "process_instance_id": process["id"], "status": PROCESS_END_STATUS[event["type"]],
-        "ended_at": process.get("endTime") or event["timestamp"], "cause": process.get("cause"),
-    })
+# -- tasks ---------------------------------------------------------------------------------------------
 
-
-async def _process_suspension(conn: AsyncConnection, event: dict) -> None:
-    await conn.execute(SQL.suspend_process_instance, {
-        "process_instance_id": event["processInstance"]["id"], "suspended": event["type"] == "ENTITY_SUSPENDED",
-        "at": event["timestamp"],
-    })
-
-
-async def _activity_started(conn: AsyncConnection, event: dict) -> None:
-    activity = event["activity"]
-    if activity.get("activityType") in ("userTask", "subProcess", "callActivity", "serviceTask", "receiveTask"):
-        await conn.execute(SQL.current_activity, {"process_instance_id": activity["processInstanceId"],
-                                                  "activity_id": activity["activityId"]})
-
-
-# -- tasks -----------------------------------------------------------------------------------------------
-
-async def _task_created(conn: AsyncConnection, event: dict) -> None:
-    task = event["task"]
-    groups = task.get("candidateGroups") or []
-    placed = (await conn.execute(SQL.task_queue, {"process_instance_id": task["processInstanceId"],
-                                                  "task_key": task["taskDefinitionKey"]})).first()
-    if placed is not None:
-        queue, sla_minutes = placed.queue_name, placed.sla_minutes
-    else:  # not deployed through the bridge: the parser's documented default, created on first use
-        literal = [g for g in groups if not re.search(r"[$#]\{", g)]
-        queue = upper_snake(f"{_process_key(task)}_{literal[0] if literal else 'DIRECT'}")[:100]
-        sla_minutes = DEFAULT_SLA_MINUTES
-        await conn.execute(SQL.ensure_queue, {"queue_name": queue})
-    created_at = task.get("createTime") or event["timestamp"]
-    due_date = task.get("dueDate") or _plus_minutes(created_at, sla_minutes)
-    inserted = (await conn.execute(SQL.insert_task, {
-        "task_id": task["id"], "process_instance_id": task["processInstanceId"],
-        "task_key": task["taskDefinitionKey"], "task_name": task.get("name") or task["taskDefinitionKey"],
-        "queue_name": queue, "assignee": task.get("assignee"), "candidate_groups": groups,
-        "candidate_users": task.get("candidateUsers") or [], "priority": task.get("priority") or 50,
-        "form_key": task.get("formKey"), "created_at": created_at, "claimed_at": task.get("claimTime"),
-        "due_date": due_date, "event_at": event["timestamp"],
-    })).first()
-    if inserted is not None:
-        await _history(conn, event, task, "CREATE", "engine", None, inserted.status, None, task.get("assignee"))
-
-
-async def _task_assigned(conn: AsyncConnection, event: dict) -> None:
-    task = event["task"]
-    changed = (await conn.execute(SQL.assign_task, {
-        "task_id": task["id"], "assignee": task.get("assignee"), "claimed_at": task.get("claimTime"),
-        "event_at": event["timestamp"],
-    })).first()
-    if changed is None:
+async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> None:
+    task_events = [e for e in events if (e.get("entityType") == "task" and (
+        e["type"] in _TASK_EVENTS or e["type"] in ("TASK_CREATED", "ENTITY_DELETED")))
+        or (e.get("entityType") == "identityLink" and e["type"] in ("ENTITY_CREATED", "ENTITY_DELETED")
+            and e["identityLink"].get("taskId"))]
+    if not task_events:
         return
-    action = "UNCLAIM" if task.get("assignee") is None else ("REASSIGN" if changed.old_assignee else "CLAIM")
-    await _history(conn, event, task, action, task.get("assignee") or changed.old_assignee or "engine",
-                   changed.old_status, changed.new_status, changed.old_assignee, task.get("assignee"))
+    created = [e for e in task_events if e["type"] == "TASK_CREATED"]
+    placement = await _place_new_tasks(conn, created)
+    ids = sorted({_task_id(e) for e in task_events})
+    folds: dict[str, TaskFold] = {r.task_id: TaskFold(_task_row(r)) for r in
+                                  await conn.execute(SQL.lock_tasks, {"ids": ids})}
+    new_rows: dict[str, dict] = {}
+    history = []
+    for event in task_events:
+        task_id = _task_id(event)
+        if event["type"] == "TASK_CREATED":
+            if task_id in folds or task_id not in placement:
+                continue
+            queue, due = placement[task_id]
+            row, created_history = created_row(event, queue=queue, sla_due_date=due)
+            folds[task_id] = TaskFold(row)
+            task = event["task"]
+            new_rows[task_id] = {"task_key": task["taskDefinitionKey"], "queue_name": queue,
+                                 "form_key": task.get("formKey"),
+                                 "created_at": task.get("createTime") or event["timestamp"]}
+            history.append(created_history)
+        elif task_id in folds:
+            before = len(folds[task_id].history)
+            fold_task(folds[task_id], event)
+            history.extend(folds[task_id].history[before:])
+    inserts = [{**_row_json(folds[t].row), **extra} for t, extra in new_rows.items()]
+    updates = [_row_json(f.row) for t, f in folds.items() if f.changed and t not in new_rows]
+    if inserts:
+        await conn.execute(SQL.insert_tasks, {"rows": json.dumps(inserts)})
+    if updates:
+        await conn.execute(SQL.update_tasks, {"rows": json.dumps(updates)})
+    if history:
+        await conn.execute(SQL.insert_history, {"rows": json.dumps(
+            [{"ord": i, **asdict(h)} for i, h in enumerate(history)])})
 
 
-async def _task_completed(conn: AsyncConnection, event: dict) -> None:
-    await _finish(conn, event, "COMPLETED", "COMPLETE", reason=None)
+async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[str, tuple[str, str | None]]:
+    """task id -> (queue, due date from the queue's SLA) for new tasks of instances the mirror knows."""
+    if not created:
+        return {}
+    rows = [{"task_id": e["task"]["id"], "process_instance_id": e["task"]["processInstanceId"],
+             "task_key": e["task"].get("taskDefinitionKey")} for e in created]
+    found = {r.task_id: r for r in await conn.execute(SQL.queues_of_new_tasks, {"rows": json.dumps(rows)})}
+    placement, defaults = {}, set()
+    for event in created:
+        task = event["task"]
+        hit = found.get(task["id"])
+        if hit is None or not hit.instance_known:
+            continue
+        if hit.queue_name:
+            queue, sla = hit.queue_name, hit.sla_minutes
+        else:  # not deployed through the bridge: the parser's documented default, created on first use
+            literal = [g for g in task.get("candidateGroups") or () if not re.search(r"[$#]\{", g)]
+            queue = upper_snake(f"{(task.get('processDefinitionId') or 'UNKNOWN').split(':')[0]}_"
+                                f"{literal[0] if literal else 'DIRECT'}")[:100]
+            sla = DEFAULT_SLA_MINUTES
+            defaults.add(queue)
+        created_at = datetime.fromisoformat((task.get("createTime") or event["timestamp"]).replace("Z", "+00:00"))
+        placement[task["id"]] = (queue, (created_at + timedelta(minutes=sla)).isoformat())
+    if defaults:
+        await conn.execute(SQL.ensure_queues, {"names": sorted(defaults)})
+    return placement
 
 
-async def _task_deleted(conn: AsyncConnection, event: dict) -> None:
-    reason = event["task"].get("deleteReason")
-    if reason is not None:  # without a reason this is the delete that follows every TASK_COMPLETED
-        await _finish(conn, event, "CANCELLED", "CANCEL", reason=reason)
+def _task_id(event: dict) -> str:
+    return event["identityLink"]["taskId"] if event.get("entityType") == "identityLink" else event["task"]["id"]
 
 
-async def _finish(conn: AsyncConnection, event: dict, status: str, action: str, *, reason: str | None) -> None:
-    task = event["task"]
-    finished = (await conn.execute(SQL.finish_task, {
-        "task_id": task["id"], "status": status, "ended_at": task.get("endTime") or event["timestamp"],
-        "reason": reason, "event_at": event["timestamp"],
-    })).first()
-    if finished is not None:
-        await _history(conn, event, task, action, finished.old_assignee or "engine", finished.old_status, status,
-                       finished.old_assignee, finished.old_assignee, comments=reason)
+def _task_row(r) -> TaskRow:
+    return TaskRow(task_id=r.task_id, process_instance_id=r.process_instance_id, status=r.status,
+                   assignee_id=r.assignee_id, claimed_at=_iso(r.claimed_at), claimed_by=r.claimed_by,
+                   completed_at=_iso(r.completed_at), completed_by=r.completed_by, priority=r.priority,
+                   due_date=_iso(r.due_date), task_name=r.task_name, outcome_reason=r.outcome_reason,
+                   candidate_groups=tuple(r.candidate_groups or ()), candidate_users=tuple(r.candidate_users or ()),
+                   last_event_at=r.last_event_at)
 
 
-async def _task_fields(conn: AsyncConnection, event: dict) -> None:
-    task = event["task"]
-    kind = event["type"]
-    changed = (await conn.execute(SQL.update_task_fields, {
-        "task_id": task["id"], "event_at": event["timestamp"],
-        "priority": task.get("priority") if kind == "TASK_PRIORITY_CHANGED" else None,
-        "change_due_date": kind == "TASK_DUEDATE_CHANGED", "due_date": task.get("dueDate"),
-        "task_name": task.get("name") if kind == "TASK_NAME_CHANGED" else None,
-    })).first()
-    if changed is not None:
-        await _history(conn, event, task, "UPDATE", "engine", changed.old_status, changed.old_status,
-                       task.get("assignee"), task.get("assignee"), comments=kind)
+def _row_json(row: TaskRow) -> dict:
+    data = asdict(row)
+    data["candidate_groups"], data["candidate_users"] = list(row.candidate_groups), list(row.candidate_users)
+    return data
 
 
-async def _candidates(conn: AsyncConnection, event: dict) -> None:
-    link = event["identityLink"]
-    if link.get("type") != "candidate" or not link.get("taskId"):
-        return
-    await conn.execute(SQL.candidates_changed, {"task_id": link["taskId"], "added": event["type"] == "ENTITY_CREATED",
-                                                "group_id": link.get("groupId"), "user_id": link.get("userId")})
-
-
-async def _history(conn: AsyncConnection, event: dict, task: dict, action: str, by: str, old_status: str | None,
-                   new_status: str | None, old_assignee: str | None, new_assignee: str | None, *,
-                   comments: str | None = None) -> None:
-    await conn.execute(SQL.history, {
-        "task_id": task["id"], "process_instance_id": task["processInstanceId"], "action_type": action,
-        "action_by": by, "action_at": event["timestamp"], "old_status": old_status, "new_status": new_status,
-        "old_assignee": old_assignee, "new_assignee": new_assignee, "comments": comments,
-        "event_id": event["eventId"],
-    })
-
-
-def _task_id(event: dict) -> str | None:
-    task = event.get("task")
-    return task.get("id") if isinstance(task, dict) else None
-
-
-def _process_key(task: dict) -> str:
-    return (task.get("processDefinitionId") or "UNKNOWN").split(":")[0]
-
-
-def _plus_minutes(iso: str, minutes: int) -> str:
-    return (datetime.fromisoformat(iso.replace("Z", "+00:00")) + timedelta(minutes=minutes)).isoformat()
-
-
-_HANDLERS = {
-    ("PROCESS_STARTED", "processInstance"): _process_started,
-    **{(kind, "processInstance"): _process_ended for kind in PROCESS_END_STATUS},
-    ("ENTITY_SUSPENDED", "processInstance"): _process_suspension,
-    ("ENTITY_ACTIVATED", "processInstance"): _process_suspension,
-    ("ACTIVITY_STARTED", "activity"): _activity_started,
-    ("TASK_CREATED", "task"): _task_created,
-    ("TASK_ASSIGNED", "task"): _task_assigned,
-    ("TASK_COMPLETED", "task"): _task_completed,
-    ("ENTITY_DELETED", "task"): _task_deleted,
-    ("TASK_PRIORITY_CHANGED", "task"): _task_fields,
-    ("TASK_DUEDATE_CHANGED", "task"): _task_fields,
-    ("TASK_NAME_CHANGED", "task"): _task_fields,
-    ("ENTITY_CREATED", "identityLink"): _candidates,
-    ("ENTITY_DELETED", "identityLink"): _candidates,
-}
+def _iso(value):
+    return value.isoformat() if isinstance(value, datetime) else value
