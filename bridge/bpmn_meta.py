@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -317,6 +317,16 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
 
 def upper_snake(text: str) -> str:
     return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_") or "UNNAMED"
+
+
+def default_queue_name(base: str, candidate_groups: Iterable[str]) -> str:
+    """The documented default queue: <BASE>_<first literal group | DYNAMIC | DIRECT>, in UPPER_SNAKE.
+
+    BASE is the task's department code, or the process key where there are no lanes."""
+    groups = list(candidate_groups)
+    literal = [g for g in groups if not is_expression(g)]
+    qualifier = literal[0] if literal else ("DYNAMIC" if groups else "DIRECT")
+    return upper_snake(f"{base}_{qualifier}")[:100]
 
 
 def duration_minutes(value: str) -> int | None:
@@ -785,9 +795,7 @@ class _Reader:
                            element_id=node.get("id"))
             queues.setdefault(queue.name, queue)
             return queue.name
-        literal_groups = [g for g in groups if not is_expression(g)]
-        qualifier = literal_groups[0] if literal_groups else ("DYNAMIC" if groups else "DIRECT")
-        name = upper_snake(f"{department or process.key}_{qualifier}")[:100]
+        name = default_queue_name(department or process.key, groups)
         sla = next((t.minutes for t in timers if t.minutes), None)
         if sla is None and due_date and not is_expression(due_date):
             sla = duration_minutes(due_date)

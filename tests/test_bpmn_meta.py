@@ -371,3 +371,11 @@ def test_onecms_routing_by_case_type(onecms):
                                                           "QUALITY_ASSURANCE"}
     assert [t for t in by_type.values() if t[2]] == [("investigation", "INVESTIGATIONS", True)]
     assert routes[("approvalDecision", "Rework")][0] == "routeByType"
+
+
+def test_the_default_queue_rule_the_parser_and_the_mirror_share():
+    from bridge.bpmn_meta import default_queue_name
+
+    assert default_queue_name("Legal", ["${a}", "LEGAL_REVIEWER"]) == "LEGAL_LEGAL_REVIEWER"
+    assert default_queue_name("claims", ["${svc.groups()}"]) == "CLAIMS_DYNAMIC"
+    assert default_queue_name("claims", []) == "CLAIMS_DIRECT"

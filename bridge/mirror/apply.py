@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.bpmn_meta import upper_snake
+from bridge.bpmn_meta import default_queue_name
 from bridge.db.queries import queries
 from bridge.mirror.fold import PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row, fold_task
 
@@ -191,9 +190,8 @@ async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[s
         if hit.queue_name:
             queue, sla = hit.queue_name, hit.sla_minutes
         else:  # not deployed through the bridge: the parser's documented default, created on first use
-            literal = [g for g in task.get("candidateGroups") or () if not re.search(r"[$#]\{", g)]
-            queue = upper_snake(f"{(task.get('processDefinitionId') or 'UNKNOWN').split(':')[0]}_"
-                                f"{literal[0] if literal else 'DIRECT'}")[:100]
+            process_key = (task.get("processDefinitionId") or "UNKNOWN").split(":")[0]
+            queue = default_queue_name(process_key, task.get("candidateGroups") or ())
             sla = DEFAULT_SLA_MINUTES
             defaults.add(queue)
         created_at = datetime.fromisoformat((task.get("createTime") or event["timestamp"]).replace("Z", "+00:00"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -40,5 +41,7 @@ def authentication_middleware(db_key: web.AppKey) -> Callable:
 async def require_role(request: web.Request, db_key: web.AppKey, role_code: str) -> None:
     async with request.app[db_key].connect() as conn:
         if not await holds_role(conn, request[USER_ID], role_code):
-            raise web.HTTPForbidden(text=f'{{"error": "this needs the {role_code} role, which '
-                                         f'{request[USER_ID]} does not hold"}}', content_type="application/json")
+            # json.dumps, not an f-string: a user id may hold quotes.
+            raise web.HTTPForbidden(text=json.dumps({"error": f"this needs the {role_code} role, which "
+                                                             f"{request[USER_ID]} does not hold"}),
+                                    content_type="application/json")
