@@ -72,7 +72,7 @@ def serve(database_url: str, secret: str, port: int) -> None:
 
     from bridge.web.app import create_app
 
-    settings = Settings(webhook_secret=secret, db_pool_size=10, deploy_on_start=())
+    settings = Settings(webhook_secret=secret, db_pool_size=10, deploy_on_start=(), reconcile_interval_s=0)
     app = create_app(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 

@@ -25,6 +25,9 @@ from bridge.db.engine import create_engine, libpq_url
 from bridge.deploy import DeployError, deploy_bpmn
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
 from bridge.flowable.local_engine import EngineError, build_engine_jar
+from bridge.mirror.drift import find_drift
+from bridge.mirror.engine_state import EngineReader
+from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
 from bridge.runtime import provisioned_database, provisioned_engine
 from bridge.web.app import create_app
 
@@ -98,6 +101,56 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             return 1
         with provisioned_engine(settings, url) as engine:
             _serve(settings, url, engine)
+    return 0
+
+
+async def _drift(url: str, engine: EngineEndpoint) -> int:
+    db = create_engine(url, pool_size=1)
+    try:
+        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable, db.connect() as conn:
+            differences, state = await find_drift(conn, EngineReader(flowable))
+    finally:
+        await db.dispose()
+    for difference in differences:
+        print(difference)
+    if differences:
+        print(f"{len(differences)} difference(s) between the mirror and the engine", file=sys.stderr)
+        return 1
+    print(f"no differences: the mirror matches the engine ({len(state.processes)} instances, "
+          f"{len(state.tasks)} tasks)", file=sys.stderr)
+    return 0
+
+
+def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url, provisioned_engine(settings, url) as engine:
+        try:
+            return asyncio.run(_drift(url, engine))
+        except EngineUnavailable as err:
+            log.error("%s", err)
+            return 2
+
+
+async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep: bool) -> PassReport:
+    db = create_engine(url, pool_size=1)
+    try:
+        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+            return await Reconciler(db, flowable, ReconcilerSettings.of(settings)).run_once(sweep=sweep)
+    finally:
+        await db.dispose()
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        with provisioned_engine(settings, url) as engine:
+            try:
+                report = asyncio.run(_reconcile(url, engine, settings, args.sweep))
+            except EngineUnavailable as err:
+                log.error("%s", err)
+                return 2
+    for difference in report.differences:
+        print(difference)
+    print(report.summary(), file=sys.stderr)
     return 0
 
 
@@ -183,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print what would change (deployment, departments, roles, queues) and change nothing")
     deploy.add_argument("--by", default=getpass.getuser(), help="recorded as deployed_by (default: you)")
     deploy.add_argument("--business-app", help="business app of the definitions (default: from the file, else ONECMS)")
+    reconcile = command("reconcile", cmd_reconcile, "run one reconciler pass: read what changed in the engine "
+                        "since the last pass and repair the mirror (the first pass backfills everything)")
+    reconcile.add_argument("--sweep", action="store_true",
+                           help="also compare every running instance and every instance the mirror holds open")
+    command("drift", cmd_drift, "compare the whole mirror with the engine and print every difference; "
+            "exit code 1 when they differ")
     users = commands.add_parser("users", help="people who use the bridge's API", description="users")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = command("add", cmd_users_add, "add (or reactivate) a user and grant roles", users_commands)

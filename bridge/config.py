@@ -52,6 +52,12 @@ class Settings:
     webhook_previous_secrets: tuple[str, ...] = ()
     # BPMN files `bridge up` deploys (idempotently) once the engine answers.
     deploy_on_start: tuple[Path, ...] = (PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml",)
+    # Seconds between the service's reconciler passes; 0 turns the background reconciler off.
+    reconcile_interval_s: int = 10
+    # Rows per page when the reconciler reads engine history.
+    reconcile_page_size: int = 500
+    # Minutes between sweeps that compare every running instance, not only what the task log names.
+    reconcile_sweep_minutes: int = 10
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -75,6 +81,9 @@ class Settings:
                                            if s.strip()),
             deploy_on_start=(tuple(Path(p) for p in env["BRIDGE_DEPLOY_ON_START"].split(",") if p.strip())
                              if "BRIDGE_DEPLOY_ON_START" in env else defaults.deploy_on_start),
+            reconcile_interval_s=_int(env, "BRIDGE_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
+            reconcile_page_size=_int(env, "BRIDGE_RECONCILE_PAGE_SIZE", defaults.reconcile_page_size),
+            reconcile_sweep_minutes=_int(env, "BRIDGE_RECONCILE_SWEEP_MINUTES", defaults.reconcile_sweep_minutes),
         )
 
 
@@ -95,4 +104,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
     ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
     ("WEBHOOK_PREVIOUS_SECRETS", "(none)", "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
+    ("BRIDGE_RECONCILE_INTERVAL_S", "10", "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
+    ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
+    ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10", "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
 ]

@@ -76,6 +76,8 @@ async def db_url(empty_db: str) -> str:
 
 
 EXTENSION_TABLES = [
+    "flowable.mirror_repairs",
+    "flowable.reconciler_state",
     "flowable.engine_events",
     "flowable.webhook_batches",
     "onecms.case_workflow_mapping",

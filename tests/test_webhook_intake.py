@@ -26,7 +26,8 @@ OLD_SECRET = new_webhook_secret()
 @pytest.fixture
 async def intake(engine, db_url, aiohttp_client):
     """The bridge app on this module's database, trusting the engine's secret (and an older one)."""
-    settings = Settings(webhook_secret=engine.webhook_secret, webhook_previous_secrets=(OLD_SECRET,))
+    settings = Settings(webhook_secret=engine.webhook_secret, webhook_previous_secrets=(OLD_SECRET,),
+                        reconcile_interval_s=0)
     app = create_app(settings, db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
     return await aiohttp_client(app)
 

@@ -294,6 +294,36 @@ engine_events = Table(
     schema="flowable",
 )
 
+reconciler_state = Table(
+    "reconciler_state", metadata,
+    Column("name", String(50), primary_key=True),
+    Column("task_log_number", BigInteger, nullable=False, server_default=text("0")),
+    Column("task_log_seen", ARRAY(BigInteger), nullable=False, server_default=text("'{}'::bigint[]")),
+    Column("process_time", TZ),
+    Column("newest_change_at", TZ),
+    Column("last_pass_at", TZ),
+    Column("last_full_sweep_at", TZ),
+    Column("passes", BigInteger, nullable=False, server_default=text("0")),
+    Column("repairs", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("last_error_at", TZ),
+    schema="flowable",
+)
+
+mirror_repairs = Table(
+    "mirror_repairs", metadata,
+    Column("repair_id", BigInteger, Identity(), primary_key=True),
+    _stamped("found_at"),
+    Column("pass_kind", String(20), nullable=False),
+    Column("entity_type", String(20), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("field", String(50), nullable=False),
+    Column("mirror_value", Text),
+    Column("engine_value", Text),
+    Column("repaired", Boolean, nullable=False),
+    schema="flowable",
+)
+
 # -- onecms ----------------------------------------------------------------------------------------
 
 case_workflow_mapping = Table(

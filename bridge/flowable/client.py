@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 import aiohttp
@@ -209,12 +209,38 @@ class FlowableClient:
                                    params={"fromLogNumber": from_log_number, "sort": "logNumber",
                                            "order": "asc", "size": size}))["data"]
 
+    async def newest_task_log_number(self) -> int:
+        rows = (await self.request("GET", "history/historic-task-log-entries",
+                                   params={"sort": "logNumber", "order": "desc", "size": 1}))["data"]
+        return rows[0]["logNumber"] if rows else 0
+
+    async def historic_processes_by_ids(self, ids: list[str], *, include_variables: bool = False) -> list[dict]:
+        body = {"processInstanceIds": ids, "includeProcessVariables": include_variables, "size": len(ids)}
+        return (await self.request("POST", "query/historic-process-instances", json_body=body))["data"]
+
+    async def task_identity_links(self, task_id: str) -> list[dict]:
+        return await self.request("GET", f"runtime/tasks/{task_id}/identitylinks")
+
+    async def pages(self, path: str, *, sort: str, page_size: int = 500, **filters: Any):
+        """Every row of a list resource, a page at a time, in `sort` order (offset paging: rows inserted
+        meanwhile may shift a page; the reconciler's overlap window catches what that skips)."""
+        start = 0
+        while True:
+            page = await self.request("GET", path, params={**filters, "sort": sort, "order": "asc",
+                                                           "start": start, "size": page_size})
+            for row in page["data"]:
+                yield row
+            start += len(page["data"])
+            if not page["data"] or start >= page["total"]:
+                return
+
 
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, datetime):  # Flowable parses milliseconds and a Z, nothing finer (500 otherwise)
+        value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     return str(value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -16,6 +17,7 @@ from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
@@ -28,6 +30,7 @@ ENGINE_ENDPOINT = web.AppKey("engine_endpoint", EngineEndpoint)
 DB = web.AppKey("db", AsyncEngine)
 FLOWABLE = web.AppKey("flowable", FlowableClient)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 
 READY_ENGINE_TIMEOUT_S = 3
 
@@ -49,6 +52,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
         raise ConfigError(f"WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: {err}") from None
     app.cleanup_ctx.append(_database_engine)
     app.cleanup_ctx.append(_flowable_client)
+    app.cleanup_ctx.append(_background_reconciler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
@@ -69,6 +73,21 @@ async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
     app[FLOWABLE] = client
     yield
     await client.close()
+
+
+async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
+    """Pass after pass in the background (BRIDGE_RECONCILE_INTERVAL_S; 0: none in this process)."""
+    settings = app[SETTINGS]
+    if settings.reconcile_interval_s <= 0:
+        yield
+        return
+    reconciler = Reconciler(app[DB], app[FLOWABLE], ReconcilerSettings.of(settings))
+    app[RECONCILER] = reconciler
+    task = asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s), name="reconciler")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -99,5 +118,9 @@ async def readyz(request: web.Request) -> web.Response:
     except (EngineUnavailable, FlowableError, TimeoutError) as err:
         checks["engine"] = f"error: {err or 'no answer within %ss' % READY_ENGINE_TIMEOUT_S}"
     ready = all(value == "ok" for value in checks.values())
-    return web.json_response({"status": "ready" if ready else "not ready", "checks": checks},
-                             status=200 if ready else 503)
+    body: dict = {"status": "ready" if ready else "not ready", "checks": checks}
+    if RECONCILER in app:  # informative: a failing reconciler does not stop the bridge from serving
+        reconciler = app[RECONCILER]
+        body["reconciler"] = {"lastPass": reconciler.last_report.summary() if reconciler.last_report else None,
+                              "lastError": reconciler.last_error}
+    return web.json_response(body, status=200 if ready else 503)

@@ -1,0 +1,237 @@
+"""Mirror vs engine: every difference, and the events that repair the ones the mirror can take back.
+
+Pure comparison: bridge/mirror/engine_state.py reads the engine, `read_mirror` reads the mirror, and
+`compare` lists what differs. A difference the state machines can express (a missing row, a task that
+ended, an assignee or priority that changed) carries the synthetic engine events that repair it; the
+reconciler feeds those through the same apply path as pushed events (bridge/mirror/apply.py), so
+repairs obey the same rules (terminal states are never left, an older change never overwrites a newer
+one) and leave the same task_history rows. A difference no event can express (the mirror says ended
+and the engine says running, a row the engine does not have) is reported and left for an operator.
+
+What is compared:
+  * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key;
+  * task: exists, status (OPEN/CLAIMED/DELEGATED/ESCALATED all count as open: escalation and
+    delegation are the bridge's own states), assignee, priority, name, due date (when the engine has
+    one; otherwise the mirror keeps the queue's SLA date), candidate groups and users (when read).
+Not compared: current_activity (history has no "current activity"), variables, task_history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bridge.db.queries import queries
+from bridge.mirror.engine_state import EngineReader, EngineState
+from bridge.mirror.fold import TASK_ASSIGNABLE
+
+SQL = queries("reconcile")
+
+
+@dataclass(frozen=True)
+class Difference:
+    entity: str  # "process" | "task"
+    entity_id: str
+    field: str
+    mirror: Any
+    engine: Any
+    repairable: bool
+
+    def __str__(self) -> str:
+        note = "" if self.repairable else "  (not repairable by the reconciler)"
+        return f"{self.entity} {self.entity_id}: {self.field}: mirror={_show(self.mirror)} engine={_show(self.engine)}{note}"
+
+
+@dataclass
+class MirrorState:
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    differences: list[Difference] = field(default_factory=list)
+    repair_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def read_mirror(conn: AsyncConnection, process_ids: list[str] | None = None) -> MirrorState:
+    """The mirror's rows for the given instances (None: all), read for comparison."""
+    state = MirrorState()
+    params = {"ids": process_ids, "all": process_ids is None}
+    for r in await conn.execute(SQL.mirror_processes, params):
+        state.processes[r.process_instance_id] = dict(r._mapping)
+    for r in await conn.execute(SQL.mirror_tasks, params):
+        state.tasks[r.task_id] = dict(r._mapping)
+    return state
+
+
+def engine_process_status(process: dict[str, Any]) -> str:
+    if process.get("endTime") is None:
+        return "SUSPENDED" if process.get("suspended") else "ACTIVE"
+    reason = process.get("deleteReason")
+    # a terminate end event ends the instance with a delete reason, but it is a normal end of the process
+    return "COMPLETED" if reason is None or reason.startswith("terminate end event") else "TERMINATED"
+
+
+def engine_task_status(task: dict[str, Any]) -> str:
+    if task.get("endTime") is None:
+        return "OPEN"
+    return "COMPLETED" if task.get("deleteReason") is None else "CANCELLED"
+
+
+def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = False) -> Comparison:
+    """Differences over the instances `engine` covers (and, with whole_mirror, mirror rows the engine lacks)."""
+    result = Comparison()
+    read_at = _engine_time(engine.read_at)
+    for process_id in sorted(engine.covers):
+        process = engine.processes[process_id]
+        _compare_process(result, process, mirror.processes.get(process_id), read_at)
+        tasks = sorted(engine.tasks_of(process_id), key=lambda t: (t.get("createTime") or "", t["id"]))
+        for task in tasks:
+            _compare_task(result, task, mirror.tasks.get(task["id"]), read_at)
+        open_tasks = [t for t in tasks if t.get("endTime") is None]
+        if process_id not in mirror.processes and process.get("endTime") is None and open_tasks:
+            # a backfilled instance waits where its newest open task is (webhooks say it as it happens)
+            result.repair_events.append(_event("ACTIVITY_STARTED", "activity", read_at, activity={
+                "activityId": open_tasks[-1]["taskDefinitionKey"], "activityType": "userTask",
+                "processInstanceId": process_id}))
+    engine_task_ids = set(engine.tasks)
+    for task_id, row in sorted(mirror.tasks.items()):
+        if task_id not in engine_task_ids and (whole_mirror or row["process_instance_id"] in engine.covers):
+            result.differences.append(Difference("task", task_id, "exists", "yes", "no", False))
+    if whole_mirror:
+        for process_id in sorted(set(mirror.processes) - set(engine.processes)):
+            result.differences.append(Difference("process", process_id, "exists", "yes", "no", False))
+    return result
+
+
+def _compare_process(result: Comparison, process: dict, row: dict | None, read_at: str) -> None:
+    status = engine_process_status(process)
+    pid = process["id"]
+    if row is None:
+        events = [_event("PROCESS_STARTED", "processInstance", process["startTime"], processInstance=process)]
+        events += _process_change_events(process, status, "ACTIVE", read_at)
+        result.differences.append(Difference("process", pid, "exists", "no", "yes", True))
+        result.repair_events.extend(events)
+        return
+    mirrored = "COMPLETED" if row["status"] == "ERROR" else row["status"]
+    if mirrored != status:
+        events = _process_change_events(process, status, mirrored, read_at) if mirrored in ("ACTIVE", "SUSPENDED") else []
+        result.differences.append(Difference("process", pid, "status", row["status"], status, bool(events)))
+        result.repair_events.extend(events)
+    if row["business_key"] != process.get("businessKey"):
+        result.differences.append(Difference("process", pid, "business_key", row["business_key"],
+                                             process.get("businessKey"), False))
+
+
+def _process_change_events(process: dict, status: str, mirrored: str, read_at: str) -> list[dict]:
+    if status == mirrored:
+        return []
+    if status in ("COMPLETED", "TERMINATED"):
+        kind = "PROCESS_COMPLETED" if status == "COMPLETED" else "PROCESS_CANCELLED"
+        return [_event(kind, "processInstance", process["endTime"],
+                       processInstance={"id": process["id"], "endTime": process["endTime"],
+                                        "cause": process.get("deleteReason")})]
+    kind = "ENTITY_SUSPENDED" if status == "SUSPENDED" else "ENTITY_ACTIVATED"
+    return [_event(kind, "processInstance", read_at, processInstance={"id": process["id"]})]
+
+
+def _compare_task(result: Comparison, task: dict, row: dict | None, read_at: str) -> None:
+    status = engine_task_status(task)
+    tid = task["id"]
+    if row is None:
+        result.differences.append(Difference("task", tid, "exists", "no", "yes", True))
+        result.repair_events.append(_event("TASK_CREATED", "task", task["createTime"], task=_created_view(task)))
+        result.repair_events.extend(_task_end_events(task, status, task.get("assignee"), task["endTime"]))
+        return
+    mirrored = "OPEN" if row["status"] in TASK_ASSIGNABLE else row["status"]
+
+    def differ(name: str, mirror_value: Any, engine_value: Any, events: list[dict], repairable: bool = True) -> None:
+        result.differences.append(Difference("task", tid, name, mirror_value, engine_value, repairable))
+        result.repair_events.extend(events)
+
+    if mirrored != status:
+        if mirrored == "OPEN":
+            events = []
+            if task.get("assignee") and task["assignee"] != row["assignee_id"]:
+                events.append(_event("TASK_ASSIGNED", "task", task["endTime"], task=task))
+            events += _task_end_events(task, status, row["assignee_id"], task["endTime"])
+            differ("status", row["status"], status, events)
+        else:
+            differ("status", row["status"], status, [], repairable=False)
+        return
+    if status != "OPEN":
+        return  # both ended the same way; what an ended task held is history
+    if row["assignee_id"] != task.get("assignee"):
+        differ("assignee", row["assignee_id"], task.get("assignee"), [_event("TASK_ASSIGNED", "task", read_at, task=task)])
+    if task.get("priority") is not None and row["priority"] != task["priority"]:
+        differ("priority", row["priority"], task["priority"], [_event("TASK_PRIORITY_CHANGED", "task", read_at, task=task)])
+    if task.get("name") and row["task_name"] != task["name"]:
+        differ("task_name", row["task_name"], task["name"], [_event("TASK_NAME_CHANGED", "task", read_at, task=task)])
+    if task.get("dueDate") and _instant(row["due_date"]) != _instant(task["dueDate"]):
+        differ("due_date", _engine_time(row["due_date"]) if row["due_date"] else None, task["dueDate"],
+               [_event("TASK_DUEDATE_CHANGED", "task", read_at, task=task)])
+    for kind, link_key, column in (("candidateGroups", "groupId", "candidate_groups"),
+                                   ("candidateUsers", "userId", "candidate_users")):
+        wanted = task.get(kind)
+        have = sorted(row[column] or ())
+        if wanted is None or sorted(wanted) == have:
+            continue
+        events = [_link_event("ENTITY_DELETED", task, link_key, v, read_at) for v in sorted(set(have) - set(wanted))]
+        events += [_link_event("ENTITY_CREATED", task, link_key, v, read_at) for v in sorted(set(wanted) - set(have))]
+        differ(column, have, sorted(wanted), events)
+
+
+def _created_view(task: dict) -> dict:
+    """The task as its TASK_CREATED would have carried it (candidates: as read, or none)."""
+    view = dict(task)
+    view["candidateGroups"] = task.get("candidateGroups") or []
+    view["candidateUsers"] = task.get("candidateUsers") or []
+    return view
+
+
+def _task_end_events(task: dict, status: str, assignee: str | None, at: str | None) -> list[dict]:
+    if status == "COMPLETED":
+        return [_event("TASK_COMPLETED", "task", at, task=task)]
+    if status == "CANCELLED":
+        return [_event("ENTITY_DELETED", "task", at, task=task)]
+    return []
+
+
+def _link_event(kind: str, task: dict, link_key: str, value: str, at: str) -> dict:
+    return _event(kind, "identityLink", at, identityLink={"type": "candidate", link_key: value, "taskId": task["id"]},
+                  processInstanceId=task["processInstanceId"])
+
+
+def _event(kind: str, entity_type: str, at: str | None, **payload: Any) -> dict:
+    return {"eventId": f"reconciler:{uuid.uuid4()}", "type": kind, "entityType": entity_type,
+            "timestamp": at, **payload}
+
+
+def _engine_time(value: datetime) -> str:
+    """The engine's timestamp format (milliseconds, Z): the mirror's lastEventAt compares it as text."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _instant(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _show(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+async def find_drift(conn: AsyncConnection, reader: EngineReader) -> tuple[list[Difference], EngineState]:
+    """Every difference between the whole mirror and the whole engine (`bridge drift`)."""
+    engine = await reader.read_everything()
+    mirror = await read_mirror(conn, None)
+    return compare(engine, mirror, whole_mirror=True).differences, engine
