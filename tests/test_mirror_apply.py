@@ -11,6 +11,8 @@ from bridge.config import Settings
 from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import EngineEndpoint
+from bridge.mirror.drift import compare, read_mirror
+from bridge.mirror.engine_state import EngineReader
 from bridge.web.app import create_app
 from tests.test_bpmn_meta import ONECMS_FILE
 
@@ -137,7 +139,73 @@ async def test_a_cancelled_case_cancels_its_open_tasks_in_the_mirror(flowable, d
     assert (task["status"], task["outcome_reason"]) == ("CANCELLED", "withdrawn by requester")
     process = await row(db, "SELECT status, case_id FROM flowable.process_instances WHERE process_instance_id = :p",
                         p=pid)
-    assert (process["status"], process["case_id"]) == ("TERMINATED", None)  # business key is not a number
+    assert (process["status"], process["case_id"]) == ("TERMINATED", 2)  # from caseId: the business key is no number
     assert [h["action_type"] for h in await rows(db, "SELECT action_type FROM flowable.task_history "
                                                      "WHERE task_id = :t ORDER BY history_id",
                                                  t=task["task_id"])] == ["CREATE", "CANCEL"]
+
+
+async def no_drift(db, flowable, pid: str) -> list[str]:
+    """What the reconciler would find wrong with this instance: nothing, if the pushes were enough."""
+    engine = await EngineReader(flowable, clock_skew=timedelta(0)).read_instances([pid])
+    async with db.connect() as conn:
+        return [str(d) for d in compare(engine, await read_mirror(conn, [pid])).differences]
+
+
+async def test_a_case_through_rework_to_closure_matches_the_engine_at_every_step(flowable, db, mirror):
+    """Intake -> Legal -> sign-offs -> approval with rework -> Legal again -> sign-offs -> approval -> close."""
+    pid = (await flowable.start_process("OneCMS_Nextgen_WF", business_key="CASE-A-9",
+                                        variables={"caseId": 9009, "caseType": "LEGAL_CLAIM", "severity": "LOW",
+                                                   "claim": {"amount": 1200.5, "parties": ["x", "y"]}}))["id"]
+    await mirror.sync(pid, "TASK_CREATED")
+    assert await no_drift(db, flowable, pid) == []
+    process = await row(db, "SELECT case_id, variables FROM flowable.process_instances WHERE process_instance_id = :p",
+                        p=pid)
+    assert process["case_id"] == 9009  # from the caseId variable: the business key is not a number
+    assert process["variables"] == {"caseId": 9009, "caseType": "LEGAL_CLAIM", "severity": "LOW",
+                                    "claim": {"amount": 1200.5, "parties": ["x", "y"]}}
+    variables = {r["variable_name"]: (r["variable_type"], r["variable_value"]) for r in await rows(
+        db, "SELECT variable_name, variable_type, variable_value FROM flowable.workflow_variables "
+            "WHERE process_instance_id = :p", p=pid)}
+    assert variables["caseId"] == ("INTEGER", "9009") and variables["claim"][0] == "JSON"
+
+    async def load(queue: str) -> int:
+        return (await row(db, "SELECT current_load FROM flowable.workflow_queues WHERE queue_name = :q",
+                          q=queue))["current_load"]
+
+    async def step(key: str, assignee: str, variables: dict | None = None, until: str = "TASK_CREATED") -> None:
+        task = next(t for t in await flowable.tasks(processInstanceId=pid) if t["taskDefinitionKey"] == key)
+        await flowable.claim_task(task["id"], assignee)
+        await flowable.complete_task(task["id"], variables)
+        await mirror.sync(pid, until)
+        assert await no_drift(db, flowable, pid) == [], key
+
+    registration_load = await load("INTAKE_REGISTRATION")
+    await step("registerCase", "clerk")
+    assert await load("INTAKE_REGISTRATION") == registration_load - 1
+    await step("triageCase", "triage", {"triageDecision": "ACCEPT"})
+    legal_load = await load("LEGAL_REVIEW")
+    await step("legalReview", "lawyer")
+    assert await load("LEGAL_REVIEW") == legal_load - 1
+    await step("legalSignOff", "lawyer", until="TASK_COMPLETED")
+    await step("complianceSignOff", "officer")
+    await step("supervisorApproval", "boss", {"approvalDecision": "REWORK"})  # back to Legal
+    await step("legalReview", "lawyer")
+    await step("legalSignOff", "lawyer", until="TASK_COMPLETED")
+    await step("complianceSignOff", "officer")
+    await step("supervisorApproval", "boss", {"approvalDecision": "APPROVE"})
+    await step("closeCase", "admin", until="PROCESS_COMPLETED_WITH_TERMINATE_END_EVENT")
+
+    case = await row(db, "SELECT * FROM onecms.case_workflow_mapping WHERE process_instance_id = :p", p=pid)
+    assert (case["case_id"], case["workflow_type"], case["current_department"], case["current_phase"]) == (
+        9009, "OneCMS_Nextgen_WF", "CASE_MANAGEMENT", "COMPLETED")
+    assert case["actual_completion"] is not None and case["expected_completion"] is not None
+    assert [(m["from"], m["department"], m["task"]) for m in case["routing_history"]] == [
+        (None, "INTAKE", "registerCase"), ("INTAKE", "LEGAL", "legalReview"),
+        ("LEGAL", "COMPLIANCE", "complianceSignOff"), ("COMPLIANCE", "CASE_MANAGEMENT", "supervisorApproval"),
+        ("CASE_MANAGEMENT", "LEGAL", "legalReview"), ("LEGAL", "COMPLIANCE", "complianceSignOff"),
+        ("COMPLIANCE", "CASE_MANAGEMENT", "supervisorApproval")]
+    decisions = await row(db, "SELECT variables FROM flowable.process_instances WHERE process_instance_id = :p",
+                          p=pid)
+    assert decisions["variables"]["approvalDecision"] == "APPROVE"
+    assert await load("LEGAL_REVIEW") == legal_load - 1

@@ -263,6 +263,7 @@ workflow_variables = Table(
     _stamped("created_at"),
     _stamped("updated_at"),
     Column("updated_by", String(50)),
+    Column("changed_at", TZ),  # the engine's time of the change held (migration 0011)
     schema="flowable",
 )
 

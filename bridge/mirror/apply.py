@@ -4,11 +4,14 @@ Set-based: whatever the batch's size, a fixed handful of statements. The rows th
 locked and read, the events are folded into new states and history rows by the pure state machines of
 bridge/mirror/fold.py, and the results are written back from JSON arrays.
 
-Covered so far: process instances (start with the definition's SLA, end with its cause and status,
-suspend/activate, current activity) and user tasks (created in the queue the deployed metadata names,
+Covered: process instances (start with the definition's SLA, end with its cause and status,
+suspend/activate, current activity), user tasks (created in the queue the deployed metadata names,
 assign/unassign, complete, cancel with the engine's reason, priority/due date/name, candidates), each task
-action with its task_history row. Not yet: variables, case mapping, queue load. Events that arrive before
-the row they change (a lost or late PROCESS_STARTED / TASK_CREATED) change nothing: the reconciler's part.
+action with its task_history row, variables (process- and task-scope, typed, newest change wins; the
+process-scope ones also as process_instances.variables), and the case mapping (a row per case id, its
+current department and phase, routing_history appended per department move, closed with the instance).
+Queue load follows the tasks by trigger (migration 0011). Events that arrive before the row they change (a
+lost or late PROCESS_STARTED / TASK_CREATED) change nothing: the reconciler's part.
 
 Ordering, from what the real engine sends (README, "The Flowable engine"): PROCESS_STARTED rows are written
 first (start variables come before it); everything else is folded in the engine's order, so task_history
@@ -65,16 +68,22 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
     if not events:
         return
     usable = _usable(events)
-    await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
-                                  and e.get("entityType") == "processInstance"])
-    await _update_processes(conn, usable)
-    await _apply_tasks(conn, usable)
+    started = await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
+                                            and e.get("entityType") == "processInstance"])
+    with_variables = await _apply_variables(conn, usable)
+    if started or with_variables:
+        await conn.execute(SQL.open_case_mappings, {"ids": sorted(started | with_variables)})
+    ended = await _update_processes(conn, usable)
+    new_tasks = await _apply_tasks(conn, usable)
+    await _route_cases(conn, new_tasks)
+    if ended:
+        await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
     await conn.execute(SQL.mark_applied, {"event_ids": [e["eventId"] for e in events]})
 
 
 # -- processes ---------------------------------------------------------------------------------------------
 
-async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> None:
+async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> set[str]:
     rows = []
     for event in starts:
         process = event["processInstance"]
@@ -94,14 +103,16 @@ async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> None:
     if rows:
         await conn.execute(SQL.register_definitions, {"rows": json.dumps(rows)})
         await conn.execute(SQL.insert_process_instances, {"rows": json.dumps(rows)})
+    return {r["id"] for r in rows}
 
 
-async def _update_processes(conn: AsyncConnection, events: list[dict]) -> None:
+async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[str]:
+    """Ends, suspensions and the current activity; returns the instances that ended."""
     relevant = [e for e in events if (e["type"] in PROCESS_END_STATUS and e.get("entityType") == "processInstance")
                 or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED") and e.get("entityType") == "processInstance")
                 or (e["type"] == "ACTIVITY_STARTED" and e.get("entityType") == "activity")]
     if not relevant:
-        return
+        return set()
     ids = sorted({e["activity"]["processInstanceId"] if e.get("entityType") == "activity" else e["processInstance"]["id"]
                   for e in relevant})
     current = {r.process_instance_id: dict(r._mapping) for r in await conn.execute(SQL.lock_processes, {"ids": ids})}
@@ -128,17 +139,19 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> None:
         changed[process["id"]] = row
     if changed:
         await conn.execute(SQL.update_processes, {"rows": json.dumps(list(changed.values()), default=_iso)})
+    return {pid for pid, row in changed.items() if row["status"] not in PROCESS_OPEN}
 
 
 # -- tasks ---------------------------------------------------------------------------------------------
 
-async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> None:
+async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
+    """Task lifecycle and history; returns the tasks created, in order (for case routing)."""
     task_events = [e for e in events if (e.get("entityType") == "task" and (
         e["type"] in _TASK_EVENTS or e["type"] in ("TASK_CREATED", "ENTITY_DELETED")))
         or (e.get("entityType") == "identityLink" and e["type"] in ("ENTITY_CREATED", "ENTITY_DELETED")
             and e["identityLink"].get("taskId"))]
     if not task_events:
-        return
+        return []
     created = [e for e in task_events if e["type"] == "TASK_CREATED"]
     placement = await _place_new_tasks(conn, created)
     ids = sorted({_task_id(e) for e in task_events})
@@ -172,6 +185,8 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> None:
     if history:
         await conn.execute(SQL.insert_history, {"rows": json.dumps(
             [{"ord": i, **asdict(h)} for i, h in enumerate(history)])})
+    return [{"process_instance_id": folds[t].row.process_instance_id, "task_id": t, **extra}
+            for t, extra in new_rows.items()]
 
 
 async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[str, tuple[str, str | None]]:
@@ -199,6 +214,100 @@ async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[s
     if defaults:
         await conn.execute(SQL.ensure_queues, {"names": sorted(defaults)})
     return placement
+
+
+# -- variables ---------------------------------------------------------------------------------------
+
+# Flowable's variable type names -> the seed's variable types. Numbers that are not integers keep their
+# value as JSON numbers; binary and serialized Java objects are recorded without a value.
+VARIABLE_TYPES = {
+    "string": "STRING", "longstring": "STRING", "uuid": "STRING", "null": "STRING",
+    "integer": "INTEGER", "long": "INTEGER", "short": "INTEGER",
+    "boolean": "BOOLEAN",
+    "date": "DATE", "instant": "DATE", "localdate": "DATE", "localdatetime": "DATE", "jodadate": "DATE",
+    "json": "JSON", "longjson": "JSON", "double": "JSON", "bigdecimal": "JSON", "biginteger": "JSON",
+    "bytes": "BINARY", "serializable": "BINARY",
+}
+
+
+def variable_row(variable: dict, at: str) -> dict:
+    """One engine variable (webhook or REST shape) -> a workflow_variables row."""
+    kind = VARIABLE_TYPES.get(str(variable.get("type") or "string").lower(), "STRING")
+    value = variable.get("value")
+    return {
+        "process_instance_id": variable.get("processInstanceId"),
+        "task_id": variable.get("taskId") if variable.get("scope") == "task" else None,
+        "name": variable["name"], "type": kind, "at": at,
+        "value": None if value is None or kind == "BINARY" else
+        (json.dumps(value) if isinstance(value, (dict, list)) else
+         ("true" if value is True else "false" if value is False else str(value))),
+        "json": value if kind == "JSON" else None,
+    }
+
+
+async def _apply_variables(conn: AsyncConnection, events: list[dict]) -> set[str]:
+    """Variable changes, the newest per variable; returns the instances whose variables changed."""
+    # An instance that ends, or a task that ends, drops its runtime variables (VARIABLE_DELETED in the same
+    # transaction): the mirror keeps them, as the engine's history does.
+    ending = {e["processInstance"]["id"] for e in events
+              if e.get("entityType") == "processInstance" and e["type"] in PROCESS_END_STATUS}
+    ending |= {e["task"]["id"] for e in events
+               if e.get("entityType") == "task" and e["type"] in ("TASK_COMPLETED", "ENTITY_DELETED")}
+    latest: dict[tuple, tuple[str, dict]] = {}
+    for event in events:
+        if event.get("entityType") != "variable" or event["type"] not in (
+                "VARIABLE_CREATED", "VARIABLE_UPDATED", "VARIABLE_DELETED"):
+            continue
+        variable = event.get("variable") or {}
+        if not variable.get("name") or not variable.get("processInstanceId") or variable.get("scope") == "execution":
+            continue  # execution-local variables (inside a sub-process) are not the case's
+        if event["type"] == "VARIABLE_DELETED" and (
+                variable["processInstanceId"] in ending or variable.get("taskId") in ending):
+            continue
+        row = variable_row(variable, event["timestamp"])
+        latest[(row["process_instance_id"], row["task_id"], row["name"])] = (event["type"], row)
+    if not latest:
+        return set()
+    upserts = [row for kind, row in latest.values() if kind != "VARIABLE_DELETED"]
+    deletes = [row for kind, row in latest.values() if kind == "VARIABLE_DELETED"]
+    if upserts:
+        await conn.execute(SQL.upsert_variables, {"rows": json.dumps(upserts)})
+    if deletes:
+        await conn.execute(SQL.delete_variables, {"rows": json.dumps(deletes)})
+    touched = sorted({key[0] for key in latest})
+    await conn.execute(SQL.refresh_process_variables, {"ids": touched})
+    return set(touched)
+
+
+# -- cases ---------------------------------------------------------------------------------------------
+
+async def _route_cases(conn: AsyncConnection, new_tasks: list[dict]) -> None:
+    """A case is where its newest task is: department (the task's queue's) and phase (the task); each move
+    to another department is appended to routing_history."""
+    if not new_tasks:
+        return
+    ids = sorted({t["process_instance_id"] for t in new_tasks})
+    routes = {r.process_instance_id: dict(r._mapping) for r in await conn.execute(SQL.lock_case_routes, {"ids": ids})}
+    if not routes:
+        return
+    departments = {r.queue_name: r.department_code for r in await conn.execute(
+        SQL.queue_departments, {"names": sorted({t["queue_name"] for t in new_tasks})})}
+    changed = {}
+    for task in new_tasks:
+        route = routes.get(task["process_instance_id"])
+        if route is None:
+            continue
+        department = departments.get(task["queue_name"])
+        history = list(route["routing_history"] or [])
+        if department and department != route["current_department"]:
+            history.append({"department": department, "from": route["current_department"],
+                            "task": task["task_key"], "at": _iso(task["created_at"])})
+        route = {**route, "current_department": department or route["current_department"],
+                 "current_phase": task["task_key"], "routing_history": history}
+        routes[task["process_instance_id"]] = changed[route["mapping_id"]] = route
+    await conn.execute(SQL.update_case_routes, {"rows": json.dumps(
+        [{k: r[k] for k in ("mapping_id", "current_department", "current_phase", "routing_history")}
+         for r in changed.values()])})
 
 
 def _task_id(event: dict) -> str:

@@ -13,7 +13,8 @@ What is compared:
   * task: exists, status (OPEN/CLAIMED/DELEGATED/ESCALATED all count as open: escalation and
     delegation are the bridge's own states), assignee, priority, name, due date (when the engine has
     one; otherwise the mirror keeps the queue's SLA date), candidate groups and users (when read).
-Not compared: current_activity (history has no "current activity"), variables, task_history.
+  * variables: the process-scope ones (type and value); task-local ones are not compared.
+Not compared: current_activity (history has no "current activity"), task_history, the case mapping.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.mirror.apply import variable_row
 from bridge.mirror.engine_state import EngineReader, EngineState
 from bridge.mirror.fold import TASK_ASSIGNABLE
 
@@ -50,6 +52,8 @@ class Difference:
 class MirrorState:
     processes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # process id -> variable name -> (type, value as text): the process-scope variables
+    variables: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +70,8 @@ async def read_mirror(conn: AsyncConnection, process_ids: list[str] | None = Non
         state.processes[r.process_instance_id] = dict(r._mapping)
     for r in await conn.execute(SQL.mirror_tasks, params):
         state.tasks[r.task_id] = dict(r._mapping)
+    for r in await conn.execute(SQL.mirror_variables, params):
+        state.variables.setdefault(r.process_instance_id, {})[r.variable_name] = (r.variable_type, r.variable_value)
     return state
 
 
@@ -90,6 +96,12 @@ def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = Fa
     for process_id in sorted(engine.covers):
         process = engine.processes[process_id]
         _compare_process(result, process, mirror.processes.get(process_id), read_at)
+        if process_id in mirror.processes:
+            _compare_variables(result, process, mirror.variables.get(process_id, {}), read_at)
+        else:  # its "exists" difference says it all; the repair brings the variables along
+            missing = Comparison()
+            _compare_variables(missing, process, {}, read_at)
+            result.repair_events.extend(missing.repair_events)
         tasks = sorted(engine.tasks_of(process_id), key=lambda t: (t.get("createTime") or "", t["id"]))
         for task in tasks:
             _compare_task(result, task, mirror.tasks.get(task["id"]), read_at)
@@ -126,6 +138,32 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
     if row["business_key"] != process.get("businessKey"):
         result.differences.append(Difference("process", pid, "business_key", row["business_key"],
                                              process.get("businessKey"), False))
+
+
+def _compare_variables(result: Comparison, process: dict, mirrored: dict[str, tuple[str, str | None]],
+                       read_at: str) -> None:
+    """Process-scope variables: the engine's (from history, so they outlive the instance) vs the mirror's."""
+    pid = process["id"]
+    engine_rows = {}
+    for variable in process.get("variables") or []:
+        shaped = {**variable, "processInstanceId": pid, "scope": "process"}
+        engine_rows[variable["name"]] = (shaped, variable_row(shaped, read_at))
+    for name, (shaped, row) in sorted(engine_rows.items()):
+        have = mirrored.get(name)
+        if have != (row["type"], row["value"]):
+            result.differences.append(Difference("process", pid, f"variable {name}",
+                                                 _variable_text(have), _variable_text((row["type"], row["value"])),
+                                                 True))
+            result.repair_events.append(_event("VARIABLE_UPDATED", "variable", read_at, variable=shaped))
+    for name in sorted(set(mirrored) - set(engine_rows)):
+        result.differences.append(Difference("process", pid, f"variable {name}", _variable_text(mirrored[name]),
+                                             None, True))
+        result.repair_events.append(_event("VARIABLE_DELETED", "variable", read_at, variable={
+            "name": name, "processInstanceId": pid, "scope": "process"}))
+
+
+def _variable_text(value: tuple[str, str | None] | None) -> str | None:
+    return None if value is None else f"{value[1]} ({value[0]})"
 
 
 def _process_change_events(process: dict, status: str, mirrored: str, read_at: str) -> list[dict]:

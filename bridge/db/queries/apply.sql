@@ -105,3 +105,79 @@ ORDER BY x.ord;
 
 -- name: mark_applied
 UPDATE flowable.engine_events SET applied_at = now() WHERE event_id = ANY(CAST(:event_ids AS text[]));
+
+-- name: upsert_variables
+-- The newest change per variable; a row holding a newer change (changed_at) is left alone. Variables of
+-- instances the mirror does not know are skipped (the reconciler brings the instance with its variables).
+INSERT INTO flowable.workflow_variables
+    (process_instance_id, task_id, variable_name, variable_type, variable_value, variable_json, updated_by,
+     changed_at)
+SELECT x.process_instance_id, x.task_id, x.name, x.type, x.value, x.json, 'engine', x.at
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
+         process_instance_id text, task_id text, name text, type text, value text, json jsonb, at timestamptz)
+JOIN flowable.process_instances p ON p.process_instance_id = x.process_instance_id
+ON CONFLICT (process_instance_id, task_id, variable_name) DO UPDATE
+SET variable_type = EXCLUDED.variable_type, variable_value = EXCLUDED.variable_value,
+    variable_json = EXCLUDED.variable_json, updated_by = EXCLUDED.updated_by, changed_at = EXCLUDED.changed_at
+WHERE flowable.workflow_variables.changed_at IS NULL OR flowable.workflow_variables.changed_at <= EXCLUDED.changed_at;
+
+-- name: delete_variables
+DELETE FROM flowable.workflow_variables v
+USING jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (process_instance_id text, task_id text, name text, at timestamptz)
+WHERE v.process_instance_id = x.process_instance_id AND v.task_id IS NOT DISTINCT FROM x.task_id
+  AND v.variable_name = x.name AND (v.changed_at IS NULL OR v.changed_at <= x.at);
+
+-- name: refresh_process_variables
+-- process_instances.variables is the process-scope variables as one JSON object, typed; case_id comes from
+-- the business key at start, else from a caseId variable.
+UPDATE flowable.process_instances p
+SET variables = v.variables,
+    case_id = COALESCE(p.case_id, CASE WHEN v.variables ->> 'caseId' ~ '^[0-9]{1,18}$'
+                                       THEN CAST(v.variables ->> 'caseId' AS bigint) END)
+FROM (
+    SELECT i.id, COALESCE(jsonb_object_agg(w.variable_name, CASE w.variable_type
+               WHEN 'INTEGER' THEN to_jsonb(CAST(w.variable_value AS numeric))
+               WHEN 'BOOLEAN' THEN to_jsonb(CAST(w.variable_value AS boolean))
+               WHEN 'JSON' THEN w.variable_json
+               ELSE to_jsonb(w.variable_value) END) FILTER (WHERE w.variable_name IS NOT NULL), '{}') AS variables
+    FROM unnest(CAST(:ids AS text[])) AS i (id)
+    LEFT JOIN flowable.workflow_variables w ON w.process_instance_id = i.id AND w.task_id IS NULL
+    GROUP BY i.id
+) v
+WHERE p.process_instance_id = v.id AND p.variables IS DISTINCT FROM v.variables;
+
+-- name: open_case_mappings
+-- A case's row in case_workflow_mapping, once the instance has a case id.
+INSERT INTO onecms.case_workflow_mapping
+    (case_id, process_instance_id, workflow_type, initiated_by, initiated_at, expected_completion)
+SELECT p.case_id, p.process_instance_id, d.process_key, p.started_by, p.started_at, p.sla_due_date
+FROM flowable.process_instances p
+JOIN flowable.workflow_definitions d ON d.workflow_id = p.workflow_id
+WHERE p.process_instance_id = ANY(CAST(:ids AS text[])) AND p.case_id IS NOT NULL
+ON CONFLICT (case_id, process_instance_id) DO NOTHING;
+
+-- name: lock_case_routes
+SELECT m.mapping_id, m.process_instance_id, m.current_department, m.current_phase, m.routing_history
+FROM onecms.case_workflow_mapping m
+WHERE m.process_instance_id = ANY(CAST(:ids AS text[]))
+ORDER BY m.mapping_id
+FOR UPDATE;
+
+-- name: queue_departments
+SELECT q.queue_name, d.department_code
+FROM flowable.workflow_queues q JOIN entitlements.departments d ON d.department_id = q.department_id
+WHERE q.queue_name = ANY(CAST(:names AS text[]));
+
+-- name: update_case_routes
+UPDATE onecms.case_workflow_mapping m
+SET current_department = x.current_department, current_phase = x.current_phase, routing_history = x.routing_history
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
+         mapping_id bigint, current_department text, current_phase text, routing_history jsonb)
+WHERE m.mapping_id = x.mapping_id;
+
+-- name: close_case_mappings
+UPDATE onecms.case_workflow_mapping m
+SET actual_completion = p.completed_at, current_phase = p.status
+FROM flowable.process_instances p
+WHERE p.process_instance_id = m.process_instance_id AND p.process_instance_id = ANY(CAST(:ids AS text[]))
+  AND p.completed_at IS NOT NULL;

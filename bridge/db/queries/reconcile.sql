@@ -59,3 +59,9 @@ SELECT x.pass_kind, x.entity_type, x.entity_id, x.field, x.mirror_value, x.engin
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          pass_kind text, entity_type text, entity_id text, field text, mirror_value text, engine_value text,
          repaired boolean);
+
+-- name: mirror_variables
+SELECT process_instance_id, variable_name, variable_type, variable_value
+FROM flowable.workflow_variables
+WHERE task_id IS NULL AND process_instance_id IS NOT NULL
+  AND (CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[])));
