@@ -67,7 +67,7 @@ def _usable(events: list[dict]) -> list[dict]:
 async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
     if not events:
         return
-    usable = _usable(events)
+    usable = _usable(await _with_waiting_events(conn, events))
     started = await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
                                             and e.get("entityType") == "processInstance"])
     with_variables = await _apply_variables(conn, usable)
@@ -78,7 +78,26 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
     await _route_cases(conn, new_tasks)
     if ended:
         await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
-    await conn.execute(SQL.mark_applied, {"event_ids": [e["eventId"] for e in events]})
+    await conn.execute(SQL.mark_applied, {"event_ids": sorted({e["eventId"] for e in events}
+                                                              | {e["eventId"] for e in usable})})
+
+
+async def _with_waiting_events(conn: AsyncConnection, events: list[dict]) -> list[dict]:
+    """The batch, merged in engine order with the stored events that waited for a row this batch creates."""
+    process_ids = [e["processInstance"]["id"] for e in events if e["type"] == "PROCESS_STARTED"
+                   and isinstance(e.get("processInstance"), dict) and e["processInstance"].get("id")]
+    tasks = [{"task_id": e["task"]["id"], "process_instance_id": e["task"].get("processInstanceId")}
+             for e in events if e["type"] == "TASK_CREATED" and isinstance(e.get("task"), dict)
+             and e["task"].get("id")]
+    if not process_ids and not tasks:
+        return events
+    waiting = [r.payload for r in await conn.execute(SQL.waiting_events, {
+        "process_ids": process_ids, "tasks": json.dumps(tasks), "batch_ids": [e["eventId"] for e in events]})]
+    if not waiting:
+        return events
+    log.info("%d event(s) that arrived before their process or task are applied now", len(waiting))
+    # stable: the batch keeps its own order; timestamps are the engine's, milliseconds, as text
+    return sorted(waiting + events, key=lambda e: e.get("timestamp") or "")
 
 
 # -- processes ---------------------------------------------------------------------------------------------
@@ -320,12 +339,14 @@ def _task_row(r) -> TaskRow:
                    completed_at=_iso(r.completed_at), completed_by=r.completed_by, priority=r.priority,
                    due_date=_iso(r.due_date), task_name=r.task_name, outcome_reason=r.outcome_reason,
                    candidate_groups=tuple(r.candidate_groups or ()), candidate_users=tuple(r.candidate_users or ()),
-                   last_event_at=r.last_event_at)
+                   last_event_at=r.last_event_at,
+                   candidate_clock=tuple((k, v[0], v[1]) for k, v in sorted((r.candidate_clock or {}).items())))
 
 
 def _row_json(row: TaskRow) -> dict:
     data = asdict(row)
     data["candidate_groups"], data["candidate_users"] = list(row.candidate_groups), list(row.candidate_users)
+    data["candidate_clock"] = {key: [present, at] for key, present, at in row.candidate_clock}
     return data
 
 

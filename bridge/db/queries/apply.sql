@@ -58,7 +58,7 @@ ON CONFLICT (queue_name) DO NOTHING;
 -- name: lock_tasks
 SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
        priority, due_date, task_name, outcome_reason, candidate_groups, candidate_users,
-       metadata ->> 'lastEventAt' AS last_event_at
+       metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock
 FROM flowable.workflow_tasks
 WHERE task_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
@@ -66,16 +66,19 @@ FOR UPDATE;
 -- name: insert_tasks
 INSERT INTO flowable.workflow_tasks
     (task_id, process_instance_id, task_definition_key, task_name, queue_name, assignee_id, candidate_groups,
-     candidate_users, priority, status, form_key, created_at, claimed_at, claimed_by, due_date, metadata)
+     candidate_users, priority, status, form_key, created_at, claimed_at, claimed_by, completed_at, completed_by,
+     outcome_reason, due_date, metadata)
 SELECT x.task_id, x.process_instance_id, x.task_key, x.task_name, x.queue_name, x.assignee_id,
        ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
        ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
-       x.priority, x.status, x.form_key, x.created_at, x.claimed_at, x.claimed_by, x.due_date,
-       jsonb_build_object('lastEventAt', x.last_event_at)
+       x.priority, x.status, x.form_key, x.created_at, x.claimed_at, x.claimed_by, x.completed_at, x.completed_by,
+       x.outcome_reason, x.due_date,
+       jsonb_build_object('lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          task_id text, process_instance_id text, task_key text, task_name text, queue_name text, assignee_id text,
          candidate_groups jsonb, candidate_users jsonb, priority int, status text, form_key text,
-         created_at timestamptz, claimed_at timestamptz, claimed_by text, due_date timestamptz, last_event_at text)
+         created_at timestamptz, claimed_at timestamptz, claimed_by text, completed_at timestamptz,
+         completed_by text, outcome_reason text, due_date timestamptz, last_event_at text, candidate_clock jsonb)
 ON CONFLICT (task_id) DO NOTHING;
 
 -- name: update_tasks
@@ -85,22 +88,23 @@ SET status = x.status, assignee_id = x.assignee_id, claimed_at = x.claimed_at, c
     task_name = x.task_name, outcome_reason = x.outcome_reason,
     candidate_groups = ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
     candidate_users = ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
-    metadata = t.metadata || jsonb_build_object('lastEventAt', x.last_event_at)
+    metadata = t.metadata || jsonb_build_object('lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          task_id text, status text, assignee_id text, claimed_at timestamptz, claimed_by text,
          completed_at timestamptz, completed_by text, priority int, due_date timestamptz, task_name text,
-         outcome_reason text, candidate_groups jsonb, candidate_users jsonb, last_event_at text)
+         outcome_reason text, candidate_groups jsonb, candidate_users jsonb, last_event_at text, candidate_clock jsonb)
 WHERE t.task_id = x.task_id;
 
 -- name: insert_history
 INSERT INTO flowable.task_history
     (task_id, process_instance_id, action_type, action_by, action_at, old_status, new_status, old_assignee,
-     new_assignee, comments, action_data)
+     new_assignee, delegate_to, comments, action_data)
 SELECT x.task_id, x.process_instance_id, x.action_type, x.action_by, x.action_at, x.old_status, x.new_status,
-       x.old_assignee, x.new_assignee, x.comments, jsonb_build_object('eventId', x.event_id)
+       x.old_assignee, x.new_assignee, x.delegate_to, x.comments, jsonb_build_object('eventId', x.event_id)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          ord int, task_id text, process_instance_id text, action_type text, action_by text, action_at timestamptz,
-         old_status text, new_status text, old_assignee text, new_assignee text, comments text, event_id text)
+         old_status text, new_status text, old_assignee text, new_assignee text, delegate_to text, comments text,
+         event_id text)
 ORDER BY x.ord;
 
 -- name: mark_applied
@@ -181,3 +185,24 @@ SET actual_completion = p.completed_at, current_phase = p.status
 FROM flowable.process_instances p
 WHERE p.process_instance_id = m.process_instance_id AND p.process_instance_id = ANY(CAST(:ids AS text[]))
   AND p.completed_at IS NOT NULL;
+
+-- name: waiting_events
+-- Events stored earlier for a process instance or a task this batch creates: they arrived before their
+-- PROCESS_STARTED / TASK_CREATED (pushes can overtake each other), so nothing could take them then. None of
+-- them was applied (their row did not exist), so folding them in now, in engine order, applies each once.
+WITH new_processes AS (
+    SELECT id FROM unnest(CAST(:process_ids AS text[])) AS id
+    WHERE NOT EXISTS (SELECT 1 FROM flowable.process_instances p WHERE p.process_instance_id = id)
+), new_tasks AS (
+    SELECT x.task_id, x.process_instance_id
+    FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS x (task_id text, process_instance_id text)
+    WHERE NOT EXISTS (SELECT 1 FROM flowable.workflow_tasks t WHERE t.task_id = x.task_id)
+)
+SELECT e.payload
+FROM flowable.engine_events e
+WHERE NOT (e.event_id = ANY(CAST(:batch_ids AS text[])))
+  AND (e.process_instance_id IN (SELECT id FROM new_processes)
+       OR (e.process_instance_id IN (SELECT process_instance_id FROM new_tasks)
+           AND coalesce(e.payload -> 'task' ->> 'id', e.payload -> 'identityLink' ->> 'taskId')
+               IN (SELECT task_id FROM new_tasks)))
+ORDER BY e.occurred_at, e.received_at, e.seq;
