@@ -92,7 +92,7 @@ async def test_a_rotated_secret_is_still_accepted_and_an_event_seen_before_is_no
     # The same event inside another batch (a replayed transaction): the batch is new, the event is not.
     response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, OLD_SECRET))
     assert (await response.json()) == {"webhookId": response.request_info.headers["webhook-id"], "events": 1,
-                                       "newEvents": 0, "duplicateDelivery": False}
+                                       "newEvents": 0, "duplicateDelivery": False, "parked": 0}
     assert await count(db, "flowable.engine_events") == 1
 
 
@@ -149,3 +149,69 @@ async def test_events_of_unknown_types_or_shapes_are_stored_and_skipped(intake, 
     async with db.connect() as conn:
         applied = (await conn.execute(text("SELECT count(applied_at) FROM flowable.engine_events"))).scalar()
     assert applied == 3  # looked at once; the reconciler owns whatever they should have changed
+
+
+async def test_a_batch_the_mirror_cannot_apply_is_stored_parked_and_answered(intake, db, engine):
+    """Applying fails (the database refuses a row): the batch is kept, parked with the reason, not lost."""
+    bad = {"eventId": str(uuid.uuid4()), "type": "PROCESS_STARTED", "entityType": "processInstance",
+           "timestamp": "2026-05-01T10:00:00.000Z",
+           "processInstance": {"id": "p-parked", "processDefinitionKey": "Odd", "processDefinitionVersion": 0,
+                               "processDefinitionId": "Odd:0:x"}}  # version 0: the CHECK refuses it
+    other = {"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW", "entityType": "gadget"}
+    body = json.dumps({"events": [bad, other]}).encode()
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 200, await response.text()
+    assert (await response.json())["parked"] == 2
+    async with db.connect() as conn:
+        parked = (await conn.execute(text(
+            "SELECT event_id, applied_at, apply_error FROM flowable.engine_events ORDER BY seq"))).all()
+    assert [(p.event_id, p.applied_at) for p in parked] == [(bad["eventId"], None), (other["eventId"], None)]
+    assert all("process_version" in (p.apply_error or "") for p in parked), [p.apply_error for p in parked]
+    async with db.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM flowable.workflow_definitions "
+                                        "WHERE process_key = 'Odd'"))).scalar() == 0
+
+    again = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert ((await again.json())["newEvents"], (await again.json())["parked"]) == (0, 0)  # kept once
+
+
+async def test_a_database_that_is_down_gets_503_so_the_engine_sends_again(engine, aiohttp_client):
+    from bridge.db.embedded import free_tcp_port
+
+    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0)
+    app = create_app(settings, f"postgresql://nobody@127.0.0.1:{free_tcp_port()}/nothing",
+                     EngineEndpoint(engine.base_url, engine.user, engine.password))
+    client = await aiohttp_client(app)
+    body = json.dumps({"events": [{"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW"}]}).encode()
+    response = await client.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 503
+    assert "database is unavailable" in (await response.json())["error"]
+
+
+async def test_metrics_count_each_outcome_and_are_served(intake, db, engine):
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    accepted0, duplicate0 = value("bridge_webhook_batches_total", outcome="accepted"), \
+        value("bridge_webhook_batches_total", outcome="duplicate")
+    bad0, applied0, dedup0 = (value("bridge_webhook_batches_total", outcome="bad_signature"),
+                              value("bridge_events_applied_total"), value("bridge_events_deduplicated_total"))
+    events = [{"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW", "timestamp": "2026-05-01T10:00:00.000Z"}
+              for _ in range(3)]
+    body = json.dumps({"events": events}).encode()
+    headers = signed(body, engine.webhook_secret)
+    assert (await intake.post("/webhooks/flowable", data=body, headers=headers)).status == 200
+    assert (await intake.post("/webhooks/flowable", data=body, headers=headers)).status == 200  # redelivered
+    assert (await intake.post("/webhooks/flowable", data=body, headers=signed(body, new_webhook_secret()))).status == 401
+    assert value("bridge_webhook_batches_total", outcome="accepted") == accepted0 + 1
+    assert value("bridge_webhook_batches_total", outcome="duplicate") == duplicate0 + 1
+    assert value("bridge_webhook_batches_total", outcome="bad_signature") == bad0 + 1
+    assert value("bridge_events_applied_total") == applied0 + 3
+    assert value("bridge_events_deduplicated_total") == dedup0 + 3
+
+    served = await intake.get("/metrics")
+    assert served.status == 200 and served.content_type == "text/plain"
+    text_body = await served.text()
+    assert "bridge_events_applied_total" in text_body and "bridge_mirror_data_age_seconds" in text_body

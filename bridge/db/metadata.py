@@ -292,6 +292,7 @@ engine_events = Table(
     Column("payload", JSONB, nullable=False),
     _stamped("received_at"),
     Column("applied_at", TZ),
+    Column("apply_error", Text),  # set when applying failed; the event stays parked (migration 0012)
     schema="flowable",
 )
 

@@ -7,16 +7,19 @@ for shape and stored. Every problem with a body is a BadBatch whose message name
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
 from bridge.mirror.apply import apply_events
 
 SQL = queries("intake")
+log = logging.getLogger(__name__)
 
 
 class BadBatch(ValueError):
@@ -29,10 +32,11 @@ class Received:
     events: int
     new_events: int
     duplicate_delivery: bool
+    parked: int = 0  # stored, but applying them failed (see store_batch)
 
     def as_json(self) -> dict[str, Any]:
         return {"webhookId": self.webhook_id, "events": self.events, "newEvents": self.new_events,
-                "duplicateDelivery": self.duplicate_delivery}
+                "duplicateDelivery": self.duplicate_delivery, "parked": self.parked}
 
 
 def parse_batch(body: bytes) -> dict[str, Any]:
@@ -80,5 +84,16 @@ async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, A
     stored = {row.event_id for row in await conn.execute(
         SQL.insert_events, {"webhook_id": webhook_id, "events": json.dumps(events)})}
     # Only what was stored now is applied: an event seen before (a replayed transaction) was applied then.
-    await apply_events(conn, [e for e in events if e["eventId"] in stored])
+    fresh = [e for e in events if e["eventId"] in stored]
+    try:
+        async with conn.begin_nested():
+            await apply_events(conn, fresh)
+    except (SQLAlchemyError, ValueError, KeyError, TypeError) as err:
+        # Parked, not lost: the events stay in the inbox with the reason, the engine gets its answer, and
+        # the reconciler repairs the mirror from the engine. A database that is gone fails the whole request.
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            raise
+        log.exception("batch %s: %d event(s) stored but not applied, parked", webhook_id, len(fresh))
+        await conn.execute(SQL.park_events, {"event_ids": sorted(stored), "error": f"{type(err).__name__}: {err}"[:2000]})
+        return Received(webhook_id, len(events), len(stored), duplicate_delivery=False, parked=len(stored))
     return Received(webhook_id, len(events), len(stored), duplicate_delivery=False)

@@ -34,6 +34,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bridge import metrics
 from bridge.config import Settings
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
@@ -111,6 +112,10 @@ class Reconciler:
                 await conn.commit()
         report.seconds = time.perf_counter() - started
         self.last_report = report
+        metrics.RECONCILE_PASSES.labels(report.kind).inc()
+        metrics.RECONCILE_SECONDS.observe(report.seconds)
+        for difference in report.differences:
+            metrics.RECONCILE_DIFFERENCES.labels(difference.entity, str(difference.repairable).lower()).inc()
         return report
 
     async def _pass(self, conn: AsyncConnection, sweep: bool) -> PassReport:
@@ -213,6 +218,8 @@ class Reconciler:
                     "mirror_value": _text(d.mirror), "engine_value": _text(d.engine), "repaired": d.repairable,
                 } for d in comparison.differences])})
             await conn.execute(SQL.save_state, {"name": self.settings.name, "repairs": report.repaired, **cursor})
+        metrics.reconciler_read_at(cursor["process_time"])
+        metrics.mirrored_change_at(cursor["newest_change_at"])
         for d in comparison.differences:
             log.info("reconcile %s: %s", report.kind.lower(), d)
 
@@ -229,9 +236,11 @@ class Reconciler:
                 raise
             except (EngineUnavailable, FlowableError, OSError) as err:
                 failures += 1
+                metrics.RECONCILE_FAILURES.inc()
                 await self._record_error(f"{type(err).__name__}: {err}")
             except Exception as err:  # a bug or a database failure: keep the service up, say so loudly
                 failures += 1
+                metrics.RECONCILE_FAILURES.inc()
                 log.exception("reconcile pass failed")
                 await self._record_error(f"{type(err).__name__}: {err}")
             backoff = min(interval_s * (2 ** min(failures, 6)), 300) if failures else interval_s

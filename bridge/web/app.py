@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import prometheus_client
 import psycopg
 from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge import metrics  # noqa: F401 - registers the bridge's metrics
 from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
@@ -55,6 +57,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
     app.cleanup_ctx.append(_background_reconciler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     return app
@@ -88,6 +91,14 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus exposition of bridge/metrics.py (and the process collector's defaults)."""
+    response = web.Response(body=prometheus_client.generate_latest())
+    response.content_type = prometheus_client.CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:

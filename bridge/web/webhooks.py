@@ -1,41 +1,68 @@
 """POST /webhooks/flowable: the engine's signed batches into the inbox.
 
 401 and nothing written when the signature fails; 413 over the size limit (checked before the body is
-read); 400 with the field for a malformed body; 200 with counts, also for a redelivery.
+read); 400 with the field for a malformed body; 503 when the database is unavailable (nothing stored, the
+engine sends again); 200 with counts, also for a redelivery and for a batch stored but parked because
+applying it failed.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
 
-from bridge.mirror.intake import BadBatch, parse_batch, store_batch
+from aiohttp import web
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from bridge import metrics
+from bridge.mirror.intake import BadBatch, Received, parse_batch, store_batch
 from bridge.mirror.signature import SignatureError, verify
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDef]:
     async def receive(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-            return _error(413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
+            return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
         body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
         if len(body) > MAX_WEBHOOK_BYTES:
-            return _error(413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
+            return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             webhook_id = verify(request.app[keys_key], headers, body)
         except SignatureError as err:
-            return _error(401, f"signature check failed: {err}")
+            return _refused("bad_signature", 401, f"signature check failed: {err}")
         try:
             batch = parse_batch(body)
         except BadBatch as err:
-            return _error(400, str(err))
-        async with request.app[db_key].begin() as conn:
-            received = await store_batch(conn, webhook_id, batch)
+            return _refused("malformed", 400, str(err))
+        try:
+            with metrics.APPLY_SECONDS.time():
+                async with request.app[db_key].begin() as conn:
+                    received = await store_batch(conn, webhook_id, batch)
+        except (OperationalError, InterfaceError, OSError) as err:
+            # nothing was committed: the engine keeps the batch and sends it again
+            log.warning("batch %s not stored, database unavailable: %s", webhook_id, err)
+            return _refused("database_unavailable", 503, "the database is unavailable; send the batch again later")
+        _count(received, batch)
         return web.json_response(received.as_json())
 
     return [web.post("/webhooks/flowable", receive)]
 
 
-def _error(status: int, message: str) -> web.Response:
+def _refused(outcome: str, status: int, message: str) -> web.Response:
+    metrics.WEBHOOK_BATCHES.labels(outcome).inc()
     return web.json_response({"error": message}, status=status)
+
+
+def _count(received: Received, batch: dict) -> None:
+    outcome = "duplicate" if received.duplicate_delivery else "parked" if received.parked else "accepted"
+    metrics.WEBHOOK_BATCHES.labels(outcome).inc()
+    metrics.EVENTS_RECEIVED.inc(received.events)
+    metrics.EVENTS_DEDUPLICATED.inc(received.events - received.new_events)
+    metrics.EVENTS_PARKED.inc(received.parked)
+    metrics.EVENTS_APPLIED.inc(received.new_events - received.parked)
+    if received.new_events and not received.parked:
+        metrics.mirrored_change_at(max((e.get("timestamp") for e in batch["events"] if e.get("timestamp")),
+                                       default=None))

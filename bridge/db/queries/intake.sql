@@ -20,3 +20,6 @@ SELECT payload ->> 'eventId', :webhook_id, coalesce((payload ->> 'seq')::int, or
 FROM incoming
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
+
+-- name: park_events
+UPDATE flowable.engine_events SET apply_error = :error WHERE event_id = ANY(CAST(:event_ids AS text[]));

@@ -1,0 +1,59 @@
+"""The bridge's Prometheus metrics, in one place; served at GET /metrics (bridge/web/app.py).
+
+Names follow Prometheus conventions (`_total` counters, `_seconds` units). The data-availability gauges
+answer "how far behind the engine can the mirror be": now minus the newest engine change the mirror holds
+(pushed or reconciled), and now minus the reconciler's last completed read.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBHOOK_BATCHES = Counter(
+    "bridge_webhook_batches_total", "Webhook batches by outcome", ["outcome"])
+# accepted | duplicate | parked | bad_signature | malformed | too_large | database_unavailable
+EVENTS_RECEIVED = Counter("bridge_events_received_total", "Engine events in accepted webhook batches")
+EVENTS_APPLIED = Counter("bridge_events_applied_total", "Engine events stored and applied to the mirror")
+EVENTS_DEDUPLICATED = Counter("bridge_events_deduplicated_total", "Engine events already stored (redelivered)")
+EVENTS_PARKED = Counter("bridge_events_parked_total", "Engine events stored but parked: applying them failed")
+EVENTS_REJECTED = Counter("bridge_events_rejected_total",
+                          "Webhook batches refused before storing (signature, shape, size): their events")
+APPLY_SECONDS = Histogram("bridge_webhook_apply_seconds", "Time to store and apply one webhook batch",
+                          buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+
+RECONCILE_PASSES = Counter("bridge_reconciler_passes_total", "Reconciler passes by kind", ["kind"])
+RECONCILE_FAILURES = Counter("bridge_reconciler_failures_total", "Reconciler passes that failed")
+RECONCILE_DIFFERENCES = Counter("bridge_reconciler_differences_total", "Differences found", ["entity", "repaired"])
+RECONCILE_SECONDS = Histogram("bridge_reconciler_pass_seconds", "Duration of a reconciler pass",
+                              buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+
+_newest_change: float | None = None  # epoch seconds of the newest engine change mirrored
+_last_read: float | None = None      # epoch seconds of the reconciler's newest committed read
+
+
+def mirrored_change_at(moment: datetime | str | None) -> None:
+    """Record that the mirror now holds an engine change made at `moment`."""
+    global _newest_change
+    if moment is None:
+        return
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    stamp = moment.timestamp()
+    if _newest_change is None or stamp > _newest_change:
+        _newest_change = stamp
+
+
+def reconciler_read_at(moment: datetime) -> None:
+    global _last_read
+    _last_read = moment.timestamp()
+
+
+Gauge("bridge_mirror_data_age_seconds",
+      "Now minus the newest engine change the mirror holds (NaN before the first)").set_function(
+    lambda: time.time() - _newest_change if _newest_change is not None else float("nan"))
+Gauge("bridge_reconciler_cursor_age_seconds",
+      "Now minus the reconciler's last committed read of the engine (NaN before the first)").set_function(
+    lambda: time.time() - _last_read if _last_read is not None else float("nan"))
