@@ -67,6 +67,7 @@ def _usable(events: list[dict]) -> list[dict]:
 async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
     if not events:
         return
+    await conn.execute(SQL.lock_entities, {"ids": _entity_keys(events)})
     usable = _usable(await _with_waiting_events(conn, events))
     started = await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
                                             and e.get("entityType") == "processInstance"])
@@ -80,6 +81,21 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
         await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
     await conn.execute(SQL.mark_applied, {"event_ids": sorted({e["eventId"] for e in events}
                                                               | {e["eventId"] for e in usable})})
+
+
+def _entity_keys(events: list[dict]) -> list[str]:
+    """The instances and tasks a batch touches (ids of both kinds: an identity link may lack its instance)."""
+    keys = set()
+    for event in events:
+        for part in ("processInstance", "task", "identityLink", "activity", "variable"):
+            value = event.get(part)
+            if isinstance(value, dict):
+                for name in ("id", "taskId", "processInstanceId"):
+                    if isinstance(value.get(name), str) and not (part in ("activity", "variable") and name == "id"):
+                        keys.add(value[name])
+        if isinstance(event.get("processInstanceId"), str):
+            keys.add(event["processInstanceId"])
+    return sorted(keys)
 
 
 async def _with_waiting_events(conn: AsyncConnection, events: list[dict]) -> list[dict]:
@@ -174,8 +190,10 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
     created = [e for e in task_events if e["type"] == "TASK_CREATED"]
     placement = await _place_new_tasks(conn, created)
     ids = sorted({_task_id(e) for e in task_events})
-    folds: dict[str, TaskFold] = {r.task_id: TaskFold(_task_row(r)) for r in
-                                  await conn.execute(SQL.lock_tasks, {"ids": ids})}
+    queue_of: dict[str, str] = {}
+    folds: dict[str, TaskFold] = {}
+    for r in await conn.execute(SQL.lock_tasks, {"ids": ids}):
+        folds[r.task_id], queue_of[r.task_id] = TaskFold(_task_row(r)), r.queue_name
     new_rows: dict[str, dict] = {}
     history = []
     for event in task_events:
@@ -197,6 +215,10 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
             history.extend(folds[task_id].history[before:])
     inserts = [{**_row_json(folds[t].row), **extra} for t, extra in new_rows.items()]
     updates = [_row_json(f.row) for t, f in folds.items() if f.changed and t not in new_rows]
+    queues = {extra["queue_name"] for extra in new_rows.values()} | {
+        queue_of[t] for t, f in folds.items() if f.changed and t in queue_of}
+    if queues:
+        await conn.execute(SQL.lock_queues, {"names": sorted(queues)})
     if inserts:
         await conn.execute(SQL.insert_tasks, {"rows": json.dumps(inserts)})
     if updates:

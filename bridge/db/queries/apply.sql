@@ -55,8 +55,16 @@ INSERT INTO flowable.workflow_queues (queue_name, metadata)
 SELECT name, '{"createdBy": "mirror"}' FROM unnest(CAST(:names AS text[])) AS name
 ON CONFLICT (queue_name) DO NOTHING;
 
+-- name: lock_queues
+-- The queues whose load (migration 0011's triggers) this batch's task writes move, locked up front in one
+-- statement, in name order: the triggers lock per statement, and a batch writes tasks in two statements.
+SELECT count(*) FROM (
+    SELECT 1 FROM flowable.workflow_queues WHERE queue_name = ANY(CAST(:names AS text[]))
+    ORDER BY queue_name FOR UPDATE
+) AS locked;
+
 -- name: lock_tasks
-SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
+SELECT task_id, process_instance_id, queue_name, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
        priority, due_date, task_name, outcome_reason, candidate_groups, candidate_users,
        metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock
 FROM flowable.workflow_tasks
@@ -206,3 +214,11 @@ WHERE NOT (e.event_id = ANY(CAST(:batch_ids AS text[])))
            AND coalesce(e.payload -> 'task' ->> 'id', e.payload -> 'identityLink' ->> 'taskId')
                IN (SELECT task_id FROM new_tasks)))
 ORDER BY e.occurred_at, e.received_at, e.seq;
+
+-- name: lock_entities
+-- Batches touching the same instance or task apply one after the other (transaction-level advisory
+-- locks, taken in key order so that two batches cannot deadlock). Without it, a TASK_COMPLETED applied
+-- while the batch creating its task is still uncommitted would see no row, and the creating batch would
+-- not see the completion waiting: the completion would be lost. Whichever goes second sees the other.
+SELECT count(pg_advisory_xact_lock(key))
+FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS text[])) AS id ORDER BY 1) AS keys;
