@@ -170,8 +170,13 @@ async def test_a_case_through_rework_to_closure_matches_the_engine_at_every_step
     assert variables["caseId"] == ("INTEGER", "9009") and variables["claim"][0] == "JSON"
 
     async def load(queue: str) -> int:
-        return (await row(db, "SELECT current_load FROM flowable.workflow_queues WHERE queue_name = :q",
-                          q=queue))["current_load"]
+        exact = (await row(db, "SELECT current_load FROM flowable.v_queue_load WHERE queue_name = :q",
+                           q=queue))["current_load"]
+        async with db.begin() as conn:  # what the service does every second
+            await conn.execute(text("SELECT flowable.fold_queue_load()"))
+        folded = await row(db, "SELECT current_load FROM flowable.workflow_queues WHERE queue_name = :q", q=queue)
+        assert folded["current_load"] == exact
+        return exact
 
     async def step(key: str, assignee: str, variables: dict | None = None, until: str = "TASK_CREATED") -> None:
         task = next(t for t in await flowable.tasks(processInstanceId=pid) if t["taskDefinitionKey"] == key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ARRAY,
+    Computed,
     BigInteger,
     Boolean,
     Column,
@@ -293,6 +294,16 @@ engine_events = Table(
     _stamped("received_at"),
     Column("applied_at", TZ),
     Column("apply_error", Text),  # set when applying failed; the event stays parked (migration 0012)
+    Column("task_id", String(64), Computed(
+        "COALESCE(payload -> 'task' ->> 'id', payload -> 'identityLink' ->> 'taskId')", persisted=True)),
+    schema="flowable",
+)
+
+queue_load_changes = Table(
+    "queue_load_changes", metadata,
+    Column("change_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("queue_name", String(100), nullable=False),
+    Column("delta", Integer, nullable=False),
     schema="flowable",
 )
 

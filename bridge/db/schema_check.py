@@ -39,7 +39,10 @@ def metadata_differences(metadata: MetaData, conn: Connection) -> list[str]:
             if want.nullable != have["nullable"]:
                 problems.append(f"{where}.{name}: nullable={have['nullable']} in the database, "
                                 f"{want.nullable} in metadata")
-            if (want.server_default is None) != (have["default"] is None and not have.get("identity")):
+            if want.computed is not None or have.get("computed"):  # generated: compare that, not defaults
+                if (want.computed is None) != (not have.get("computed")):
+                    problems.append(f"{where}.{name}: generated in {'metadata' if want.computed else 'the database'} only")
+            elif (want.server_default is None) != (have["default"] is None and not have.get("identity")):
                 problems.append(f"{where}.{name}: server default {have['default']!r} in the database, "
                                 f"{'none' if want.server_default is None else 'one'} in metadata")
         live_pk = inspector.get_pk_constraint(table.name, schema=table.schema)["constrained_columns"]

@@ -10,7 +10,7 @@ assign/unassign, complete, cancel with the engine's reason, priority/due date/na
 action with its task_history row, variables (process- and task-scope, typed, newest change wins; the
 process-scope ones also as process_instances.variables), and the case mapping (a row per case id, its
 current department and phase, routing_history appended per department move, closed with the instance).
-Queue load follows the tasks by trigger (migration 0011). Events that arrive before the row they change (a
+Queue load follows the tasks by trigger (migrations 0011, 0013: changes logged, folded every second). Events that arrive before the row they change (a
 lost or late PROCESS_STARTED / TASK_CREATED) change nothing: the reconciler's part.
 
 Ordering, from what the real engine sends (README, "The Flowable engine"): PROCESS_STARTED rows are written
@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+
+import orjson
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,8 +80,6 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
     await _route_cases(conn, new_tasks)
     if ended:
         await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
-    await conn.execute(SQL.mark_applied, {"event_ids": sorted({e["eventId"] for e in events}
-                                                              | {e["eventId"] for e in usable})})
 
 
 def _entity_keys(events: list[dict]) -> list[str]:
@@ -108,7 +107,7 @@ async def _with_waiting_events(conn: AsyncConnection, events: list[dict]) -> lis
     if not process_ids and not tasks:
         return events
     waiting = [r.payload for r in await conn.execute(SQL.waiting_events, {
-        "process_ids": process_ids, "tasks": json.dumps(tasks), "batch_ids": [e["eventId"] for e in events]})]
+        "process_ids": process_ids, "tasks": _json(tasks), "batch_ids": [e["eventId"] for e in events]})]
     if not waiting:
         return events
     log.info("%d event(s) that arrived before their process or task are applied now", len(waiting))
@@ -136,8 +135,8 @@ async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> set[str
             "process_definition_id": process.get("processDefinitionId"),
         })
     if rows:
-        await conn.execute(SQL.register_definitions, {"rows": json.dumps(rows)})
-        await conn.execute(SQL.insert_process_instances, {"rows": json.dumps(rows)})
+        await conn.execute(SQL.register_definitions, {"rows": _json(rows)})
+        await conn.execute(SQL.insert_process_instances, {"rows": _json(rows)})
     return {r["id"] for r in rows}
 
 
@@ -173,7 +172,7 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
                    "suspended_at": event["timestamp"] if suspended else None}
         changed[process["id"]] = row
     if changed:
-        await conn.execute(SQL.update_processes, {"rows": json.dumps(list(changed.values()), default=_iso)})
+        await conn.execute(SQL.update_processes, {"rows": _json(list(changed.values()))})
     return {pid for pid, row in changed.items() if row["status"] not in PROCESS_OPEN}
 
 
@@ -190,10 +189,8 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
     created = [e for e in task_events if e["type"] == "TASK_CREATED"]
     placement = await _place_new_tasks(conn, created)
     ids = sorted({_task_id(e) for e in task_events})
-    queue_of: dict[str, str] = {}
-    folds: dict[str, TaskFold] = {}
-    for r in await conn.execute(SQL.lock_tasks, {"ids": ids}):
-        folds[r.task_id], queue_of[r.task_id] = TaskFold(_task_row(r)), r.queue_name
+    folds: dict[str, TaskFold] = {r.task_id: TaskFold(_task_row(r)) for r in
+                                  await conn.execute(SQL.lock_tasks, {"ids": ids})}
     new_rows: dict[str, dict] = {}
     history = []
     for event in task_events:
@@ -215,17 +212,13 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
             history.extend(folds[task_id].history[before:])
     inserts = [{**_row_json(folds[t].row), **extra} for t, extra in new_rows.items()]
     updates = [_row_json(f.row) for t, f in folds.items() if f.changed and t not in new_rows]
-    queues = {extra["queue_name"] for extra in new_rows.values()} | {
-        queue_of[t] for t, f in folds.items() if f.changed and t in queue_of}
-    if queues:
-        await conn.execute(SQL.lock_queues, {"names": sorted(queues)})
     if inserts:
-        await conn.execute(SQL.insert_tasks, {"rows": json.dumps(inserts)})
+        await conn.execute(SQL.insert_tasks, {"rows": _json(inserts)})
     if updates:
-        await conn.execute(SQL.update_tasks, {"rows": json.dumps(updates)})
+        await conn.execute(SQL.update_tasks, {"rows": _json(updates)})
     if history:
-        await conn.execute(SQL.insert_history, {"rows": json.dumps(
-            [{"ord": i, **asdict(h)} for i, h in enumerate(history)])})
+        await conn.execute(SQL.insert_history, {"rows": _json(
+            [{"ord": i, **vars(h)} for i, h in enumerate(history)])})
     return [{"process_instance_id": folds[t].row.process_instance_id, "task_id": t, **extra}
             for t, extra in new_rows.items()]
 
@@ -236,7 +229,7 @@ async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[s
         return {}
     rows = [{"task_id": e["task"]["id"], "process_instance_id": e["task"]["processInstanceId"],
              "task_key": e["task"].get("taskDefinitionKey")} for e in created]
-    found = {r.task_id: r for r in await conn.execute(SQL.queues_of_new_tasks, {"rows": json.dumps(rows)})}
+    found = {r.task_id: r for r in await conn.execute(SQL.queues_of_new_tasks, {"rows": _json(rows)})}
     placement, defaults = {}, set()
     for event in created:
         task = event["task"]
@@ -312,9 +305,9 @@ async def _apply_variables(conn: AsyncConnection, events: list[dict]) -> set[str
     upserts = [row for kind, row in latest.values() if kind != "VARIABLE_DELETED"]
     deletes = [row for kind, row in latest.values() if kind == "VARIABLE_DELETED"]
     if upserts:
-        await conn.execute(SQL.upsert_variables, {"rows": json.dumps(upserts)})
+        await conn.execute(SQL.upsert_variables, {"rows": _json(upserts)})
     if deletes:
-        await conn.execute(SQL.delete_variables, {"rows": json.dumps(deletes)})
+        await conn.execute(SQL.delete_variables, {"rows": _json(deletes)})
     touched = sorted({key[0] for key in latest})
     await conn.execute(SQL.refresh_process_variables, {"ids": touched})
     return set(touched)
@@ -346,7 +339,7 @@ async def _route_cases(conn: AsyncConnection, new_tasks: list[dict]) -> None:
         route = {**route, "current_department": department or route["current_department"],
                  "current_phase": task["task_key"], "routing_history": history}
         routes[task["process_instance_id"]] = changed[route["mapping_id"]] = route
-    await conn.execute(SQL.update_case_routes, {"rows": json.dumps(
+    await conn.execute(SQL.update_case_routes, {"rows": _json(
         [{k: r[k] for k in ("mapping_id", "current_department", "current_phase", "routing_history")}
          for r in changed.values()])})
 
@@ -366,10 +359,15 @@ def _task_row(r) -> TaskRow:
 
 
 def _row_json(row: TaskRow) -> dict:
-    data = asdict(row)
+    data = dict(vars(row))  # shallow: dataclasses.asdict deep-copies, a fifth of a batch's time
     data["candidate_groups"], data["candidate_users"] = list(row.candidate_groups), list(row.candidate_users)
     data["candidate_clock"] = {key: [present, at] for key, present, at in row.candidate_clock}
     return data
+
+
+def _json(value) -> str:
+    """Rows for jsonb_to_recordset: orjson, compact (datetimes as RFC 3339, which PostgreSQL reads)."""
+    return orjson.dumps(value, default=_iso).decode()
 
 
 def _iso(value):

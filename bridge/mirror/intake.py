@@ -6,12 +6,12 @@ for shape and stored. Every problem with a body is a BadBatch whose message name
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,8 +41,8 @@ class Received:
 
 def parse_batch(body: bytes) -> dict[str, Any]:
     try:
-        batch = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        batch = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise BadBatch(f"the body is not JSON: {err}") from None
     if not isinstance(batch, dict):
         raise BadBatch("the body must be a JSON object with an events array")
@@ -72,8 +72,10 @@ def _timestamp(value: Any, where: str) -> None:
         raise BadBatch(f"{where}: not an ISO-8601 timestamp: {value!r}") from None
 
 
-async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, Any]) -> Received:
-    """Store a parsed batch under its webhook id; a redelivered id stores nothing."""
+async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, Any],
+                      body: bytes | None = None) -> Received:
+    """Store a parsed batch under its webhook id; a redelivered id stores nothing. `body`, when given, is
+    the JSON the batch was parsed from: PostgreSQL unpacks its events itself (no second encoding here)."""
     events = batch["events"]
     first_time = (await conn.execute(SQL.insert_batch, {
         "webhook_id": webhook_id, "engine": batch.get("engine"), "engine_instance_id": batch.get("engineInstanceId"),
@@ -82,7 +84,8 @@ async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, A
     if first_time is None:
         return Received(webhook_id, len(events), 0, duplicate_delivery=True)
     stored = {row.event_id for row in await conn.execute(
-        SQL.insert_events, {"webhook_id": webhook_id, "events": json.dumps(events)})}
+        SQL.insert_events, {"webhook_id": webhook_id,
+                            "batch": body.decode() if body is not None else orjson.dumps(batch).decode()})}
     # Only what was stored now is applied: an event seen before (a replayed transaction) was applied then.
     fresh = [e for e in events if e["eventId"] in stored]
     try:

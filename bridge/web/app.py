@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -35,6 +36,7 @@ WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 
 READY_ENGINE_TIMEOUT_S = 3
+log = logging.getLogger(__name__)
 
 
 # A BPMN upload may be up to bpmn_meta.MAX_BYTES; the multipart envelope needs a little more.
@@ -55,6 +57,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
     app.cleanup_ctx.append(_database_engine)
     app.cleanup_ctx.append(_flowable_client)
     app.cleanup_ctx.append(_background_reconciler)
+    app.cleanup_ctx.append(_queue_load_folding)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -87,6 +90,27 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
     reconciler = Reconciler(app[DB], app[FLOWABLE], ReconcilerSettings.of(settings))
     app[RECONCILER] = reconciler
     task = asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s), name="reconciler")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+QUEUE_LOAD_FOLD_S = 1.0
+
+
+async def _queue_load_folding(app: web.Application) -> AsyncIterator[None]:
+    """Adds the logged queue-load changes into workflow_queues.current_load every second (migration 0013)."""
+    async def fold_forever() -> None:
+        while True:
+            await asyncio.sleep(QUEUE_LOAD_FOLD_S)
+            try:
+                async with app[DB].begin() as conn:
+                    await conn.execute(text("SELECT flowable.fold_queue_load()"))
+            except (SQLAlchemyError, OSError) as err:
+                log.warning("folding queue load failed, will retry: %s", err)
+
+    task = asyncio.create_task(fold_forever(), name="queue-load-fold")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -40,7 +40,7 @@ def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDe
         try:
             with metrics.APPLY_SECONDS.time():
                 async with request.app[db_key].begin() as conn:
-                    received = await store_batch(conn, webhook_id, batch)
+                    received = await store_batch(conn, webhook_id, batch, body)
         except (OperationalError, InterfaceError, OSError) as err:
             # nothing was committed: the engine keeps the batch and sends it again
             log.warning("batch %s not stored, database unavailable: %s", webhook_id, err)

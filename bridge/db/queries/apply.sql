@@ -55,16 +55,8 @@ INSERT INTO flowable.workflow_queues (queue_name, metadata)
 SELECT name, '{"createdBy": "mirror"}' FROM unnest(CAST(:names AS text[])) AS name
 ON CONFLICT (queue_name) DO NOTHING;
 
--- name: lock_queues
--- The queues whose load (migration 0011's triggers) this batch's task writes move, locked up front in one
--- statement, in name order: the triggers lock per statement, and a batch writes tasks in two statements.
-SELECT count(*) FROM (
-    SELECT 1 FROM flowable.workflow_queues WHERE queue_name = ANY(CAST(:names AS text[]))
-    ORDER BY queue_name FOR UPDATE
-) AS locked;
-
 -- name: lock_tasks
-SELECT task_id, process_instance_id, queue_name, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
+SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
        priority, due_date, task_name, outcome_reason, candidate_groups, candidate_users,
        metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock
 FROM flowable.workflow_tasks
@@ -114,9 +106,6 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          old_status text, new_status text, old_assignee text, new_assignee text, delegate_to text, comments text,
          event_id text)
 ORDER BY x.ord;
-
--- name: mark_applied
-UPDATE flowable.engine_events SET applied_at = now() WHERE event_id = ANY(CAST(:event_ids AS text[]));
 
 -- name: upsert_variables
 -- The newest change per variable; a row holding a newer change (changed_at) is left alone. Variables of
@@ -198,6 +187,7 @@ WHERE p.process_instance_id = m.process_instance_id AND p.process_instance_id = 
 -- Events stored earlier for a process instance or a task this batch creates: they arrived before their
 -- PROCESS_STARTED / TASK_CREATED (pushes can overtake each other), so nothing could take them then. None of
 -- them was applied (their row did not exist), so folding them in now, in engine order, applies each once.
+-- Two index lookups (by instance, by task: migration 0014), not one OR that the planner cannot index.
 WITH new_processes AS (
     SELECT id FROM unnest(CAST(:process_ids AS text[])) AS id
     WHERE NOT EXISTS (SELECT 1 FROM flowable.process_instances p WHERE p.process_instance_id = id)
@@ -205,15 +195,18 @@ WITH new_processes AS (
     SELECT x.task_id, x.process_instance_id
     FROM jsonb_to_recordset(CAST(:tasks AS jsonb)) AS x (task_id text, process_instance_id text)
     WHERE NOT EXISTS (SELECT 1 FROM flowable.workflow_tasks t WHERE t.task_id = x.task_id)
+      AND x.process_instance_id NOT IN (SELECT id FROM new_processes)  -- those come with their instance
+), waiting AS (
+    SELECT e.event_id, e.occurred_at, e.received_at, e.seq
+    FROM flowable.engine_events e JOIN new_processes n ON e.process_instance_id = n.id
+    WHERE NOT (e.event_id = ANY(CAST(:batch_ids AS text[])))
+    UNION
+    SELECT e.event_id, e.occurred_at, e.received_at, e.seq
+    FROM flowable.engine_events e JOIN new_tasks n ON e.task_id = n.task_id
+    WHERE NOT (e.event_id = ANY(CAST(:batch_ids AS text[])))
 )
-SELECT e.payload
-FROM flowable.engine_events e
-WHERE NOT (e.event_id = ANY(CAST(:batch_ids AS text[])))
-  AND (e.process_instance_id IN (SELECT id FROM new_processes)
-       OR (e.process_instance_id IN (SELECT process_instance_id FROM new_tasks)
-           AND coalesce(e.payload -> 'task' ->> 'id', e.payload -> 'identityLink' ->> 'taskId')
-               IN (SELECT task_id FROM new_tasks)))
-ORDER BY e.occurred_at, e.received_at, e.seq;
+SELECT e.payload FROM waiting w JOIN flowable.engine_events e USING (event_id)
+ORDER BY w.occurred_at, w.received_at, w.seq;
 
 -- name: lock_entities
 -- Batches touching the same instance or task apply one after the other (transaction-level advisory

@@ -65,3 +65,9 @@ SELECT process_instance_id, variable_name, variable_type, variable_value
 FROM flowable.workflow_variables
 WHERE task_id IS NULL AND process_instance_id IS NOT NULL
   AND (CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[])));
+
+-- name: fold_queue_load
+SELECT flowable.fold_queue_load();
+
+-- name: recount_queue_load
+SELECT flowable.recount_queue_load();
