@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest clean
+.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ test: install
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -36,6 +36,9 @@ bench-bpmn: install
 
 bench-ingest: install
 	$(BIN)/python -m bench.webhook_ingest
+
+bench-reconcile: install
+	$(BIN)/python -m bench.reconcile_backfill
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

@@ -213,4 +213,66 @@ async def test_a_case_through_rework_to_closure_matches_the_engine_at_every_step
     decisions = await row(db, "SELECT variables FROM flowable.process_instances WHERE process_instance_id = :p",
                           p=pid)
     assert decisions["variables"]["approvalDecision"] == "APPROVE"
+    outcomes = [(r["task_definition_key"], r["outcome"]) for r in await rows(db, """
+        SELECT task_definition_key, outcome FROM flowable.workflow_tasks
+        WHERE process_instance_id = :p AND task_definition_key IN ('triageCase', 'supervisorApproval')
+        ORDER BY created_at""", p=pid)]
+    assert outcomes == [("triageCase", "ACCEPT"), ("supervisorApproval", "REWORK"), ("supervisorApproval", "APPROVE")]
     assert await load("LEGAL_REVIEW") == legal_load - 1
+
+
+async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable, db, mirror, webhook_receiver,
+                                                                         aiohttp_client, engine, db_url):
+    """The engine's own batches for a few cases, each sent twice, in random order, concurrently, with delays."""
+    import asyncio
+    import random
+
+    rng = random.Random(5)
+    pids = []
+    for n in range(4):
+        pid = (await flowable.start_process("OneCMS_Nextgen_WF", business_key=str(8800 + n), variables={
+            "caseId": 8800 + n, "caseType": ("LEGAL_CLAIM", "QUALITY")[n % 2], "severity": "LOW"}))["id"]
+        for key, who, variables in (("registerCase", "clerk", {}), ("triageCase", "triage", {"triageDecision": "ACCEPT"})):
+            task = next(t for t in await flowable.tasks(processInstanceId=pid) if t["taskDefinitionKey"] == key)
+            await flowable.claim_task(task["id"], who)
+            if n == 3 and key == "triageCase":
+                await flowable.claim_task(task["id"], None)  # unclaimed again, then cancelled with the case
+                await flowable.cancel_process(pid, "duplicate")
+                break
+            await flowable.complete_task(task["id"], variables)
+        pids.append(pid)
+    wanted = set(pids)
+    def pushed(kind: str) -> int:
+        return sum(1 for d in webhook_receiver.deliveries for e in d.events
+                   if e["type"] == kind and e.get("processInstanceId") in wanted)
+
+    # 3 cases reach their department (3 tasks each), one is cancelled at triage (2 tasks)
+    await webhook_receiver.wait_for(lambda: pushed("TASK_CREATED") == 11 and pushed("PROCESS_CANCELLED") == 1)
+    batches = [d for d in webhook_receiver.deliveries
+               if any(e.get("processInstanceId") in wanted for e in d.events)]
+    deliveries = batches * 2
+    rng.shuffle(deliveries)
+
+    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0), db_url,
+                     EngineEndpoint(engine.base_url, engine.user, engine.password))
+    client = await aiohttp_client(app)
+    statuses: dict[str, list[str]] = {}
+
+    async def deliver(delivery, delay: float) -> None:
+        await asyncio.sleep(delay)
+        response = await client.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+        assert response.status == 200, await response.text()
+        for r in await rows(db, "SELECT task_id, status FROM flowable.workflow_tasks "
+                                "WHERE process_instance_id = ANY(:p)", p=pids):
+            statuses.setdefault(r["task_id"], []).append(r["status"])
+
+    await asyncio.gather(*(deliver(d, rng.uniform(0, 0.5)) for d in deliveries))
+
+    for pid in pids:
+        assert await no_drift(db, flowable, pid) == [], pid
+    doubled = await rows(db, "SELECT action_data ->> 'eventId' AS e, count(*) AS n FROM flowable.task_history "
+                             "WHERE process_instance_id = ANY(:p) GROUP BY 1 HAVING count(*) > 1", p=pids)
+    assert doubled == []
+    for task_id, seen in statuses.items():  # once ended, a task stays ended
+        ended = [s in ("COMPLETED", "CANCELLED") for s in seen]
+        assert ended == sorted(ended), (task_id, seen)

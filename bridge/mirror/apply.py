@@ -193,7 +193,10 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
                                   await conn.execute(SQL.lock_tasks, {"ids": ids})}
     new_rows: dict[str, dict] = {}
     history = []
+    outcomes = _completion_outcomes(events)
     for event in task_events:
+        if event["eventId"] in outcomes:
+            event = {**event, "outcome": outcomes[event["eventId"]]}
         task_id = _task_id(event)
         if event["type"] == "TASK_CREATED":
             if task_id in folds or task_id not in placement:
@@ -221,6 +224,25 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
             [{"ord": i, **vars(h)} for i, h in enumerate(history)])})
     return [{"process_instance_id": folds[t].row.process_instance_id, "task_id": t, **extra}
             for t, extra in new_rows.items()]
+
+
+def _completion_outcomes(events: list[dict]) -> dict[str, str]:
+    """TASK_COMPLETED event id -> the decision its completion set: a variable named `outcome` or ending in
+    `Decision` (triageDecision, approvalDecision), written in the same transaction just before it. The
+    engine sets a completion's variables first, then completes."""
+    decided: dict[str, str] = {}  # process instance -> latest decision so far in this batch
+    outcomes = {}
+    for event in events:
+        if event.get("entityType") == "variable" and event["type"] in ("VARIABLE_CREATED", "VARIABLE_UPDATED"):
+            variable = event.get("variable") or {}
+            name = variable.get("name") or ""
+            if (name == "outcome" or name.endswith("Decision")) and variable.get("value") is not None:
+                decided[variable.get("processInstanceId")] = str(variable["value"])[:100]
+        elif event["type"] == "TASK_COMPLETED" and event.get("entityType") == "task":
+            decision = decided.pop(event["task"].get("processInstanceId"), None)
+            if decision is not None:
+                outcomes[event["eventId"]] = decision
+    return outcomes
 
 
 async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[str, tuple[str, str | None]]:
@@ -354,7 +376,7 @@ def _task_row(r) -> TaskRow:
                    completed_at=_iso(r.completed_at), completed_by=r.completed_by, priority=r.priority,
                    due_date=_iso(r.due_date), task_name=r.task_name, outcome_reason=r.outcome_reason,
                    candidate_groups=tuple(r.candidate_groups or ()), candidate_users=tuple(r.candidate_users or ()),
-                   last_event_at=r.last_event_at,
+                   last_event_at=r.last_event_at, outcome=r.outcome,
                    candidate_clock=tuple((k, v[0], v[1]) for k, v in sorted((r.candidate_clock or {}).items())))
 
 

@@ -39,6 +39,7 @@ class TaskRow:
     due_date: str | None = None
     task_name: str | None = None
     outcome_reason: str | None = None
+    outcome: str | None = None
     candidate_groups: tuple[str, ...] = ()
     candidate_users: tuple[str, ...] = ()
     last_event_at: str | None = None  # ISO-8601 UTC with milliseconds: compares as text
@@ -173,7 +174,8 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
         status = "COMPLETED" if kind == "TASK_COMPLETED" else "CANCELLED"
         new = replace(final, status=status, completed_at=task.get("endTime") or at,
                       completed_by=(final.assignee_id or "engine") if status == "COMPLETED" else None,
-                      outcome_reason=reason, last_event_at=max(at, row.last_event_at or at))
+                      outcome_reason=reason, outcome=event.get("outcome"),
+                      last_event_at=max(at, row.last_event_at or at))
         record("COMPLETE" if status == "COMPLETED" else "CANCEL", final.assignee_id or "engine", row, new, reason)
     elif kind in _CHANGE_KINDS:
         if row.status in TASK_TERMINAL or not _newer(row, at):

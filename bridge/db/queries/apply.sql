@@ -57,7 +57,7 @@ ON CONFLICT (queue_name) DO NOTHING;
 
 -- name: lock_tasks
 SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
-       priority, due_date, task_name, outcome_reason, candidate_groups, candidate_users,
+       priority, due_date, task_name, outcome_reason, outcome, candidate_groups, candidate_users,
        metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock
 FROM flowable.workflow_tasks
 WHERE task_id = ANY(CAST(:ids AS text[]))
@@ -67,32 +67,34 @@ FOR UPDATE;
 INSERT INTO flowable.workflow_tasks
     (task_id, process_instance_id, task_definition_key, task_name, queue_name, assignee_id, candidate_groups,
      candidate_users, priority, status, form_key, created_at, claimed_at, claimed_by, completed_at, completed_by,
-     outcome_reason, due_date, metadata)
+     outcome_reason, outcome, due_date, metadata)
 SELECT x.task_id, x.process_instance_id, x.task_key, x.task_name, x.queue_name, x.assignee_id,
        ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
        ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
        x.priority, x.status, x.form_key, x.created_at, x.claimed_at, x.claimed_by, x.completed_at, x.completed_by,
-       x.outcome_reason, x.due_date,
+       x.outcome_reason, x.outcome, x.due_date,
        jsonb_build_object('lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          task_id text, process_instance_id text, task_key text, task_name text, queue_name text, assignee_id text,
          candidate_groups jsonb, candidate_users jsonb, priority int, status text, form_key text,
          created_at timestamptz, claimed_at timestamptz, claimed_by text, completed_at timestamptz,
-         completed_by text, outcome_reason text, due_date timestamptz, last_event_at text, candidate_clock jsonb)
+         completed_by text, outcome_reason text, outcome text, due_date timestamptz, last_event_at text,
+         candidate_clock jsonb)
 ON CONFLICT (task_id) DO NOTHING;
 
 -- name: update_tasks
 UPDATE flowable.workflow_tasks t
 SET status = x.status, assignee_id = x.assignee_id, claimed_at = x.claimed_at, claimed_by = x.claimed_by,
     completed_at = x.completed_at, completed_by = x.completed_by, priority = x.priority, due_date = x.due_date,
-    task_name = x.task_name, outcome_reason = x.outcome_reason,
+    task_name = x.task_name, outcome_reason = x.outcome_reason, outcome = x.outcome,
     candidate_groups = ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
     candidate_users = ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
     metadata = t.metadata || jsonb_build_object('lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock)
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          task_id text, status text, assignee_id text, claimed_at timestamptz, claimed_by text,
          completed_at timestamptz, completed_by text, priority int, due_date timestamptz, task_name text,
-         outcome_reason text, candidate_groups jsonb, candidate_users jsonb, last_event_at text, candidate_clock jsonb)
+         outcome_reason text, outcome text, candidate_groups jsonb, candidate_users jsonb, last_event_at text,
+         candidate_clock jsonb)
 WHERE t.task_id = x.task_id;
 
 -- name: insert_history
@@ -130,11 +132,13 @@ WHERE v.process_instance_id = x.process_instance_id AND v.task_id IS NOT DISTINC
 
 -- name: refresh_process_variables
 -- process_instances.variables is the process-scope variables as one JSON object, typed; case_id comes from
--- the business key at start, else from a caseId variable.
+-- the business key at start, else from a caseId variable; priority from a whole-number priority variable.
 UPDATE flowable.process_instances p
 SET variables = v.variables,
     case_id = COALESCE(p.case_id, CASE WHEN v.variables ->> 'caseId' ~ '^[0-9]{1,18}$'
-                                       THEN CAST(v.variables ->> 'caseId' AS bigint) END)
+                                       THEN CAST(v.variables ->> 'caseId' AS bigint) END),
+    priority = COALESCE(CASE WHEN v.variables ->> 'priority' ~ '^[0-9]{1,9}$'
+                             THEN CAST(v.variables ->> 'priority' AS integer) END, p.priority)
 FROM (
     SELECT i.id, COALESCE(jsonb_object_agg(w.variable_name, CASE w.variable_type
                WHEN 'INTEGER' THEN to_jsonb(CAST(w.variable_value AS numeric))
