@@ -1,8 +1,8 @@
 """Webhook ingest: signed batches of 50 events from concurrent senders into the bridge's intake.
 
-    make bench-ingest     # or: python -m bench.webhook_ingest --seconds 10 --senders 8
+    make bench-ingest     # or: python -m bench.webhook_ingest --seconds 10 --senders 4 --workers 2
 
-The bridge (its real aiohttp app) serves in a process of its own on an embedded PostgreSQL; the
+The bridge (its real aiohttp app, BRIDGE_WORKERS processes) serves on an embedded PostgreSQL; the
 senders are asyncio clients here, each posting Standard Webhooks-signed batches shaped like the
 engine's. Baseline, same run and database: raw psycopg inserts of the same rows (inbox, instance,
 tasks, history), one batched statement per table per 50-event batch, from as many connections. The
@@ -67,14 +67,12 @@ def batch_body(sequence: int) -> bytes:
                        "committedAt": "2026-11-25T10:00:00.000Z", "events": events}).encode()
 
 
-def serve(database_url: str, secret: str, port: int) -> None:
-    from aiohttp import web
+def serve(database_url: str, secret: str, port: int, workers: int) -> None:
+    from bridge.web import server
 
-    from bridge.web.app import create_app
-
-    settings = Settings(webhook_secret=secret, db_pool_size=10, deploy_on_start=(), reconcile_interval_s=0)
-    app = create_app(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    settings = Settings(webhook_secret=secret, db_pool_size=6, deploy_on_start=(), reconcile_interval_s=0,
+                        http_port=port, workers=workers)
+    server.serve(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
 
 
 async def wait_for(url: str) -> None:
@@ -181,7 +179,8 @@ async def raw_inserts(database_url: str, connections: int, seconds: float) -> tu
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--senders", type=int, default=6)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="serving processes (BRIDGE_WORKERS)")
     args = parser.parse_args()
     secret = new_webhook_secret()
 
@@ -189,7 +188,7 @@ async def main() -> None:
         url = pg.ensure_database("bench")
         await migrate(url, PROJECT_ROOT / "migrations")
         port = free_tcp_port()
-        server = multiprocessing.Process(target=serve, args=(url, secret, port), daemon=True)
+        server = multiprocessing.Process(target=serve, args=(url, secret, port, args.workers))
         server.start()
         try:
             await wait_for(f"http://127.0.0.1:{port}/healthz")
@@ -208,7 +207,7 @@ async def main() -> None:
         baseline = await raw_inserts(url, args.senders, args.seconds)
 
     print(f"\nwebhook ingest: batches of {EVENTS_PER_BATCH} events, {args.senders} concurrent senders, "
-          f"{args.seconds:.0f}s each, PostgreSQL 18 (embedded, durable)\n")
+          f"{args.workers} serving process(es), {args.seconds:.0f}s each, PostgreSQL 18 (embedded, durable)\n")
     print(f"{'path':<38} | {'batches':>7} | {'events/s':>8} | {'p50 ms':>7} | {'p99 ms':>7} | {'vs raw':>6}")
     print("-" * 86)
     raw_rate = baseline[0] * EVENTS_PER_BATCH / baseline[1]

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy.exc
-from aiohttp import web
 
 from bridge import auth
 from bridge.bpmn_meta import BpmnError
@@ -29,7 +28,7 @@ from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
 from bridge.runtime import provisioned_database, provisioned_engine
-from bridge.web.app import create_app
+from bridge.web import server
 
 log = logging.getLogger("bridge")
 
@@ -44,8 +43,7 @@ def _migrate(settings: Settings, url: str) -> None:
 
 def _serve(settings: Settings, url: str, engine: EngineEndpoint) -> None:
     log.info("serving on http://%s:%s (engine %s)", settings.http_host, settings.http_port, engine.base_url)
-    web.run_app(create_app(settings, url, engine), host=settings.http_host, port=settings.http_port,
-                print=None, access_log=None)
+    server.serve(settings, url, engine)
 
 
 async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deployed_by: str,

@@ -85,7 +85,16 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
     first = RunningBridge({**env, "DATABASE_URL": ""}, log)
     try:
         first.wait_healthy()
-        assert _get(f"http://127.0.0.1:{first.port}/healthz") == (200, '{"status": "ok"}')
+        status, body = _get(f"http://127.0.0.1:{first.port}/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        # BRIDGE_WORKERS defaults to 2: two processes take connections on the one port
+        pids: set[int] = set()
+        for _ in range(300):  # the second process may still be starting
+            pids.add(json.loads(_get(f"http://127.0.0.1:{first.port}/healthz")[1])["pid"])
+            if len(pids) == 2:
+                break
+            time.sleep(0.05)
+        assert len(pids) == 2
         status, body = _get(f"http://127.0.0.1:{first.port}/readyz")
         assert status == 200, body
         assert json.loads(body)["checks"] == {"database": "ok", "migrations": "ok", "engine": "ok"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -43,7 +44,9 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 
 
-def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) -> web.Application:
+def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
+               background_jobs: bool = True) -> web.Application:
+    """The app; background_jobs=False for extra serving processes (bridge/web/server.py)."""
     app = web.Application(middlewares=[authentication_middleware(DB)], client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
@@ -56,8 +59,9 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint) ->
         raise ConfigError(f"WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: {err}") from None
     app.cleanup_ctx.append(_database_engine)
     app.cleanup_ctx.append(_flowable_client)
-    app.cleanup_ctx.append(_background_reconciler)
-    app.cleanup_ctx.append(_queue_load_folding)
+    if background_jobs:
+        app.cleanup_ctx.append(_background_reconciler)
+        app.cleanup_ctx.append(_queue_load_folding)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -126,8 +130,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """The process is up and serving; says nothing about its dependencies."""
-    return web.json_response({"status": "ok"})
+    """The process is up and serving; says nothing about its dependencies (pid: which serving process)."""
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:
