@@ -77,6 +77,7 @@ async def db_url(empty_db: str) -> str:
 
 EXTENSION_TABLES = [
     "flowable.queue_load_changes",
+    "flowable.api_idempotency",
     "flowable.mirror_repairs",
     "flowable.reconciler_state",
     "flowable.engine_events",

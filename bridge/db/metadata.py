@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ARRAY,
+    CHAR,
     Computed,
     BigInteger,
     Boolean,
@@ -304,6 +305,17 @@ queue_load_changes = Table(
     Column("change_id", BigInteger, Identity(always=True), primary_key=True),
     Column("queue_name", String(100), nullable=False),
     Column("delta", Integer, nullable=False),
+    schema="flowable",
+)
+
+api_idempotency = Table(
+    "api_idempotency", metadata,
+    Column("user_id", String(50), primary_key=True),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("request_hash", CHAR(64), nullable=False),
+    Column("response_status", Integer, nullable=False),
+    Column("response_body", JSONB, nullable=False),
+    _stamped("created_at"),
     schema="flowable",
 )
 

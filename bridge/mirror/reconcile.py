@@ -284,3 +284,13 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+async def resync_instances(db: AsyncEngine, client: FlowableClient, ids: list[str]) -> list[Difference]:
+    """Make the mirror of these instances equal to the engine now (used when an action finds the mirror
+    stale: the engine answered 404 or 409 for a task the mirror offered)."""
+    engine = await EngineReader(client, clock_skew=timedelta(0)).read_instances(ids)
+    async with db.begin() as conn:
+        comparison = compare(engine, await read_mirror(conn, sorted(ids)))
+        await apply_events(conn, comparison.repair_events)
+    return comparison.differences

@@ -27,6 +27,8 @@ from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.deployments import deployments_routes
 from bridge.web.webhooks import webhook_routes
+from bridge.web.work import work_routes
+from bridge.work.actions import WorkService
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -35,6 +37,7 @@ DB = web.AppKey("db", AsyncEngine)
 FLOWABLE = web.AppKey("flowable", FlowableClient)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
 RECONCILER = web.AppKey("reconciler", Reconciler)
+WORK = web.AppKey("work", WorkService)
 
 READY_ENGINE_TIMEOUT_S = 3
 log = logging.getLogger(__name__)
@@ -67,6 +70,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
+    app.router.add_routes(work_routes(DB, WORK))
     return app
 
 
@@ -81,6 +85,7 @@ async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
     endpoint = app[ENGINE_ENDPOINT]
     client = FlowableClient(endpoint.base_url, endpoint.user, endpoint.password)
     app[FLOWABLE] = client
+    app[WORK] = WorkService(app[DB], client)
     yield
     await client.close()
 

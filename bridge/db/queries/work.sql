@@ -1,0 +1,92 @@
+-- The queue work API (bridge/work/). Reads marked (RLS) run as bridge_reader with app.current_user_id set
+-- (bridge/work/reads.py): PostgreSQL decides what the user sees.
+
+-- name: act_as_user
+SELECT set_config('app.current_user_id', :user_id, true), set_config('role', 'bridge_reader', true);
+
+-- name: act_as_bridge
+SELECT set_config('role', 'none', true);
+
+-- name: list_tasks
+-- (RLS) Ordered as claim_next_task offers them: priority, then age, then id; keyset-paged on that order.
+SELECT task_id, process_instance_id, task_definition_key, task_name, queue_name, status, assignee_id,
+       candidate_groups, candidate_users, priority, created_at, claimed_at, due_date, completed_at,
+       completed_by, escalation_level, outcome, form_key
+FROM flowable.workflow_tasks
+WHERE (CAST(:queue AS text) IS NULL OR queue_name = :queue)
+  AND (CAST(:status AS text) IS NULL OR status = :status)
+  AND (CAST(:assignee AS text) IS NULL OR assignee_id = :assignee)
+  AND (CAST(:due_before AS timestamptz) IS NULL OR due_date < CAST(:due_before AS timestamptz))
+  AND (CAST(:after_priority AS integer) IS NULL
+       OR priority < CAST(:after_priority AS integer)
+       OR (priority = CAST(:after_priority AS integer)
+           AND (created_at, task_id) > (CAST(:after_created AS timestamptz), CAST(:after_task AS text))))
+ORDER BY priority DESC, created_at, task_id
+LIMIT :limit;
+
+-- name: visible_task
+-- (RLS)
+SELECT task_id, process_instance_id, task_definition_key, task_name, queue_name, status, assignee_id,
+       candidate_groups, candidate_users, priority, created_at, claimed_at, claimed_by, due_date,
+       completed_at, completed_by, escalation_level, escalated_at, outcome, outcome_reason, form_key
+FROM flowable.workflow_tasks WHERE task_id = :task_id;
+
+-- name: task_history
+-- (RLS)
+SELECT history_id, action_type, action_by, action_at, old_status, new_status, old_assignee, new_assignee,
+       delegate_to, escalate_to, comments
+FROM flowable.task_history WHERE task_id = :task_id ORDER BY action_at, history_id;
+
+-- name: lock_task
+SELECT task_id, process_instance_id, queue_name, status, assignee_id, escalation_level
+FROM flowable.workflow_tasks WHERE task_id = :task_id FOR UPDATE;
+
+-- name: claim_next
+SELECT task_id, task_name, priority, queue_name, process_instance_id
+FROM flowable.claim_next_task(:user_id, CAST(:queues AS text[]), CAST(:client_info AS jsonb));
+
+-- name: set_task
+-- The mirror side of an action the engine has just accepted. lastEventAt: the engine's own event for it
+-- (pushed later) then changes nothing, and an older push cannot undo it.
+WITH x AS (
+    SELECT CAST(:status AS text) AS status, CAST(:assignee AS text) AS assignee, CAST(:claimed AS boolean) AS claimed,
+           CAST(:user_id AS text) AS user_id, CAST(:outcome AS text) AS outcome, CAST(:event_at AS text) AS event_at
+)
+UPDATE flowable.workflow_tasks t
+SET status = x.status, assignee_id = x.assignee,
+    claimed_at = CASE WHEN x.claimed THEN now() ELSE t.claimed_at END,
+    claimed_by = CASE WHEN x.claimed THEN x.assignee ELSE t.claimed_by END,
+    completed_at = CASE WHEN x.status = 'COMPLETED' THEN now() ELSE t.completed_at END,
+    completed_by = CASE WHEN x.status = 'COMPLETED' THEN x.user_id ELSE t.completed_by END,
+    outcome = coalesce(x.outcome, t.outcome),
+    escalation_level = t.escalation_level + CASE WHEN x.status = 'ESCALATED' THEN 1 ELSE 0 END,
+    escalated_at = CASE WHEN x.status = 'ESCALATED' THEN now() ELSE t.escalated_at END,
+    metadata = t.metadata || jsonb_build_object('lastEventAt', x.event_at)
+FROM x
+WHERE t.task_id = :task_id;
+
+-- name: touch_task
+UPDATE flowable.workflow_tasks SET metadata = metadata || jsonb_build_object('lastEventAt', CAST(:event_at AS text))
+WHERE task_id = :task_id;
+
+-- name: add_history
+INSERT INTO flowable.task_history
+    (task_id, process_instance_id, action_type, action_by, old_status, new_status, old_assignee, new_assignee,
+     delegate_to, comments, client_info)
+VALUES (:task_id, :process_instance_id, :action, :user_id, :old_status, :new_status, :old_assignee,
+        :new_assignee, :delegate_to, :comments, CAST(:client_info AS jsonb));
+
+-- name: remembered_answer
+SELECT request_hash, response_status, response_body FROM flowable.api_idempotency
+WHERE user_id = :user_id AND idempotency_key = :key;
+
+-- name: remember_answer
+INSERT INTO flowable.api_idempotency (user_id, idempotency_key, request_hash, response_status, response_body)
+VALUES (:user_id, :key, :request_hash, :status, CAST(:body AS jsonb))
+ON CONFLICT (user_id, idempotency_key) DO NOTHING;
+
+-- name: lock_idempotency_key
+SELECT pg_advisory_lock(hashtext('bridge.idempotency'), hashtext(:user_id || ':' || :key));
+
+-- name: unlock_idempotency_key
+SELECT pg_advisory_unlock(hashtext('bridge.idempotency'), hashtext(:user_id || ':' || :key));

@@ -1,0 +1,162 @@
+"""/api/tasks and /api/work: the queue work API over HTTP (the work itself: bridge/work/).
+
+Actions honour an Idempotency-Key header: the first answer (anything but a 5xx) is kept per user and
+key, and a retry gets it again instead of acting twice; the same key with a different request is 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.db.queries import queries
+from bridge.web.api_auth import USER_ID, problem
+from bridge.work.actions import Actor, WorkError, WorkService
+from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
+
+SQL = queries("work")
+TASK_STATUSES = ("OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED", "ESCALATED")
+
+
+def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
+    async def tasks(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            limit = int(query.get("limit", "50"))
+            if not 1 <= limit <= MAX_PAGE:
+                raise ValueError
+        except ValueError:
+            return problem(400, f"limit: a whole number from 1 to {MAX_PAGE}")
+        status = query.get("status")
+        if status is not None and status not in TASK_STATUSES:
+            return problem(400, f"status: one of {', '.join(TASK_STATUSES)}")
+        due_before = None
+        if query.get("due_before"):
+            try:
+                due_before = datetime.fromisoformat(query["due_before"].replace("Z", "+00:00"))
+            except ValueError:
+                return problem(400, "due_before: an ISO-8601 date-time")
+        try:
+            rows, cursor = await list_tasks(
+                request.app[db_key], request[USER_ID],
+                TaskFilter(queue=query.get("queue"), status=status, assignee=query.get("assignee"),
+                           due_before=due_before), limit=limit, cursor=query.get("cursor"))
+        except BadCursor as err:
+            return problem(400, str(err))
+        return _json({"tasks": rows, "nextCursor": cursor})
+
+    async def task(request: web.Request) -> web.Response:
+        detail = await task_detail(request.app[db_key], request[USER_ID], request.match_info["task_id"])
+        if detail is None:
+            return problem(404, f"no task {request.match_info['task_id']} that you may see")
+        return _json(detail)
+
+    def action(run):
+        async def handler(request: web.Request) -> web.Response:
+            body = await _body(request)
+            if isinstance(body, web.Response):
+                return body
+            actor = Actor(request[USER_ID], {
+                "ip": request.remote, "userAgent": request.headers.get("User-Agent"),
+                "requestId": request.headers.get("X-Request-Id"), "path": request.path})
+            key = request.headers.get("Idempotency-Key")
+            if key is None:
+                return await _answer(run, request, actor, body)
+            if not 0 < len(key) <= 200:
+                return problem(400, "Idempotency-Key: 1 to 200 characters")
+            return await _idempotent(request, db_key, key, body, lambda: _answer(run, request, actor, body))
+        return handler
+
+    async def _answer(run, request: web.Request, actor: Actor, body: dict) -> web.Response:
+        try:
+            result = await run(request.app[work_key], actor, request, body)
+        except WorkError as err:
+            headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+            return web.json_response({"error": err.message}, status=err.status, headers=headers)
+        if result is None:
+            return web.Response(status=204)
+        return _json(result)
+
+    async def next_task(service: WorkService, actor: Actor, request: web.Request, body: dict):
+        queues = body.get("queues")
+        if queues is not None and (not isinstance(queues, list) or not all(isinstance(q, str) for q in queues)):
+            raise WorkError(400, "queues: a list of queue names")
+        return await service.claim_next(actor, queues or None)
+
+    def on_task(method: str, *fields: str):
+        async def run(service: WorkService, actor: Actor, request: web.Request, body: dict):
+            return await getattr(service, method)(actor, request.match_info["task_id"], *(body.get(f) for f in fields))
+        return run
+
+    return [
+        web.get("/api/tasks", tasks),
+        web.get("/api/tasks/{task_id}", task),
+        web.post("/api/work/next", action(next_task)),
+        web.post("/api/tasks/{task_id}/claim", action(on_task("claim"))),
+        web.post("/api/tasks/{task_id}/unclaim", action(on_task("unclaim"))),
+        web.post("/api/tasks/{task_id}/complete", action(on_task("complete", "outcome", "variables"))),
+        web.post("/api/tasks/{task_id}/delegate", action(on_task("delegate", "to"))),
+        web.post("/api/tasks/{task_id}/escalate", action(on_task("escalate", "reason"))),
+        web.post("/api/tasks/{task_id}/comment", action(on_task("comment", "message"))),
+    ]
+
+
+async def _body(request: web.Request) -> dict | web.Response:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        return problem(400, f"the body is not JSON: {err}")
+    if not isinstance(body, dict):
+        return problem(400, "the body must be a JSON object")
+    return body
+
+
+async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: dict, act) -> web.Response:
+    db: AsyncEngine = request.app[db_key]
+    user = request[USER_ID]
+    fingerprint = hashlib.sha256(json.dumps([request.method, request.path, body], sort_keys=True).encode()).hexdigest()
+    async with db.connect() as lock:  # one request per (user, key) at a time: a concurrent retry waits
+        await lock.execute(SQL.lock_idempotency_key, {"user_id": user, "key": key})
+        await lock.commit()
+        try:
+            async with db.connect() as conn:
+                seen = (await conn.execute(SQL.remembered_answer, {"user_id": user, "key": key})).first()
+            if seen is not None:
+                if seen.request_hash != fingerprint:
+                    return problem(422, "Idempotency-Key was used before for a different request")
+                return _replay(seen.response_status, seen.response_body)
+            response = await act()
+            if response.status < 500:  # a 5xx changed nothing: the retry must act
+                stored = json.loads(response.body) if response.body else None
+                async with db.begin() as conn:
+                    await conn.execute(SQL.remember_answer, {
+                        "user_id": user, "key": key, "request_hash": fingerprint, "status": response.status,
+                        "body": json.dumps(stored)})
+            return response
+        finally:
+            await lock.execute(SQL.unlock_idempotency_key, {"user_id": user, "key": key})
+            await lock.commit()
+
+
+def _replay(status: int, body: Any) -> web.Response:
+    if status == 204:
+        return web.Response(status=204, headers={"Idempotent-Replayed": "true"})
+    return web.json_response(body, status=status, headers={"Idempotent-Replayed": "true"})
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.json_response(value, status=status, dumps=lambda v: json.dumps(v, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -1,0 +1,1 @@
+"""Queue work: what case workers do (claim, complete, delegate, ...), through the engine and the mirror."""

@@ -1,0 +1,213 @@
+"""The queue work API on the real engine and PostgreSQL: claim-next, actions, reads under row-level security."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from bridge import auth
+from bridge.config import Settings
+from bridge.db.engine import create_engine
+from bridge.deploy import deploy_bpmn
+from bridge.flowable.client import EngineEndpoint
+from bridge.mirror.drift import compare, read_mirror
+from bridge.mirror.engine_state import EngineReader
+from bridge.mirror.reconcile import resync_instances
+from bridge.web.app import create_app
+from tests.tcp_proxy import TcpProxy
+from tests.test_bpmn_meta import ONECMS_FILE
+
+pytestmark = pytest.mark.slow
+KEY = "OneCMS_Nextgen_WF"
+
+
+@pytest.fixture
+async def db(db_url, conn, flowable):
+    db = create_engine(db_url, pool_size=10)
+    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
+    yield db
+    await db.dispose()
+
+
+async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
+    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0)
+    app = create_app(settings, db_url, EngineEndpoint(base_url or engine.base_url, engine.user, engine.password))
+    return await aiohttp_client(app)
+
+
+async def worker(db, user: str, *roles: str) -> dict[str, str]:
+    async with db.begin() as conn:
+        await auth.add_user(conn, user, roles=list(roles), granted_by="test")
+        token = await auth.create_token(conn, user)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def start_cases(flowable, db, count: int) -> list[str]:
+    pids = []
+    for n in range(count):
+        pids.append((await flowable.start_process(KEY, business_key=f"w-{uuid.uuid4().hex[:8]}", variables={
+            "caseId": 50000 + n, "caseType": "QUALITY", "severity": "LOW"}))["id"])
+    await resync_instances(db, flowable, pids)  # webhooks do not reach this module's mirror: read them in
+    return pids
+
+
+async def drift_of(db, flowable, pids: list[str]) -> list[str]:
+    engine = await EngineReader(flowable).read_instances(pids)
+    async with db.connect() as conn:
+        return [str(d) for d in compare(engine, await read_mirror(conn, pids)).differences]
+
+
+async def test_eight_workers_drain_three_hundred_tasks_each_completed_exactly_once(
+        db, db_url, flowable, engine, aiohttp_client):
+    pids = await start_cases(flowable, db, 300)
+    client = await app_client(aiohttp_client, db_url, engine)
+    headers = [await worker(db, f"clerk{n}", "INTAKE_CLERK") for n in range(8)]
+    done: list[str] = []
+
+    async def drain(h: dict) -> None:
+        while True:
+            taken = await client.post("/api/work/next", json={"queues": ["INTAKE_REGISTRATION"]}, headers=h)
+            if taken.status == 204:
+                return
+            assert taken.status == 200, await taken.text()
+            task = await taken.json()
+            completed = await client.post(f"/api/tasks/{task['task_id']}/complete", json={}, headers=h)
+            assert completed.status == 200, await completed.text()
+            done.append(task["task_id"])
+
+    await asyncio.gather(*(drain(h) for h in headers))
+    assert len(done) == len(set(done)) == 300
+
+    historic = {}
+    for pid in pids:  # the engine: every registration completed, once, by the worker that took it
+        rows = await flowable.request("GET", "history/historic-task-instances",
+                                      params={"processInstanceId": pid, "taskDefinitionKey": "registerCase"})
+        historic.update({t["id"]: t for t in rows["data"]})
+    assert set(historic) == set(done)
+    assert all(t["endTime"] and t["deleteReason"] is None and t["assignee"].startswith("clerk")
+               for t in historic.values())
+    async with db.connect() as conn:
+        completes = (await conn.execute(text(
+            "SELECT task_id, count(*) FROM flowable.task_history WHERE action_type = 'COMPLETE' "
+            "AND task_id = ANY(:t) GROUP BY task_id"), {"t": done})).all()
+    assert len(completes) == 300 and all(n == 1 for _, n in completes)
+
+    await resync_instances(db, flowable, pids)  # the triage tasks the completions created
+    assert await drift_of(db, flowable, pids) == []
+
+
+async def test_a_task_claimed_directly_in_the_engine_is_skipped_not_double_claimed(
+        db, db_url, flowable, engine, aiohttp_client):
+    first, second = await start_cases(flowable, db, 2)
+    taken_elsewhere = (await flowable.tasks(processInstanceId=first))[0]
+    await flowable.claim_task(taken_elsewhere["id"], "outsider")  # the mirror has not heard of it
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "eve", "INTAKE_CLERK")
+
+    taken = await client.post("/api/work/next", json={"queues": ["INTAKE_REGISTRATION"]}, headers=h)
+    assert taken.status == 200
+    task = await taken.json()
+    assert task["process_instance_id"] == second
+    assert (await flowable.task(taken_elsewhere["id"]))["assignee"] == "outsider"
+    async with db.connect() as conn:
+        row = (await conn.execute(text("SELECT status, assignee_id FROM flowable.workflow_tasks WHERE task_id = :t"),
+                                  {"t": taken_elsewhere["id"]})).one()
+    assert tuple(row) == ("CLAIMED", "outsider")  # corrected from the engine, not claimed twice
+
+
+async def test_users_see_and_act_only_on_their_queues_and_an_expired_grant_loses_access_at_once(
+        db, db_url, flowable, engine, aiohttp_client):
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    clerk = await worker(db, "cleo", "INTAKE_CLERK")
+    analyst = await worker(db, "quinn", "QA_ANALYST")
+
+    listed = await (await client.get("/api/tasks?queue=INTAKE_REGISTRATION", headers=clerk)).json()
+    assert task_id in [t["task_id"] for t in listed["tasks"]]
+    assert (await client.get(f"/api/tasks/{task_id}", headers=clerk)).status == 200
+
+    assert [t["task_id"] for t in (await (await client.get("/api/tasks", headers=analyst)).json())["tasks"]] == []
+    assert (await client.get(f"/api/tasks/{task_id}", headers=analyst)).status == 404
+    for verb, body in (("claim", {}), ("complete", {}), ("comment", {"message": "hi"}), ("escalate", {"reason": "x"})):
+        assert (await client.post(f"/api/tasks/{task_id}/{verb}", json=body, headers=analyst)).status == 404, verb
+    assert (await client.post("/api/work/next", json={}, headers=analyst)).status == 204
+    assert (await client.get("/api/tasks")).status == 401
+
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE entitlements.user_workflow_roles SET valid_from = now() - interval '2 hours', "
+                                "valid_until = now() - interval '1 second' "
+                                "WHERE user_id = 'cleo'"))
+    assert (await client.get(f"/api/tasks/{task_id}", headers=clerk)).status == 404
+    assert (await client.post(f"/api/tasks/{task_id}/claim", json={}, headers=clerk)).status == 404
+
+
+async def test_claim_delegate_comment_and_history_with_the_acting_user(db, db_url, flowable, engine, aiohttp_client):
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "dana", "INTAKE_CLERK")
+
+    assert (await client.post(f"/api/tasks/{task_id}/complete", json={}, headers=h)).status == 409  # not hers yet
+    claimed = await client.post(f"/api/tasks/{task_id}/claim", json={}, headers={**h, "User-Agent": "case-ui/1"})
+    assert claimed.status == 200 and (await claimed.json())["status"] == "CLAIMED"
+    assert (await flowable.task(task_id))["assignee"] == "dana"
+    assert (await client.post(f"/api/tasks/{task_id}/comment", json={"message": "checked the ID"}, headers=h)).status == 200
+    delegated = await client.post(f"/api/tasks/{task_id}/delegate", json={"to": "sam"}, headers=h)
+    assert delegated.status == 200
+    engine_task = await flowable.task(task_id)
+    assert (engine_task["assignee"], engine_task["delegationState"]) == ("sam", "pending")
+    detail = await (await client.get(f"/api/tasks/{task_id}", headers=h)).json()
+    assert detail["status"] == "DELEGATED" and detail["assignee_id"] == "sam"
+    assert [(r["action_type"], r["action_by"]) for r in detail["history"]][-3:] == [
+        ("CLAIM", "dana"), ("COMMENT", "dana"), ("DELEGATE", "dana")]
+    async with db.connect() as conn:
+        info = (await conn.execute(text("SELECT client_info FROM flowable.task_history WHERE task_id = :t "
+                                        "AND action_type = 'CLAIM'"), {"t": task_id})).scalar()
+    assert info["userAgent"] == "case-ui/1"
+    bad = await client.post(f"/api/tasks/{task_id}/delegate", json={"to": ""}, headers=h)
+    assert bad.status == 400
+
+
+async def test_engine_down_during_complete_is_503_and_the_same_idempotency_key_completes_once(
+        db, db_url, flowable, engine, aiohttp_client):
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    proxy = await TcpProxy("127.0.0.1", engine.port).start()
+    client = await app_client(aiohttp_client, db_url, engine, f"http://127.0.0.1:{proxy.port}/process-api")
+    h = await worker(db, "finn", "INTAKE_CLERK")
+    assert (await client.post(f"/api/tasks/{task_id}/claim", json={}, headers=h)).status == 200
+
+    await proxy.cut()
+    retry = {**h, "Idempotency-Key": "complete-1"}
+    down = await client.post(f"/api/tasks/{task_id}/complete", json={"outcome": "REGISTERED"}, headers=retry)
+    assert down.status == 503 and down.headers["Retry-After"] == "5"
+    assert (await flowable.task(task_id))["assignee"] == "finn"  # still open and claimed in the engine
+    detail = await (await client.get(f"/api/tasks/{task_id}", headers=h)).json()
+    assert detail["status"] == "CLAIMED"
+
+    await proxy.restore()
+    done = await client.post(f"/api/tasks/{task_id}/complete", json={"outcome": "REGISTERED"}, headers=retry)
+    assert done.status == 200, await done.text()
+    again = await client.post(f"/api/tasks/{task_id}/complete", json={"outcome": "REGISTERED"}, headers=retry)
+    assert again.status == 200 and again.headers.get("Idempotent-Replayed") == "true"
+    assert await again.json() == await done.json()
+    other = await client.post(f"/api/tasks/{task_id}/complete", json={"outcome": "OTHER"}, headers=retry)
+    assert other.status == 422
+    await proxy.cut()
+
+    history = await flowable.request("GET", "history/historic-task-instances", params={"taskId": task_id})
+    assert history["data"][0]["endTime"] is not None
+    variables = {v["name"]: v["value"] for v in (await flowable.request(
+        "GET", "history/historic-variable-instances", params={"processInstanceId": pid}))["data"]
+        for v in [v["variable"]]}
+    assert variables["outcome"] == "REGISTERED"
+    async with db.connect() as conn:
+        rows = (await conn.execute(text("SELECT status, outcome FROM flowable.workflow_tasks WHERE task_id = :t"),
+                                   {"t": task_id})).one()
+        completes = (await conn.execute(text("SELECT count(*) FROM flowable.task_history WHERE task_id = :t "
+                                             "AND action_type = 'COMPLETE'"), {"t": task_id})).scalar()
+    assert tuple(rows) == ("COMPLETED", "REGISTERED") and completes == 1
