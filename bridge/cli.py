@@ -29,6 +29,7 @@ from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
 from bridge.runtime import provisioned_database, provisioned_engine
 from bridge.web import server
+from bridge.work.escalation import EscalationRound, escalate_once
 
 log = logging.getLogger("bridge")
 
@@ -152,6 +153,25 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _escalate(url: str, engine: EngineEndpoint) -> EscalationRound:
+    db = create_engine(url, pool_size=2)
+    try:
+        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+            return await escalate_once(db, flowable)
+    finally:
+        await db.dispose()
+
+
+def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url, provisioned_engine(settings, url) as engine:
+        outcome = asyncio.run(_escalate(url, engine))
+    for task in outcome.escalated:
+        print(f"{task['task_id']} ({task['queue_name']}): {task['old_status']} -> ESCALATED, level "
+              f"{task['escalation_level']}, priority {task['priority']}")
+    print(outcome.summary(), file=sys.stderr)
+    return 1 if outcome.engine_failures else 0
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
@@ -240,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="also compare every running instance and every instance the mirror holds open")
     command("drift", cmd_drift, "compare the whole mirror with the engine and print every difference; "
             "exit code 1 when they differ")
+    command("escalate", cmd_escalate, "one SLA escalation round: escalate overdue tasks and carry out their "
+            "queues' escalation_config, in the engine too")
     users = commands.add_parser("users", help="people who use the bridge's API", description="users")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = command("add", cmd_users_add, "add (or reactivate) a user and grant roles", users_commands)

@@ -60,6 +60,8 @@ class Settings:
     reconcile_page_size: int = 500
     # Minutes between sweeps that compare every running instance, not only what the task log names.
     reconcile_sweep_minutes: int = 10
+    # Seconds between SLA escalation rounds; 0 turns the background escalation off.
+    escalate_interval_s: int = 60
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -89,6 +91,7 @@ class Settings:
             reconcile_interval_s=_int(env, "BRIDGE_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
             reconcile_page_size=_int(env, "BRIDGE_RECONCILE_PAGE_SIZE", defaults.reconcile_page_size),
             reconcile_sweep_minutes=_int(env, "BRIDGE_RECONCILE_SWEEP_MINUTES", defaults.reconcile_sweep_minutes),
+            escalate_interval_s=_int(env, "BRIDGE_ESCALATE_INTERVAL_S", defaults.escalate_interval_s),
         )
 
 
@@ -112,5 +115,6 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("WEBHOOK_PREVIOUS_SECRETS", "(none)", "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
     ("BRIDGE_RECONCILE_INTERVAL_S", "10", "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
     ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
+    ("BRIDGE_ESCALATE_INTERVAL_S", "60", "Seconds between SLA escalation rounds (overdue tasks escalate, queues' escalation_config is carried out); 0: off."),
     ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10", "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
 ]

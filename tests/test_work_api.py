@@ -33,7 +33,7 @@ async def db(db_url, conn, flowable):
 
 
 async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
-    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0)
+    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0)
     app = create_app(settings, db_url, EngineEndpoint(base_url or engine.base_url, engine.user, engine.password))
     return await aiohttp_client(app)
 
@@ -211,3 +211,45 @@ async def test_engine_down_during_complete_is_503_and_the_same_idempotency_key_c
         completes = (await conn.execute(text("SELECT count(*) FROM flowable.task_history WHERE task_id = :t "
                                              "AND action_type = 'COMPLETE'"), {"t": task_id})).scalar()
     assert tuple(rows) == ("COMPLETED", "REGISTERED") and completes == 1
+
+
+async def test_overdue_tasks_escalate_once_per_level_in_the_engine_too(db, db_url, flowable, engine, aiohttp_client):
+    from bridge.work.escalation import escalate_once
+
+    first, second = await start_cases(flowable, db, 2)
+    late = (await flowable.tasks(processInstanceId=first))[0]["id"]
+    claimed_late = (await flowable.tasks(processInstanceId=second))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "gus", "INTAKE_CLERK")
+    assert (await client.post(f"/api/tasks/{claimed_late}/claim", json={}, headers=h)).status == 200
+    async with db.begin() as conn:  # a due date in the past, and the queue's escalation rules
+        await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '1 minute' "
+                                "WHERE task_id = ANY(:t)"), {"t": [late, claimed_late]})
+        await conn.execute(text("""UPDATE flowable.workflow_queues
+                                   SET escalation_config = '{"raise_priority_by": 15}'
+                                   WHERE queue_name = 'INTAKE_REGISTRATION'"""))
+
+    round_one = await escalate_once(db, flowable)
+    assert {t["task_id"]: (t["old_status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
+            if t["task_id"] in (late, claimed_late)} == {late: ("OPEN", 1, 65), claimed_late: ("CLAIMED", 1, 65)}
+    assert (await flowable.task(late))["priority"] == 65  # the engine too
+    assert (await flowable.task(claimed_late))["assignee"] == "gus"  # escalation takes nothing away
+    assert [t for t in (await escalate_once(db, flowable)).escalated if t["task_id"] in (late, claimed_late)] == []
+
+    detail = await (await client.get(f"/api/tasks/{claimed_late}", headers=h)).json()
+    assert (detail["status"], detail["escalation_level"], detail["priority"]) == ("ESCALATED", 1, 65)
+    assert [(r["action_type"], r["old_status"], r["new_status"]) for r in detail["history"]][-1] == (
+        "ESCALATE", "CLAIMED", "ESCALATED")
+    # the owner completes an escalated task as any other of theirs
+    assert (await client.post(f"/api/tasks/{claimed_late}/complete", json={}, headers=h)).status == 200
+
+
+async def test_only_one_bridge_escalates_at_a_time(db, flowable):
+    from bridge.work.escalation import escalate_once
+
+    async with db.connect() as other:
+        await other.execute(text("SELECT pg_advisory_lock(hashtext('bridge.escalation'))"))
+        assert (await escalate_once(db, flowable)).skipped
+        await other.execute(text("SELECT pg_advisory_unlock(hashtext('bridge.escalation'))"))
+        await other.commit()
+    assert not (await escalate_once(db, flowable)).skipped

@@ -29,6 +29,7 @@ from bridge.web.deployments import deployments_routes
 from bridge.web.webhooks import webhook_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
+from bridge.work.escalation import escalate_forever
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -65,6 +66,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     if background_jobs:
         app.cleanup_ctx.append(_background_reconciler)
         app.cleanup_ctx.append(_queue_load_folding)
+        app.cleanup_ctx.append(_sla_escalation)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -120,6 +122,19 @@ async def _queue_load_folding(app: web.Application) -> AsyncIterator[None]:
                 log.warning("folding queue load failed, will retry: %s", err)
 
     task = asyncio.create_task(fold_forever(), name="queue-load-fold")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _sla_escalation(app: web.Application) -> AsyncIterator[None]:
+    """Escalation rounds every BRIDGE_ESCALATE_INTERVAL_S (bridge/work/escalation.py); 0: none."""
+    interval = app[SETTINGS].escalate_interval_s
+    if interval <= 0:
+        yield
+        return
+    task = asyncio.create_task(escalate_forever(app[DB], app[FLOWABLE], interval), name="sla-escalation")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

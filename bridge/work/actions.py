@@ -49,7 +49,7 @@ class Actor:
     client_info: dict[str, Any]
 
 
-def _now() -> str:
+def event_time_now() -> str:
     now = datetime.now(timezone.utc)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
@@ -94,7 +94,7 @@ class WorkService:
                     except EngineUnavailable as err:
                         raise _engine_down(err) from None
                     else:
-                        await conn.execute(SQL.touch_task, {"task_id": task["task_id"], "event_at": _now()})
+                        await conn.execute(SQL.touch_task, {"task_id": task["task_id"], "event_at": event_time_now()})
                         return task
             log.info("claim-next: task %s was taken in the engine meanwhile; mirror repaired, trying the next",
                      stale["task_id"])
@@ -185,7 +185,7 @@ class WorkService:
                     if status is not None:
                         await conn.execute(SQL.set_task, {
                             "task_id": task_id, "status": new_status, "assignee": new_assignee,
-                            "claimed": claimed, "user_id": actor.user_id, "outcome": outcome, "event_at": _now()})
+                            "claimed": claimed, "user_id": actor.user_id, "outcome": outcome, "event_at": event_time_now()})
                     await conn.execute(SQL.add_history, {
                         "task_id": task_id, "process_instance_id": row["process_instance_id"], "action": action,
                         "user_id": actor.user_id, "old_status": row["status"], "new_status": new_status,

@@ -90,3 +90,23 @@ SELECT pg_advisory_lock(hashtext('bridge.idempotency'), hashtext(:user_id || ':'
 
 -- name: unlock_idempotency_key
 SELECT pg_advisory_unlock(hashtext('bridge.idempotency'), hashtext(:user_id || ':' || :key));
+
+-- name: try_lock_escalation
+SELECT pg_try_advisory_lock(hashtext('bridge.escalation')) AS locked;
+
+-- name: unlock_escalation
+SELECT pg_advisory_unlock(hashtext('bridge.escalation'));
+
+-- name: escalate_overdue
+SELECT e.task_id, e.process_instance_id, e.queue_name, e.old_status, e.escalation_level, e.assignee_id,
+       e.escalation_config, t.priority
+FROM flowable.escalate_overdue_tasks() e JOIN flowable.workflow_tasks t USING (task_id);
+
+-- name: set_priority
+UPDATE flowable.workflow_tasks
+SET priority = :priority, metadata = metadata || jsonb_build_object('lastEventAt', CAST(:event_at AS text))
+WHERE task_id = :task_id;
+
+-- name: move_to_queue
+UPDATE flowable.workflow_tasks SET queue_name = :queue
+WHERE task_id = :task_id AND EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
