@@ -253,3 +253,29 @@ async def test_only_one_bridge_escalates_at_a_time(db, flowable):
         await other.execute(text("SELECT pg_advisory_unlock(hashtext('bridge.escalation'))"))
         await other.commit()
     assert not (await escalate_once(db, flowable)).skipped
+
+
+async def test_a_case_starts_its_workflow_and_shows_where_it_stands(db, db_url, flowable, engine, aiohttp_client):
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "hana", "INTAKE_CLERK")
+    started = await client.post("/api/cases/777001/workflows", headers=h, json={
+        "process_key": KEY, "variables": {"caseType": "FRAUD", "severity": "LOW"}})
+    assert started.status == 201, await started.text()
+    workflow = await started.json()
+    assert (workflow["caseId"], workflow["workflowType"], workflow["status"], workflow["currentDepartment"],
+            workflow["currentPhase"], workflow["initiatedBy"]) == (
+        777001, KEY, "ACTIVE", "INTAKE", "registerCase", "hana")
+    engine_view = await flowable.process_instance(workflow["processInstanceId"])
+    assert engine_view["businessKey"] == "777001"
+
+    shown = await (await client.get("/api/cases/777001", headers=h)).json()
+    assert [w["processInstanceId"] for w in shown["workflows"]] == [workflow["processInstanceId"]]
+    assert shown["workflows"][0]["routingHistory"][0]["department"] == "INTAKE"
+
+    assert (await client.get("/api/cases/777002", headers=h)).status == 404
+    assert (await client.get("/api/cases/abc", headers=h)).status == 400
+    unknown = await client.post("/api/cases/777001/workflows", headers=h, json={"process_key": "NoSuchFlow"})
+    assert unknown.status == 404 and "deploy it first" in (await unknown.json())["error"]
+    bad_vars = await client.post("/api/cases/777001/workflows", headers=h,
+                                 json={"process_key": KEY, "variables": {"bad name": 1}})
+    assert bad_vars.status == 400

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.db.queries import queries
 from bridge.web.api_auth import USER_ID, problem
 from bridge.work.actions import Actor, WorkError, WorkService
+from bridge.work.cases import case_workflows, parse_case_id, start_case_workflow
 from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
 
 SQL = queries("work")
@@ -56,7 +57,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return problem(404, f"no task {request.match_info['task_id']} that you may see")
         return _json(detail)
 
-    def action(run):
+    def action(run, created: bool = False):
         async def handler(request: web.Request) -> web.Response:
             body = await _body(request)
             if isinstance(body, web.Response):
@@ -66,13 +67,14 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
                 "requestId": request.headers.get("X-Request-Id"), "path": request.path})
             key = request.headers.get("Idempotency-Key")
             if key is None:
-                return await _answer(run, request, actor, body)
+                return await _answer(run, request, actor, body, created)
             if not 0 < len(key) <= 200:
                 return problem(400, "Idempotency-Key: 1 to 200 characters")
-            return await _idempotent(request, db_key, key, body, lambda: _answer(run, request, actor, body))
+            return await _idempotent(request, db_key, key, body,
+                                     lambda: _answer(run, request, actor, body, created))
         return handler
 
-    async def _answer(run, request: web.Request, actor: Actor, body: dict) -> web.Response:
+    async def _answer(run, request: web.Request, actor: Actor, body: dict, created: bool) -> web.Response:
         try:
             result = await run(request.app[work_key], actor, request, body)
         except WorkError as err:
@@ -80,7 +82,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return web.json_response({"error": err.message}, status=err.status, headers=headers)
         if result is None:
             return web.Response(status=204)
-        return _json(result)
+        return _json(result, status=201 if created else 200)
 
     async def next_task(service: WorkService, actor: Actor, request: web.Request, body: dict):
         queues = body.get("queues")
@@ -93,7 +95,24 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return await getattr(service, method)(actor, request.match_info["task_id"], *(body.get(f) for f in fields))
         return run
 
+    async def start_workflow(service: WorkService, actor: Actor, request: web.Request, body: dict):
+        case_id = parse_case_id(request.match_info["case_id"])
+        return await start_case_workflow(service.db, service.flowable, actor, case_id, body.get("process_key"),
+                                         body.get("variables"))
+
+    async def case(request: web.Request) -> web.Response:
+        try:
+            case_id = parse_case_id(request.match_info["case_id"])
+        except WorkError as err:
+            return problem(err.status, err.message)
+        workflows = await case_workflows(request.app[db_key], case_id)
+        if not workflows:
+            return problem(404, f"no workflow for case {case_id}")
+        return _json({"caseId": case_id, "workflows": workflows})
+
     return [
+        web.post("/api/cases/{case_id}/workflows", action(start_workflow, created=True)),
+        web.get("/api/cases/{case_id}", case),
         web.get("/api/tasks", tasks),
         web.get("/api/tasks/{task_id}", task),
         web.post("/api/work/next", action(next_task)),

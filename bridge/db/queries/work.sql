@@ -110,3 +110,23 @@ WHERE task_id = :task_id;
 -- name: move_to_queue
 UPDATE flowable.workflow_tasks SET queue_name = :queue
 WHERE task_id = :task_id AND EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
+
+-- name: active_definition
+SELECT workflow_id, process_key, process_version FROM flowable.workflow_definitions
+WHERE process_key = :process_key AND is_active;
+
+-- name: record_initiator
+WITH m AS (
+    UPDATE onecms.case_workflow_mapping SET initiated_by = :user_id
+    WHERE process_instance_id = :process_instance_id RETURNING process_instance_id
+)
+UPDATE flowable.process_instances SET started_by = :user_id
+WHERE process_instance_id = :process_instance_id;
+
+-- name: case_workflows
+SELECT m.case_id, m.process_instance_id, m.workflow_type, m.initiated_by, m.initiated_at, m.current_department,
+       m.current_phase, m.expected_completion, m.actual_completion, m.routing_history, p.status, p.business_key
+FROM onecms.case_workflow_mapping m
+JOIN flowable.process_instances p USING (process_instance_id)
+WHERE m.case_id = :case_id
+ORDER BY m.initiated_at, m.mapping_id;
