@@ -123,6 +123,7 @@ async def test_bad_signatures_get_401_and_write_nothing(intake, db, engine, case
     (b'{"events": [{"type": "TASK_CREATED"}]}', "events[0].eventId: missing"),
     (b'{"events": [{"eventId": "e", "type": "X", "seq": "one"}]}', "events[0].seq: not an integer"),
     (b'{"events": [{"eventId": "e", "type": "X", "timestamp": "yesterday"}]}', "events[0].timestamp: not an ISO"),
+    (b'{"events": [{"eventId": "e", "type": "X\\u0000"}]}', "the body holds a NUL character"),
 ])
 async def test_malformed_bodies_get_400_naming_the_field(intake, db, engine, body: bytes, message: str):
     response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))

@@ -41,9 +41,11 @@ class Received:
 
 def parse_batch(body: bytes) -> dict[str, Any]:
     try:
-        batch = orjson.loads(body)
+        batch = orjson.loads(body)  # strict: invalid UTF-8 and lone surrogates are refused here
     except orjson.JSONDecodeError as err:
         raise BadBatch(f"the body is not JSON: {err}") from None
+    if b"\\u0000" in body:  # the one JSON text jsonb refuses to store
+        raise BadBatch("the body holds a NUL character (\\u0000), which PostgreSQL cannot store")
     if not isinstance(batch, dict):
         raise BadBatch("the body must be a JSON object with an events array")
     events = batch.get("events")

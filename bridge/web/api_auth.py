@@ -10,8 +10,37 @@ from aiohttp import web
 from bridge.auth import holds_role, user_of_token
 
 USER_ID = web.RequestKey("user_id", str)  # set for authenticated /api requests
+PUBLIC = {"/api/openapi.json"}  # the API's description needs no token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def storable_text(value: str) -> bool:
+    """Text PostgreSQL can hold: no NUL character, valid UTF-8 (no lone surrogates)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def first_unstorable(value, where: str = "body") -> str | None:
+    """The place in a parsed JSON value holding text PostgreSQL cannot store, or None."""
+    if isinstance(value, str):
+        return None if storable_text(value) else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = (where if not storable_text(key) else None) or first_unstorable(item, f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = first_unstorable(item, f"{where}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def problem(status: int, message: str, **extra) -> web.Response:
@@ -22,8 +51,11 @@ def problem(status: int, message: str, **extra) -> web.Response:
 def authentication_middleware(db_key: web.AppKey) -> Callable:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith("/api/") or request.path in PUBLIC:
             return await handler(request)
+        for name, value in [*request.query.items(), *request.match_info.items()]:
+            if not storable_text(value):
+                return problem(400, f"{name}: contains a NUL character or a lone surrogate, which no field may hold")
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return problem(401, "this endpoint needs an Authorization: Bearer <token> header "

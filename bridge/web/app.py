@@ -26,6 +26,7 @@ from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.deployments import deployments_routes
+from bridge.web.openapi import DOCUMENT
 from bridge.web.webhooks import webhook_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
@@ -70,6 +71,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
@@ -139,6 +141,10 @@ async def _sla_escalation(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.auth import DEPLOY_ROLE
 from bridge.bpmn_meta import MAX_BYTES, BpmnError
@@ -38,13 +41,17 @@ def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web
 
 async def _read_upload(request: web.Request) -> tuple[str, bytes]:
     if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "file":
-                data = await part.read(decode=False)
-                if len(data) > MAX_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(data))
-                return part.filename or request.query.get("filename") or "upload.bpmn20.xml", bytes(data)
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if part.name == "file":
+                    data = await part.read(decode=False)
+                    if len(data) > MAX_BYTES:
+                        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(data))
+                    return part.filename or request.query.get("filename") or "upload.bpmn20.xml", bytes(data)
+        except (HttpProcessingError, ValueError, AssertionError) as err:  # aiohttp's parser on a broken body
+            raise web.HTTPBadRequest(text=json.dumps({"error": f"the multipart body is malformed: {err}"}),
+                                     content_type="application/json") from None
         raise web.HTTPBadRequest(text='{"error": "the multipart body has no part named file"}',
                                  content_type="application/json")
     data = await request.read()

@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.db.queries import queries
-from bridge.web.api_auth import USER_ID, problem
+from bridge.web.api_auth import USER_ID, first_unstorable, problem
 from bridge.work.actions import Actor, WorkError, WorkService
 from bridge.work.cases import case_workflows, parse_case_id, start_case_workflow
 from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
@@ -135,6 +135,9 @@ async def _body(request: web.Request) -> dict | web.Response:
         return problem(400, f"the body is not JSON: {err}")
     if not isinstance(body, dict):
         return problem(400, "the body must be a JSON object")
+    bad = first_unstorable(body)
+    if bad:
+        return problem(400, f"{bad}: contains a NUL character or a lone surrogate, which no field may hold")
     return body
 
 

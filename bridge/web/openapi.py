@@ -1,0 +1,161 @@
+"""The OpenAPI 3.1 document of the bridge's HTTP API, served at GET /api/openapi.json.
+
+Written by hand beside the handlers; tests/test_openapi.py fails when a route is missing here or a path
+here has no route, and schemathesis drives every operation from it against a real bridge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+BEARER = [{"bearer": []}]
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "the request is malformed (the message names the field)", 401: "no valid bearer token",
+            403: "the user lacks the role", 404: "not found, or not visible to the user",
+            409: "the task is not in a state, or not the user's, for this action",
+            413: "the body is too large", 422: "the engine refused, or an Idempotency-Key was reused",
+            503: "the engine or the database is unavailable; nothing was changed (see Retry-After)"}
+    return {str(code): _json(ERROR, text[code]) for code in codes}
+
+
+TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+CASE_ID = {"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"},
+           "description": "a positive whole number"}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "description": "a retry with the same key gets the first answer instead of a second action"}
+
+
+def _action(summary: str, body: dict | None, *, ok: dict | None = None, codes=(400, 401, 404, 409, 422, 503)) -> dict:
+    operation: dict[str, Any] = {
+        "summary": summary, "security": BEARER, "parameters": [TASK_ID, IDEMPOTENCY_KEY],
+        "responses": {"200": _json(ok or {"$ref": "#/components/schemas/ActionResult"}, "done"), **_errors(*codes)},
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return {"post": operation}
+
+
+def _object(properties: dict, required: list[str] | None = None) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+STRING = {"type": "string"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+VARIABLES = {"type": "object", "description": "process variables by name; values are typed from JSON",
+             "additionalProperties": True}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "OneCMS Flow Bridge", "version": "0.1.0",
+             "description": "Flowable case workflows with a PostgreSQL mirror: webhook intake, deployments, "
+                            "queue work. Every /api request carries `Authorization: Bearer <token>` "
+                            "(bridge token create USER)."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                       "description": "an opaque API token (bridge token create USER)"}},
+        "schemas": {
+            "Error": _object({"error": STRING}, ["error"]),
+            "Task": _object({
+                "task_id": STRING, "process_instance_id": STRING, "task_definition_key": STRING,
+                "task_name": STRING, "queue_name": STRING, "status": STRING, "assignee_id": NULLABLE_STRING,
+                "candidate_groups": {"type": ["array", "null"], "items": STRING},
+                "candidate_users": {"type": ["array", "null"], "items": STRING},
+                "priority": {"type": "integer"}, "created_at": STRING, "due_date": NULLABLE_STRING,
+                "escalation_level": {"type": "integer"}, "outcome": NULLABLE_STRING}),
+            "ActionResult": _object({"taskId": STRING, "action": STRING, "status": STRING,
+                                     "assignee": NULLABLE_STRING}),
+            "CaseWorkflow": _object({
+                "caseId": {"type": "integer"}, "processInstanceId": STRING, "workflowType": STRING,
+                "status": STRING, "currentDepartment": NULLABLE_STRING, "currentPhase": NULLABLE_STRING,
+                "routingHistory": {"type": "array", "items": {"type": "object"}}, "initiatedBy": STRING,
+                "initiatedAt": STRING, "expectedCompletion": NULLABLE_STRING, "actualCompletion": NULLABLE_STRING}),
+        },
+    },
+    "paths": {
+        "/healthz": {"get": {"summary": "the process serves", "responses": {
+            "200": _json(_object({"status": STRING, "pid": {"type": "integer"}}), "serving")}}},
+        "/readyz": {"get": {"summary": "database, migrations and engine answer", "responses": {
+            "200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "not ready (checks say why)")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+            "200": {"description": "text exposition format", "content": {"text/plain": {"schema": STRING}}}}}},
+        "/webhooks/flowable": {"post": {
+            "summary": "the engine's signed event batches (Standard Webhooks)",
+            "parameters": [{"name": n, "in": "header", "required": True, "schema": STRING}
+                           for n in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _object(
+                {"events": {"type": "array", "items": {"type": "object"}}}, ["events"])}}},
+            "responses": {"200": _json(_object({
+                "webhookId": STRING, "events": {"type": "integer"}, "newEvents": {"type": "integer"},
+                "duplicateDelivery": {"type": "boolean"}, "parked": {"type": "integer"}}), "stored"),
+                **_errors(400, 413, 503), "401": _json(ERROR, "the signature check failed")}}},
+        "/api/openapi.json": {"get": {"summary": "this document", "responses": {
+            "200": _json({"type": "object"}, "the OpenAPI document")}}},
+        "/api/deployments": {"post": {
+            "summary": "deploy a BPMN file (WORKFLOW_DESIGNER)", "security": BEARER,
+            "parameters": [{"name": "filename", "in": "query", "schema": STRING},
+                           {"name": "dryRun", "in": "query", "schema": {"type": "boolean"}}],
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": _object({"file": {"type": "string", "contentMediaType":
+                                                                     "application/octet-stream"}}, ["file"])},
+                "application/xml": {"schema": STRING}}},
+            "responses": {"200": _json({"type": "object"}, "unchanged, repaired or planned"),
+                          "201": _json({"type": "object"}, "deployed"),
+                          **_errors(400, 401, 403, 413, 422, 503)}}},
+        "/api/tasks": {"get": {
+            "summary": "tasks the user may see (row-level security), in claim order, keyset-paged",
+            "security": BEARER,
+            "parameters": [{"name": "queue", "in": "query", "schema": STRING},
+                           {"name": "status", "in": "query", "schema": {"enum": [
+                               "OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED", "ESCALATED"]}},
+                           {"name": "assignee", "in": "query", "schema": STRING},
+                           {"name": "due_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                           {"name": "cursor", "in": "query", "schema": STRING}],
+            "responses": {"200": _json(_object({"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+                                                "nextCursor": NULLABLE_STRING}), "a page"),
+                          **_errors(400, 401)}}},
+        "/api/tasks/{task_id}": {"get": {
+            "summary": "one task with its history", "security": BEARER, "parameters": [TASK_ID],
+            "responses": {"200": _json({"type": "object"}, "the task"), **_errors(401, 404)}}},
+        "/api/work/next": {"post": {
+            "summary": "claim the best open task the user may take", "security": BEARER,
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _object(
+                {"queues": {"type": "array", "items": STRING}})}}},
+            "responses": {"200": _json({"type": "object"}, "the task claimed"), "204": {"description": "nothing to take"},
+                          **_errors(400, 401, 409, 422, 503)}}},
+        "/api/tasks/{task_id}/claim": _action("claim an open task", _object({})),
+        "/api/tasks/{task_id}/unclaim": _action("give a task back to its queue", _object({})),
+        "/api/tasks/{task_id}/complete": _action("complete the user's task", _object({
+            "outcome": {"type": "string", "minLength": 1, "maxLength": 100}, "variables": VARIABLES})),
+        "/api/tasks/{task_id}/delegate": _action("delegate the user's task", _object(
+            {"to": {"type": "string", "minLength": 1, "maxLength": 50}}, ["to"])),
+        "/api/tasks/{task_id}/escalate": _action("escalate a task", _object(
+            {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
+        "/api/tasks/{task_id}/comment": _action("comment on a task", _object(
+            {"message": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["message"])),
+        "/api/cases/{case_id}/workflows": {"post": {
+            "summary": "start a workflow for a case (business key = case id)", "security": BEARER,
+            "parameters": [CASE_ID, IDEMPOTENCY_KEY],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _object(
+                {"process_key": STRING, "variables": VARIABLES}, ["process_key"])}}},
+            "responses": {"201": _json({"$ref": "#/components/schemas/CaseWorkflow"}, "started"),
+                          **_errors(400, 401, 404, 422, 503)}}},
+        "/api/cases/{case_id}": {"get": {
+            "summary": "every workflow of a case, where it stands", "security": BEARER, "parameters": [CASE_ID],
+            "responses": {"200": _json(_object({"caseId": {"type": "integer"}, "workflows": {
+                "type": "array", "items": {"$ref": "#/components/schemas/CaseWorkflow"}}}), "the case"),
+                **_errors(400, 401, 404)}}},
+    },
+}
