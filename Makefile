@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile clean
+.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ test: install
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -39,6 +39,9 @@ bench-ingest: install
 
 bench-reconcile: install
 	$(BIN)/python -m bench.reconcile_backfill
+
+bench-work: install
+	$(BIN)/python -m bench.work_throughput
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

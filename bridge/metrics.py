@@ -30,6 +30,10 @@ RECONCILE_DIFFERENCES = Counter("bridge_reconciler_differences_total", "Differen
 RECONCILE_SECONDS = Histogram("bridge_reconciler_pass_seconds", "Duration of a reconciler pass",
                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 
+CLAIM_NEXT_SECONDS = Histogram("bridge_claim_next_task_seconds", "Database time of one claim_next_task call",
+                               buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1))
+WORK_ACTIONS = Counter("bridge_work_actions_total", "Queue work actions by action and HTTP status", ["action", "status"])
+
 _newest_change: float | None = None  # epoch seconds of the newest engine change mirrored
 _last_read: float | None = None      # epoch seconds of the reconciler's newest committed read
 

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge import metrics
 from bridge.db.queries import queries
 from bridge.web.api_auth import USER_ID, first_unstorable, problem
 from bridge.work.actions import Actor, WorkError, WorkService
@@ -58,7 +59,14 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
         return _json(detail)
 
     def action(run, created: bool = False):
+        name = run.__name__
+
         async def handler(request: web.Request) -> web.Response:
+            response = await _handle(request)
+            metrics.WORK_ACTIONS.labels(name, str(response.status)).inc()
+            return response
+
+        async def _handle(request: web.Request) -> web.Response:
             body = await _body(request)
             if isinstance(body, web.Response):
                 return body
@@ -93,6 +101,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
     def on_task(method: str, *fields: str):
         async def run(service: WorkService, actor: Actor, request: web.Request, body: dict):
             return await getattr(service, method)(actor, request.match_info["task_id"], *(body.get(f) for f in fields))
+        run.__name__ = method
         return run
 
     async def start_workflow(service: WorkService, actor: Actor, request: web.Request, body: dict):

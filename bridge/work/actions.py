@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bridge import metrics
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError, to_rest_variables
 from bridge.mirror.reconcile import resync_instances
@@ -78,9 +79,10 @@ class WorkService:
             stale = None
             async with self.db.connect() as conn:
                 async with conn.begin():
-                    row = (await conn.execute(SQL.claim_next, {
-                        "user_id": actor.user_id, "queues": queues,
-                        "client_info": json.dumps(actor.client_info)})).first()
+                    with metrics.CLAIM_NEXT_SECONDS.time():
+                        row = (await conn.execute(SQL.claim_next, {
+                            "user_id": actor.user_id, "queues": queues,
+                            "client_info": json.dumps(actor.client_info)})).first()
                     if row is None:
                         return None
                     task = dict(row._mapping)
