@@ -70,7 +70,7 @@ def batch_body(sequence: int) -> bytes:
 def serve(database_url: str, secret: str, port: int, workers: int) -> None:
     from bridge.web import server
 
-    settings = Settings(webhook_secret=secret, db_pool_size=6, deploy_on_start=(), reconcile_interval_s=0, escalate_interval_s=0,
+    settings = Settings(webhook_secret=secret, db_pool_size=6, deploy_on_start=(), reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0,
                         http_port=port, workers=workers)
     server.serve(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
 

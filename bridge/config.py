@@ -62,6 +62,8 @@ class Settings:
     reconcile_sweep_minutes: int = 10
     # Seconds between SLA escalation rounds; 0 turns the background escalation off.
     escalate_interval_s: int = 60
+    # Seconds between auto-assignment rounds; 0 turns auto-assignment off.
+    auto_assign_interval_s: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -92,6 +94,7 @@ class Settings:
             reconcile_page_size=_int(env, "BRIDGE_RECONCILE_PAGE_SIZE", defaults.reconcile_page_size),
             reconcile_sweep_minutes=_int(env, "BRIDGE_RECONCILE_SWEEP_MINUTES", defaults.reconcile_sweep_minutes),
             escalate_interval_s=_int(env, "BRIDGE_ESCALATE_INTERVAL_S", defaults.escalate_interval_s),
+            auto_assign_interval_s=_int(env, "BRIDGE_AUTO_ASSIGN_INTERVAL_S", defaults.auto_assign_interval_s),
         )
 
 
@@ -116,5 +119,6 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_RECONCILE_INTERVAL_S", "10", "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
     ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
     ("BRIDGE_ESCALATE_INTERVAL_S", "60", "Seconds between SLA escalation rounds (overdue tasks escalate, queues' escalation_config is carried out); 0: off."),
+    ("BRIDGE_AUTO_ASSIGN_INTERVAL_S", "2", "Seconds between auto-assignment rounds (queues whose assignments say auto_assign); 0: off."),
     ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10", "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
 ]

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def api(engine, aiohttp_client):
-    app = create_app(Settings(reconcile_interval_s=0, escalate_interval_s=0), engine.database_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
+    app = create_app(Settings(reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), engine.database_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
     return await aiohttp_client(app)
 
 

@@ -30,7 +30,7 @@ async def db(db_url):
 async def mirror(engine, db_url, db, flowable, webhook_receiver, aiohttp_client):
     """Forwards what the engine pushed (to the test receiver) into the bridge's real intake on this module's DB."""
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0), db_url,
+    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), db_url,
                      EngineEndpoint(engine.base_url, engine.user, engine.password))
     client = await aiohttp_client(app)
 
@@ -253,7 +253,7 @@ async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable,
     deliveries = batches * 2
     rng.shuffle(deliveries)
 
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0), db_url,
+    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), db_url,
                      EngineEndpoint(engine.base_url, engine.user, engine.password))
     client = await aiohttp_client(app)
     statuses: dict[str, list[str]] = {}

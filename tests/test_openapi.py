@@ -12,7 +12,7 @@ from bridge.web.openapi import DOCUMENT
 
 def test_every_route_is_in_the_document_and_every_documented_operation_is_served():
     app = create_app(Settings(webhook_secret="whsec_" + "A" * 43 + "=", reconcile_interval_s=0,
-                              escalate_interval_s=0), "postgresql://unused/none",
+                              escalate_interval_s=0, auto_assign_interval_s=0), "postgresql://unused/none",
                      EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
     served = set()
     for route in app.router.routes():
@@ -26,7 +26,7 @@ def test_every_route_is_in_the_document_and_every_documented_operation_is_served
 
 async def test_the_document_is_served_without_a_token(aiohttp_client):
     app = create_app(Settings(webhook_secret="whsec_" + "A" * 43 + "=", reconcile_interval_s=0,
-                              escalate_interval_s=0), "postgresql://unused/none",
+                              escalate_interval_s=0, auto_assign_interval_s=0), "postgresql://unused/none",
                      EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
     client = await aiohttp_client(app)
     response = await client.get("/api/openapi.json")

@@ -27,7 +27,7 @@ OLD_SECRET = new_webhook_secret()
 async def intake(engine, db_url, aiohttp_client):
     """The bridge app on this module's database, trusting the engine's secret (and an older one)."""
     settings = Settings(webhook_secret=engine.webhook_secret, webhook_previous_secrets=(OLD_SECRET,),
-                        reconcile_interval_s=0, escalate_interval_s=0)
+                        reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
     app = create_app(settings, db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
     return await aiohttp_client(app)
 
@@ -179,7 +179,7 @@ async def test_a_batch_the_mirror_cannot_apply_is_stored_parked_and_answered(int
 async def test_a_database_that_is_down_gets_503_so_the_engine_sends_again(engine, aiohttp_client):
     from bridge.db.embedded import free_tcp_port
 
-    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0)
+    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
     app = create_app(settings, f"postgresql://nobody@127.0.0.1:{free_tcp_port()}/nothing",
                      EngineEndpoint(engine.base_url, engine.user, engine.password))
     client = await aiohttp_client(app)

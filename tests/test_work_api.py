@@ -33,7 +33,7 @@ async def db(db_url, conn, flowable):
 
 
 async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
-    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0)
+    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
     app = create_app(settings, db_url, EngineEndpoint(base_url or engine.base_url, engine.user, engine.password))
     return await aiohttp_client(app)
 
@@ -279,3 +279,40 @@ async def test_a_case_starts_its_workflow_and_shows_where_it_stands(db, db_url, 
     bad_vars = await client.post("/api/cases/777001/workflows", headers=h,
                                  json={"process_key": KEY, "variables": {"bad name": 1}})
     assert bad_vars.status == 400
+
+
+async def test_round_robin_auto_assignment_spreads_evenly_and_respects_max_tasks_per_user(db, flowable):
+    from bridge.work.assignment import auto_assign_once
+
+    for name in ("ada", "bea", "cy"):
+        await worker(db, name, "INTAKE_CLERK")
+    async with db.begin() as conn:
+        await conn.execute(text("""
+            UPDATE flowable.queue_assignments SET auto_assign = TRUE, assignment_strategy = 'ROUND_ROBIN',
+                                                  max_tasks_per_user = 10
+            WHERE queue_id = (SELECT queue_id FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION')"""))
+        with pytest.raises(Exception, match="chk_assignment_strategy"):
+            async with conn.begin_nested():
+                await conn.execute(text("UPDATE flowable.queue_assignments SET assignment_strategy = 'RANDOM'"))
+    pids = await start_cases(flowable, db, 30)
+
+    first = await auto_assign_once(db, flowable)
+    ours = {t: u for t, u in first.assigned.items()}
+    assert len(ours) == 30
+    per_user = {u: sum(1 for v in ours.values() if v == u) for u in ("ada", "bea", "cy")}
+    assert per_user == {"ada": 10, "bea": 10, "cy": 10}
+    engine_assignees = {}
+    for pid in pids:
+        engine_assignees.update({t["id"]: t["assignee"] for t in await flowable.tasks(processInstanceId=pid)})
+    assert engine_assignees == ours  # the engine agrees, task by task
+
+    more = await start_cases(flowable, db, 3)
+    second = await auto_assign_once(db, flowable)
+    assert second.assigned == {} and second.waiting == 3  # everyone holds max_tasks_per_user
+    for pid in more:
+        assert [t["assignee"] for t in await flowable.tasks(processInstanceId=pid)] == [None]
+    async with db.connect() as conn:
+        history = (await conn.execute(text(
+            "SELECT action_by, comments FROM flowable.task_history WHERE task_id = :t AND action_type = 'CLAIM'"),
+            {"t": next(iter(ours))})).one()
+    assert tuple(history) == ("SYSTEM", "auto-assigned (ROUND_ROBIN)")

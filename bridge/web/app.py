@@ -30,6 +30,7 @@ from bridge.web.openapi import DOCUMENT
 from bridge.web.webhooks import webhook_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
+from bridge.work.assignment import auto_assign_forever
 from bridge.work.escalation import escalate_forever
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -68,6 +69,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
         app.cleanup_ctx.append(_background_reconciler)
         app.cleanup_ctx.append(_queue_load_folding)
         app.cleanup_ctx.append(_sla_escalation)
+        app.cleanup_ctx.append(_auto_assignment)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -145,6 +147,19 @@ async def _sla_escalation(app: web.Application) -> AsyncIterator[None]:
 
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(DOCUMENT)
+
+
+async def _auto_assignment(app: web.Application) -> AsyncIterator[None]:
+    """Auto-assignment rounds every BRIDGE_AUTO_ASSIGN_INTERVAL_S (bridge/work/assignment.py); 0: none."""
+    interval = app[SETTINGS].auto_assign_interval_s
+    if interval <= 0:
+        yield
+        return
+    task = asyncio.create_task(auto_assign_forever(app[DB], app[FLOWABLE], interval), name="auto-assignment")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -130,3 +130,45 @@ FROM onecms.case_workflow_mapping m
 JOIN flowable.process_instances p USING (process_instance_id)
 WHERE m.case_id = :case_id
 ORDER BY m.initiated_at, m.mapping_id;
+
+-- name: try_lock_assignment
+SELECT pg_try_advisory_xact_lock(hashtext('bridge.auto_assignment')) AS locked;
+
+-- name: tasks_to_auto_assign
+-- Open tasks of queues where some active assignment says auto_assign, best first, with the queue's
+-- strategy (of its highest-priority auto-assigning assignment), capacity, load and overflow queue.
+SELECT t.task_id, t.process_instance_id, t.queue_name, q.max_capacity, v.current_load,
+       q.routing_rules ->> 'overflowQueue' AS overflow_queue, q.metadata ->> 'lastAutoAssigned' AS last_assigned,
+       (SELECT qa.assignment_strategy FROM flowable.queue_assignments qa
+        WHERE qa.queue_id = q.queue_id AND qa.auto_assign AND qa.is_active
+        ORDER BY qa.priority_level DESC, qa.assignment_id LIMIT 1) AS strategy
+FROM flowable.workflow_tasks t
+JOIN flowable.workflow_queues q ON q.queue_name = t.queue_name
+JOIN flowable.v_queue_load v ON v.queue_name = t.queue_name
+WHERE t.status = 'OPEN' AND t.assignee_id IS NULL
+  AND EXISTS (SELECT 1 FROM flowable.queue_assignments qa
+              WHERE qa.queue_id = q.queue_id AND qa.auto_assign AND qa.is_active)
+ORDER BY t.priority DESC, t.created_at, t.task_id
+LIMIT :limit
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: assignable_users
+-- Users holding a valid role that auto-assigns in the queue, with how many of its tasks they hold and how
+-- many they may (the most generous of their roles' max_tasks_per_user); only those below it.
+SELECT g.user_id, max(qa.max_tasks_per_user) AS allowed,
+       (SELECT count(*) FROM flowable.workflow_tasks h
+        WHERE h.queue_name = :queue AND h.assignee_id = g.user_id
+          AND h.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED')) AS held
+FROM flowable.queue_assignments qa
+JOIN flowable.workflow_queues q ON q.queue_id = qa.queue_id
+JOIN entitlements.v_active_role_grants g ON g.role_id = qa.role_id
+WHERE q.queue_name = :queue AND qa.is_active AND qa.auto_assign
+GROUP BY g.user_id
+HAVING (SELECT count(*) FROM flowable.workflow_tasks h
+        WHERE h.queue_name = :queue AND h.assignee_id = g.user_id
+          AND h.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED')) < max(qa.max_tasks_per_user)
+ORDER BY g.user_id;
+
+-- name: remember_auto_assigned
+UPDATE flowable.workflow_queues SET metadata = metadata || jsonb_build_object('lastAutoAssigned', CAST(:user_id AS text))
+WHERE queue_name = :queue;
