@@ -19,6 +19,7 @@ SQL = queries("auth")
 TOKEN_PREFIX = "ocb_"  # recognisable in logs and secret scanners
 
 DEPLOY_ROLE = "WORKFLOW_DESIGNER"
+ENTITLEMENTS_ROLE = "ENTITLEMENTS_ADMIN"
 
 
 class UnknownUser(LookupError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import auth
+from bridge import auth, entitlements
 from bridge.bpmn_meta import BpmnError
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
@@ -199,6 +199,29 @@ def cmd_users_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_import(settings: Settings, args: argparse.Namespace) -> int:
+    text = args.file.read_text(encoding="utf-8")
+    kind = "csv" if args.file.suffix.lower() == ".csv" else "yaml"
+    try:
+        wanted = entitlements.parse(text, kind)
+    except entitlements.EntitlementsError as err:
+        print(f"{args.file}: nothing imported:\n" + "\n".join(f"  {p}" for p in err.problems), file=sys.stderr)
+        return 1
+
+    async def work(conn) -> None:
+        await entitlements.apply(conn, wanted, by=args.by)
+
+    with provisioned_database(settings) as url:
+        try:
+            asyncio.run(_with_db(url, work))
+        except entitlements.EntitlementsError as err:
+            print(f"{args.file}: nothing imported:\n" + "\n".join(f"  {p}" for p in err.problems), file=sys.stderr)
+            return 1
+    print(f"{args.file}: {len(wanted.departments)} department(s), {len(wanted.users)} user(s), "
+          f"{wanted.grants} grant(s) imported")
+    return 0
+
+
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     tokens: list[str] = []
 
@@ -270,6 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--email")
     add.add_argument("--first-name")
     add.add_argument("--last-name")
+    imported = command("import", cmd_users_import, "import departments, users and role grants (with validity "
+                       "windows) from a YAML or CSV file, all or nothing", users_commands)
+    imported.add_argument("file", type=Path, metavar="FILE")
+    imported.add_argument("--by", default=getpass.getuser(), help="recorded as the grants' assigned_by")
     token = commands.add_parser("token", help="API bearer tokens", description="API bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = command("create", cmd_token_create, "create a bearer token for a user and print it (once)",

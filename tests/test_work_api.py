@@ -316,3 +316,73 @@ async def test_round_robin_auto_assignment_spreads_evenly_and_respects_max_tasks
             "SELECT action_by, comments FROM flowable.task_history WHERE task_id = :t AND action_type = 'CLAIM'"),
             {"t": next(iter(ours))})).one()
     assert tuple(history) == ("SYSTEM", "auto-assigned (ROUND_ROBIN)")
+
+
+async def test_entitlements_import_grants_and_revokes_access_at_once_and_is_all_or_nothing(
+        db, db_url, flowable, engine, aiohttp_client, tmp_path):
+    import subprocess
+    import sys
+
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    async with db.begin() as conn:  # migration 0017's built-in role (the conn fixture empties the role table)
+        await conn.execute(text("INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
+                                "VALUES ('ENTITLEMENTS_ADMIN', 'Entitlements administrator', 'SYSTEM')"))
+    admin = await worker(db, "root", "ENTITLEMENTS_ADMIN")
+    yaml_headers = {**admin, "Content-Type": "application/yaml"}
+    grant = """
+departments:
+  - {code: FRONT_DESK, name: Front desk, parent: INTAKE}
+users:
+  - id: ivy
+    department: FRONT_DESK
+    grants:
+      - {role: INTAKE_CLERK, valid_from: "2020-01-01T00:00:00Z"}
+"""
+    imported = await client.post("/api/admin/entitlements", data=grant, headers=yaml_headers)
+    assert imported.status == 200, await imported.text()
+    assert await imported.json() == {"departments": 1, "users": 1, "grants": 1}
+    async with db.begin() as conn:
+        ivy = {"Authorization": f"Bearer {await auth.create_token(conn, 'ivy')}"}
+    assert (await client.get(f"/api/tasks/{task_id}", headers=ivy)).status == 200
+
+    expired = grant.replace('valid_from: "2020-01-01T00:00:00Z"',
+                            'valid_from: "2020-01-01T00:00:00Z", valid_until: "2021-01-01T00:00:00Z"')
+    assert (await client.post("/api/admin/entitlements", data=expired, headers=yaml_headers)).status == 200
+    assert (await client.get(f"/api/tasks/{task_id}", headers=ivy)).status == 404  # at once
+
+    broken = """
+users:
+  - id: zed
+    grants:
+      - {role: NO_SUCH_ROLE}
+      - {role: INTAKE_CLERK, valid_from: "2026-05-01T00:00:00Z", valid_until: "2026-04-01T00:00:00Z"}
+      - {role: INTAKE_CLERK, valid_until: "soon"}
+"""
+    refused = await client.post("/api/admin/entitlements", data=broken, headers=yaml_headers)
+    assert refused.status == 422
+    problems = (await refused.json())["problems"]
+    assert problems == ["users[0].grants[1]: valid_until must be after valid_from",
+                        "users[0].grants[2].valid_until: not an ISO-8601 date-time: 'soon'"]
+    unknown = await client.post("/api/admin/entitlements", headers=yaml_headers,
+                                data="users:\n  - id: zed\n    grants: [{role: NO_SUCH_ROLE}]\n")
+    assert (await unknown.json())["problems"] == ["users[0].grants[0]: no role 'NO_SUCH_ROLE' (roles come from deployed BPMN)"]
+    async with db.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM entitlements.users WHERE user_id = 'zed'"))).scalar() == 0
+    clerk = await worker(db, "jo", "INTAKE_CLERK")
+    assert (await client.post("/api/admin/entitlements", data=grant, headers={**clerk, "Content-Type": "application/yaml"})).status == 403
+
+    csv_file = tmp_path / "grants.csv"
+    csv_file.write_text("user_id,role,valid_from,valid_until,email\nkim,INTAKE_CLERK,,,kim@example.org\n"
+                        "kim,QA_ANALYST,2020-01-01T00:00:00Z,,\n")
+    env = {**__import__("os").environ, "DATABASE_URL": db_url}
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "users", "import", str(csv_file)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "1 user(s), 2 grant(s) imported" in ran.stdout
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("user_id,role\nlou,NOPE\n")
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "users", "import", str(bad_csv)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1 and "line 2: no role 'NOPE'" in ran.stderr

@@ -145,6 +145,16 @@ DOCUMENT: dict[str, Any] = {
             {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
         "/api/tasks/{task_id}/comment": _action("comment on a task", _object(
             {"message": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["message"])),
+        "/api/admin/entitlements": {"post": {
+            "summary": "import departments, users and grants (ENTITLEMENTS_ADMIN), all or nothing",
+            "security": BEARER,
+            "requestBody": {"required": True, "content": {"application/yaml": {"schema": STRING},
+                                                          "text/csv": {"schema": STRING}}},
+            "responses": {"200": _json(_object({"departments": {"type": "integer"}, "users": {"type": "integer"},
+                                                "grants": {"type": "integer"}}), "imported"),
+                          "422": _json(_object({"error": STRING, "problems": {"type": "array", "items": STRING}}),
+                                       "nothing imported: every problem listed"),
+                          **_errors(400, 401, 403)}}},
         "/api/cases/{case_id}/workflows": {"post": {
             "summary": "start a workflow for a case (business key = case id)", "security": BEARER,
             "parameters": [CASE_ID, IDEMPOTENCY_KEY],

@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import metrics
 from bridge.db.queries import queries
-from bridge.web.api_auth import USER_ID, first_unstorable, problem
+from bridge import entitlements
+from bridge.auth import ENTITLEMENTS_ROLE
+from bridge.web.api_auth import USER_ID, first_unstorable, problem, require_role, storable_text
 from bridge.work.actions import Actor, WorkError, WorkService
 from bridge.work.cases import case_workflows, parse_case_id, start_case_workflow
 from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
@@ -119,7 +121,24 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return problem(404, f"no workflow for case {case_id}")
         return _json({"caseId": case_id, "workflows": workflows})
 
+    async def import_entitlements(request: web.Request) -> web.Response:
+        await require_role(request, db_key, ENTITLEMENTS_ROLE)
+        kind = "csv" if request.content_type == "text/csv" else "yaml"
+        try:
+            text = (await request.read()).decode("utf-8")
+            wanted = entitlements.parse(text, kind)
+            if not storable_text(text):
+                raise entitlements.EntitlementsError(["the file holds a NUL character or invalid text"])
+            async with request.app[db_key].begin() as conn:
+                await entitlements.apply(conn, wanted, by=request[USER_ID])
+        except UnicodeDecodeError:
+            return problem(400, "the body is not UTF-8 text")
+        except entitlements.EntitlementsError as err:
+            return web.json_response({"error": "nothing imported", "problems": err.problems}, status=422)
+        return _json({"departments": len(wanted.departments), "users": len(wanted.users), "grants": wanted.grants})
+
     return [
+        web.post("/api/admin/entitlements", import_entitlements),
         web.post("/api/cases/{case_id}/workflows", action(start_workflow, created=True)),
         web.get("/api/cases/{case_id}", case),
         web.get("/api/tasks", tasks),

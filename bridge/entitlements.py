@@ -1,0 +1,160 @@
+"""Entitlements import: departments, users and role grants with validity windows, from YAML or CSV.
+
+YAML (every key but the ids optional):
+
+    departments:
+      - {code: FRAUD_UNIT, name: Fraud unit, parent: INVESTIGATIONS}
+    users:
+      - id: alice
+        email: alice@example.org
+        first_name: Alice
+        last_name: Smith
+        department: FRAUD_UNIT
+        active: true
+        grants:
+          - {role: INVESTIGATOR, valid_from: 2026-01-01T00:00:00Z, valid_until: 2026-12-31T23:59:59Z}
+
+CSV: one grant per row, header `user_id,role,valid_from,valid_until,email,first_name,last_name,department,active`
+(user_id and role required; a user with no grant: leave role empty).
+
+The whole file is checked first (shape, dates, windows, that every role and department exists) and every
+problem reported with its place; nothing is written unless all is well, and then all of it in one
+transaction. Grants take effect at once: claims and row-level security read the grant tables directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import yaml
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bridge.db.queries import queries
+
+SQL = queries("entitlements")
+
+
+class EntitlementsError(ValueError):
+    """The file has problems; .problems lists each with its place."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class Entitlements:
+    departments: list[dict] = field(default_factory=list)
+    users: list[dict] = field(default_factory=list)
+
+    @property
+    def grants(self) -> int:
+        return sum(len(u["grants"]) for u in self.users)
+
+
+def parse(text: str, kind: str) -> Entitlements:
+    """kind: 'yaml' or 'csv'. Raises EntitlementsError with every problem found."""
+    problems: list[str] = []
+    result = Entitlements()
+    if kind == "csv":
+        raw_users: dict[str, dict] = {}
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "user_id" not in reader.fieldnames:
+            raise EntitlementsError(["line 1: the header must name user_id (and role, valid_from, valid_until, ...)"])
+        for line, row in enumerate(reader, start=2):
+            user = raw_users.setdefault(row.get("user_id") or f"<line {line}>", {
+                "id": row.get("user_id"), "email": row.get("email") or None, "first_name": row.get("first_name") or None,
+                "last_name": row.get("last_name") or None, "department": row.get("department") or None,
+                "active": (row.get("active") or "true").strip().lower() not in ("false", "0", "no"), "grants": [],
+                "_where": f"line {line}"})
+            if row.get("role"):
+                user["grants"].append({"role": row["role"], "valid_from": row.get("valid_from") or None,
+                                       "valid_until": row.get("valid_until") or None, "_where": f"line {line}"})
+        documents = {"users": list(raw_users.values())}
+    else:
+        try:
+            documents = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise EntitlementsError([f"not YAML: {err}"]) from None
+        if not isinstance(documents, dict):
+            raise EntitlementsError(["the file must be a mapping with departments and/or users"])
+    for index, department in enumerate(documents.get("departments") or []):
+        where = f"departments[{index}]"
+        if not isinstance(department, dict) or not _text(department.get("code"), 50):
+            problems.append(f"{where}: needs a code (up to 50 characters)")
+            continue
+        result.departments.append({"code": department["code"], "name": str(department.get("name") or department["code"])[:100],
+                                   "parent": department.get("parent")})
+    for index, user in enumerate(documents.get("users") or []):
+        where = user.get("_where") if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
+        if not isinstance(user, dict) or not _text(user.get("id"), 50):
+            problems.append(f"{where}: needs an id (up to 50 characters)")
+            continue
+        grants = []
+        for g_index, grant in enumerate(user.get("grants") or []):
+            g_where = grant.get("_where") if isinstance(grant, dict) and grant.get("_where") else f"{where}.grants[{g_index}]"
+            if not isinstance(grant, dict) or not _text(grant.get("role"), 50):
+                problems.append(f"{g_where}: needs a role code")
+                continue
+            window = []
+            for key in ("valid_from", "valid_until"):
+                value = grant.get(key)
+                try:
+                    window.append(_when(value))
+                except ValueError:
+                    problems.append(f"{g_where}.{key}: not an ISO-8601 date-time: {value!r}")
+                    window.append(None)
+            if window[0] and window[1] and window[1] <= window[0]:
+                problems.append(f"{g_where}: valid_until must be after valid_from")
+            grants.append({"role": grant["role"], "valid_from": window[0], "valid_until": window[1], "_where": g_where})
+        result.users.append({"id": user["id"], "email": user.get("email"), "first_name": user.get("first_name"),
+                             "last_name": user.get("last_name"), "department": user.get("department"),
+                             "active": user.get("active", True) is not False, "grants": grants, "_where": where})
+    if problems:
+        raise EntitlementsError(problems)
+    return result
+
+
+async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str) -> None:
+    """Write everything (in the caller's transaction) after checking roles and departments exist."""
+    problems = []
+    roles = sorted({g["role"] for u in entitlements.users for g in u["grants"]})
+    known_roles = {r.role_code for r in await conn.execute(SQL.known_roles, {"codes": roles})}
+    for user in entitlements.users:
+        for grant in user["grants"]:
+            if grant["role"] not in known_roles:
+                problems.append(f"{grant['_where']}: no role {grant['role']!r} (roles come from deployed BPMN)")
+    new_departments = {d["code"] for d in entitlements.departments}
+    wanted = sorted({u["department"] for u in entitlements.users if u["department"]}
+                    | {d["parent"] for d in entitlements.departments if d["parent"]})
+    known_departments = {r.department_code for r in await conn.execute(SQL.known_departments, {"codes": wanted})}
+    for code in wanted:
+        if code not in known_departments and code not in new_departments:
+            problems.append(f"department {code!r}: neither in the file nor in the database")
+    if problems:
+        raise EntitlementsError(problems)
+    for department in entitlements.departments:  # parents first when the file lists them first
+        await conn.execute(SQL.upsert_department, department)
+    for user in entitlements.users:
+        await conn.execute(SQL.upsert_user, {"user_id": user["id"], "email": user["email"],
+                                             "first_name": user["first_name"], "last_name": user["last_name"],
+                                             "department": user["department"], "active": user["active"]})
+        for grant in user["grants"]:
+            await conn.execute(SQL.upsert_grant, {"user_id": user["id"], "role": grant["role"], "assigned_by": by,
+                                                  "valid_from": grant["valid_from"], "valid_until": grant["valid_until"]})
+
+
+def _text(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
