@@ -167,18 +167,18 @@ class WorkService:
                     raise WorkError(409, f"the task is {row['status']}; {action.lower()} needs it "
                                          f"{' or '.join(allowed)}")
                 if mine and row["assignee_id"] != actor.user_id:
-                    raise WorkError(409 if row["assignee_id"] else 409,
-                                    f"the task is not yours ({'held by ' + row['assignee_id'] if row['assignee_id'] else 'unclaimed'}); "
-                                    f"claim it first")
+                    holder = f"held by {row['assignee_id']}" if row["assignee_id"] else "unclaimed"
+                    raise WorkError(409, f"the task is not yours ({holder}); claim it first")
                 try:
                     if engine is not None:
                         await engine()
                 except FlowableError as err:
                     if err.status not in (404, 409):
                         raise _engine_refused(err) from None
+                    # the mirror was stale: nothing is written here; the instance is re-read below
                     stale_instance = row["process_instance_id"]
-                    message = ("the task no longer exists in the engine" if err.status == 404
-                               else f"the engine refused: {err.message}")
+                    refusal = (404, "the task no longer exists in the engine") if err.status == 404 else (
+                        409, f"the engine refused: {err.message}")
                 except EngineUnavailable as err:
                     raise _engine_down(err) from None
                 else:
@@ -197,7 +197,7 @@ class WorkService:
                     return {"taskId": task_id, "action": action.lower(), "status": new_status,
                             "assignee": new_assignee}
         await resync_instances(self.db, self.flowable, [stale_instance])
-        raise WorkError(409 if "refused" in message else 404, message + "; the mirror has been brought up to date")
+        raise WorkError(refusal[0], f"{refusal[1]}; the mirror has been brought up to date")
 
     async def _visible_or_404(self, conn: AsyncConnection, user_id: str, task_id: str) -> None:
         await conn.execute(SQL.act_as_user, {"user_id": user_id})
