@@ -226,13 +226,17 @@ async def test_overdue_tasks_escalate_once_per_level_in_the_engine_too(db, db_ur
         await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '1 minute' "
                                 "WHERE task_id = ANY(:t)"), {"t": [late, claimed_late]})
         await conn.execute(text("""UPDATE flowable.workflow_queues
-                                   SET escalation_config = '{"raise_priority_by": 15}'
+                                   SET escalation_config = '{"raise_priority_by": 15, "notify_role": "CASE_SUPERVISOR"}'
                                    WHERE queue_name = 'INTAKE_REGISTRATION'"""))
 
     round_one = await escalate_once(db, flowable)
     assert {t["task_id"]: (t["old_status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
             if t["task_id"] in (late, claimed_late)} == {late: ("OPEN", 1, 65), claimed_late: ("CLAIMED", 1, 65)}
     assert (await flowable.task(late))["priority"] == 65  # the engine too
+    links = await flowable.task_identity_links(late)
+    assert {l["group"] for l in links if l["type"] == "candidate"} == {"INTAKE_CLERK", "CASE_SUPERVISOR"}
+    supervisor = await worker(db, "sue", "CASE_SUPERVISOR")
+    assert (await client.get(f"/api/tasks/{late}", headers=supervisor)).status == 200  # now visible to them
     assert (await flowable.task(claimed_late))["assignee"] == "gus"  # escalation takes nothing away
     assert [t for t in (await escalate_once(db, flowable)).escalated if t["task_id"] in (late, claimed_late)] == []
 
@@ -386,3 +390,33 @@ users:
     ran = subprocess.run([sys.executable, "-m", "bridge.cli", "users", "import", str(bad_csv)], env=env,
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 1 and "line 2: no role 'NOPE'" in ran.stderr
+
+
+async def test_least_loaded_auto_assignment_and_overflow_when_over_capacity(db, flowable):
+    from bridge.work.assignment import auto_assign_once
+
+    for name in ("lee", "max"):
+        await worker(db, name, "INTAKE_CLERK")
+    async with db.begin() as conn:
+        await conn.execute(text("""
+            UPDATE flowable.queue_assignments SET auto_assign = TRUE, assignment_strategy = 'LEAST_LOADED'
+            WHERE queue_id = (SELECT queue_id FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION')"""))
+    (held,) = await start_cases(flowable, db, 1)
+    assert set((await auto_assign_once(db, flowable)).assigned.values()) == {"lee"}  # ties: user id
+    pids = await start_cases(flowable, db, 3)
+    assigned = (await auto_assign_once(db, flowable)).assigned
+    # max held none, lee one: max gets the next, then they are level again and lee (by id), then max
+    assert sorted(assigned.values()) == ["lee", "max", "max"]
+
+    async with db.begin() as conn:  # the queue is full: new work overflows instead of being assigned
+        await conn.execute(text("""UPDATE flowable.workflow_queues
+                                   SET max_capacity = 2, routing_rules = '{"overflowQueue": "INTAKE_TRIAGE"}'
+                                   WHERE queue_name = 'INTAKE_REGISTRATION'"""))
+    (late,) = await start_cases(flowable, db, 1)
+    late_task = (await flowable.tasks(processInstanceId=late))[0]["id"]
+    overflow = await auto_assign_once(db, flowable)
+    assert overflow.assigned == {} and overflow.overflowed == {late_task: "INTAKE_TRIAGE"}
+    async with db.connect() as conn:
+        row = (await conn.execute(text("SELECT queue_name, status FROM flowable.workflow_tasks WHERE task_id = :t"),
+                                  {"t": late_task})).one()
+    assert tuple(row) == ("INTAKE_TRIAGE", "OPEN")

@@ -3,7 +3,9 @@ queue's escalation_config is carried out, in the engine too where the engine has
 
 escalation_config (workflow_queues), every key optional:
   raise_priority_by  whole number: the task's priority goes up by it (at most 100), in the engine and mirror;
-  move_to_queue      a queue name: the task moves to that queue in the mirror (queues are the bridge's).
+  move_to_queue      a queue name: the task moves to that queue in the mirror (queues are the bridge's);
+  notify_role        a role code: that role becomes a candidate group of the task in the engine (and so in
+                     the mirror), e.g. the department's supervisors, who can then see and take it.
 Other keys are reported in the history row and otherwise ignored. Only one bridge runs a round at a time
 (advisory lock); a round that cannot reach the engine leaves the escalation recorded and says so.
 """
@@ -22,7 +24,7 @@ from bridge.work.actions import event_time_now
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
-KNOWN_KEYS = {"raise_priority_by", "move_to_queue"}
+KNOWN_KEYS = {"raise_priority_by", "move_to_queue", "notify_role"}
 
 
 @dataclass
@@ -76,6 +78,19 @@ async def _carry_out(db: AsyncEngine, flowable: FlowableClient, task: dict, resu
                 await conn.execute(SQL.set_priority, {"task_id": task["task_id"], "priority": priority,
                                                       "event_at": event_time_now()})
             task["priority"] = priority
+    role = config.get("notify_role")
+    if isinstance(role, str) and role:
+        try:
+            await flowable.request("POST", f"runtime/tasks/{task['task_id']}/identitylinks",
+                                   json_body={"group": role, "type": "candidate"})
+        except (EngineUnavailable, FlowableError) as err:
+            if not (isinstance(err, FlowableError) and err.status == 409):  # 409: already a candidate
+                result.engine_failures.append(task["task_id"])
+                log.warning("escalation of %s: %s not made a candidate: %s", task["task_id"], role, err)
+        else:
+            async with db.begin() as conn:
+                await conn.execute(SQL.add_candidate_group, {"task_id": task["task_id"], "group": role,
+                                                              "event_at": event_time_now()})
     target = config.get("move_to_queue")
     if isinstance(target, str) and target:
         async with db.begin() as conn:

@@ -172,3 +172,15 @@ ORDER BY g.user_id;
 -- name: remember_auto_assigned
 UPDATE flowable.workflow_queues SET metadata = metadata || jsonb_build_object('lastAutoAssigned', CAST(:user_id AS text))
 WHERE queue_name = :queue;
+
+-- name: add_candidate_group
+-- The engine's push of the new identity link arrives later and finds it there already; the candidate's
+-- entry in the mirror's per-candidate clock (bridge/mirror/fold.py) says since when.
+UPDATE flowable.workflow_tasks
+SET candidate_groups = CASE WHEN CAST(:group AS text) = ANY(coalesce(candidate_groups, '{}')) THEN candidate_groups
+                            ELSE array_append(coalesce(candidate_groups, '{}'), CAST(:group AS text)) END,
+    metadata = CASE WHEN metadata ? 'candidateClock'
+                    THEN jsonb_set(metadata, ARRAY['candidateClock', 'group:' || CAST(:group AS text)],
+                                   jsonb_build_array(true, CAST(:event_at AS text)))
+                    ELSE metadata END
+WHERE task_id = :task_id;
