@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import metrics  # noqa: F401 - registers the bridge's metrics
+from bridge.background import periodic
 from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
@@ -30,8 +31,8 @@ from bridge.web.openapi import DOCUMENT
 from bridge.web.webhooks import webhook_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
-from bridge.work.assignment import auto_assign_forever
-from bridge.work.escalation import escalate_forever
+from bridge.work.assignment import auto_assign_once
+from bridge.work.escalation import escalate_once
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
@@ -67,9 +68,13 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.cleanup_ctx.append(_flowable_client)
     if background_jobs:
         app.cleanup_ctx.append(_background_reconciler)
-        app.cleanup_ctx.append(_queue_load_folding)
-        app.cleanup_ctx.append(_sla_escalation)
-        app.cleanup_ctx.append(_auto_assignment)
+        # queue load trails the tasks by at most this (migration 0013)
+        app.cleanup_ctx.append(periodic("queue-load folding", lambda a: QUEUE_LOAD_FOLD_S,
+                                        lambda a: lambda: _fold_queue_load(a[DB])))
+        app.cleanup_ctx.append(periodic("SLA escalation", lambda a: a[SETTINGS].escalate_interval_s,
+                                        lambda a: lambda: escalate_once(a[DB], a[FLOWABLE])))
+        app.cleanup_ctx.append(periodic("auto-assignment", lambda a: a[SETTINGS].auto_assign_interval_s,
+                                        lambda a: lambda: auto_assign_once(a[DB], a[FLOWABLE])))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -114,52 +119,13 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
 QUEUE_LOAD_FOLD_S = 1.0
 
 
-async def _queue_load_folding(app: web.Application) -> AsyncIterator[None]:
-    """Adds the logged queue-load changes into workflow_queues.current_load every second (migration 0013)."""
-    async def fold_forever() -> None:
-        while True:
-            await asyncio.sleep(QUEUE_LOAD_FOLD_S)
-            try:
-                async with app[DB].begin() as conn:
-                    await conn.execute(text("SELECT flowable.fold_queue_load()"))
-            except (SQLAlchemyError, OSError) as err:
-                log.warning("folding queue load failed, will retry: %s", err)
-
-    task = asyncio.create_task(fold_forever(), name="queue-load-fold")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def _sla_escalation(app: web.Application) -> AsyncIterator[None]:
-    """Escalation rounds every BRIDGE_ESCALATE_INTERVAL_S (bridge/work/escalation.py); 0: none."""
-    interval = app[SETTINGS].escalate_interval_s
-    if interval <= 0:
-        yield
-        return
-    task = asyncio.create_task(escalate_forever(app[DB], app[FLOWABLE], interval), name="sla-escalation")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _fold_queue_load(db: AsyncEngine) -> None:
+    async with db.begin() as conn:
+        await conn.execute(text("SELECT flowable.fold_queue_load()"))
 
 
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(DOCUMENT)
-
-
-async def _auto_assignment(app: web.Application) -> AsyncIterator[None]:
-    """Auto-assignment rounds every BRIDGE_AUTO_ASSIGN_INTERVAL_S (bridge/work/assignment.py); 0: none."""
-    interval = app[SETTINGS].auto_assign_interval_s
-    if interval <= 0:
-        yield
-        return
-    task = asyncio.create_task(auto_assign_forever(app[DB], app[FLOWABLE], interval), name="auto-assignment")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

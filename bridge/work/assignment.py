@@ -13,7 +13,6 @@ A task nobody may take yet stays OPEN for claim-next and the next round. One bri
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -100,12 +99,3 @@ async def _history(conn, task: dict, action: str, assignee: str | None, comments
         "user_id": SYSTEM, "old_status": "OPEN", "new_status": "CLAIMED" if assignee else "OPEN",
         "old_assignee": None, "new_assignee": assignee, "delegate_to": None, "comments": comments,
         "client_info": json.dumps({"job": "auto-assignment"})})
-
-
-async def auto_assign_forever(db: AsyncEngine, flowable: FlowableClient, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await auto_assign_once(db, flowable)
-        except Exception:  # the service stays up; the next round starts from the database's state
-            log.exception("auto-assignment round failed; next round in %ss", interval_s)

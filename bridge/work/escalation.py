@@ -12,7 +12,6 @@ Other keys are reported in the history row and otherwise ignored. Only one bridg
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -95,13 +94,3 @@ async def _carry_out(db: AsyncEngine, flowable: FlowableClient, task: dict, resu
     if isinstance(target, str) and target:
         async with db.begin() as conn:
             await conn.execute(SQL.move_to_queue, {"task_id": task["task_id"], "queue": target})
-
-
-async def escalate_forever(db: AsyncEngine, flowable: FlowableClient, interval_s: float) -> None:
-    """A round every interval until cancelled; a failed round is logged and the next one tries again."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await escalate_once(db, flowable)
-        except Exception:  # the service stays up; the next round starts from the database's state
-            log.exception("escalation round failed; next round in %ss", interval_s)
