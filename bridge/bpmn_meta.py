@@ -609,7 +609,7 @@ class _Reader:
 
     def _positive_int(self, element, attribute: str, owner_id: str | None = None) -> int | None:
         raw = element.get(attribute)
-        if raw is not None and raw.strip().isdigit() and int(raw) > 0:
+        if raw is not None and raw.strip().isascii() and raw.strip().isdigit() and int(raw) > 0:
             return int(raw)
         self.issue(element, "BAD_EXTENSION", f"{attribute}=\"{raw}\" must be a positive whole number",
                    element_id=owner_id)

@@ -42,6 +42,7 @@ def test_rotation_any_configured_key_and_any_offered_signature():
 @pytest.mark.parametrize("mutate, message", [
     (lambda h: h.pop("webhook-signature"), "missing"),
     (lambda h: h.update({"webhook-timestamp": "soon"}), "not Unix seconds"),
+    (lambda h: h.update({"webhook-timestamp": "\u00b9"}), "not Unix seconds"),  # isdigit, yet no int
     (lambda h: h.update({"webhook-timestamp": str(int(time.time()) - 301)}), "more than 300s"),
     (lambda h: h.update({"webhook-timestamp": str(int(time.time()) + 301)}), "more than 300s"),
     (lambda h: h.update({"webhook-signature": "v1"}), "no v1 signature"),

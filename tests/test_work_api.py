@@ -420,3 +420,9 @@ async def test_least_loaded_auto_assignment_and_overflow_when_over_capacity(db, 
         row = (await conn.execute(text("SELECT queue_name, status FROM flowable.workflow_tasks WHERE task_id = :t"),
                                   {"t": late_task})).one()
     assert tuple(row) == ("INTAKE_TRIAGE", "OPEN")
+
+
+async def test_digits_that_are_not_ascii_are_a_bad_case_id_not_a_crash(db, db_url, engine, aiohttp_client):
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "uma", "INTAKE_CLERK")
+    assert (await client.get("/api/cases/%C2%B9", headers=h)).status == 400  # "¹" passes str.isdigit()

@@ -128,7 +128,8 @@ async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> set[str
             "id": process["id"], "process_key": process["processDefinitionKey"],
             "process_version": process["processDefinitionVersion"],
             "process_name": process.get("processDefinitionName") or process["processDefinitionKey"],
-            "case_id": int(business_key) if business_key and business_key.isdigit() else None,
+            "case_id": int(business_key) if business_key and business_key.isascii() and business_key.isdigit()
+            and len(business_key) <= 18 else None,
             "business_key": business_key, "super_process_id": process.get("superProcessInstanceId"),
             "started_by": process.get("startUserId") or "engine",
             "started_at": process.get("startTime") or event["timestamp"],

@@ -73,7 +73,7 @@ def task_view(row: dict[str, Any]) -> dict[str, Any]:
 def _definition_key_version(definition_id: str) -> tuple[str, int | None]:
     # "<key>:<version>:<uuid>"; a key may itself hold ':'
     parts = definition_id.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit():
+    if len(parts) == 3 and parts[1].isascii() and parts[1].isdigit():
         return parts[0], int(parts[1])
     return definition_id, None
 

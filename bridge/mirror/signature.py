@@ -54,7 +54,7 @@ def verify(keys: Sequence[bytes], headers: Mapping[str, str], body: bytes, *,
     signatures = headers.get("webhook-signature", "")
     if not (msg_id and raw_timestamp and signatures):
         raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
-    if not raw_timestamp.isdigit():
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit()):  # not "¹", which isdigit too
         raise SignatureError("webhook-timestamp is not Unix seconds")
     timestamp = int(raw_timestamp)
     current = time.time() if now is None else now

@@ -20,7 +20,7 @@ SQL = queries("work")
 
 
 def parse_case_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or int(raw) == 0:  # not "¹", which isdigit
         raise WorkError(400, "case id: a positive whole number")
     return int(raw)
 
