@@ -426,3 +426,27 @@ async def test_digits_that_are_not_ascii_are_a_bad_case_id_not_a_crash(db, db_ur
     client = await app_client(aiohttp_client, db_url, engine)
     h = await worker(db, "uma", "INTAKE_CLERK")
     assert (await client.get("/api/cases/%C2%B9", headers=h)).status == 400  # "¹" passes str.isdigit()
+
+
+async def test_metrics_show_routes_engine_calls_and_queue_depth_and_breaches(db, db_url, flowable, engine, aiohttp_client):
+    import re
+
+    pids = await start_cases(flowable, db, 2)
+    late = (await flowable.tasks(processInstanceId=pids[0]))[0]["id"]
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '1 hour' "
+                                "WHERE task_id = :t"), {"t": late})
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "vic", "INTAKE_CLERK")
+    assert (await client.post(f"/api/tasks/{late}/claim", json={}, headers=h)).status == 200
+    exposition = await (await client.get("/metrics")).text()
+
+    def value(pattern: str) -> float:
+        found = re.search(pattern + r" ([0-9.e+]+)", exposition)
+        assert found, pattern
+        return float(found.group(1))
+
+    assert value(r'bridge_http_requests_total\{method="POST",route="/api/tasks/\{task_id\}/claim",status="200"\}') >= 1
+    assert value(r'bridge_engine_requests_total\{method="POST",outcome="200"\}') >= 1
+    assert value(r'bridge_queue_open_tasks\{queue="INTAKE_REGISTRATION"\}') == 2
+    assert value(r'bridge_queue_overdue_tasks\{queue="INTAKE_REGISTRATION"\}') == 1

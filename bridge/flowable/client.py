@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -18,6 +19,8 @@ from typing import Any
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from bridge import metrics
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,8 @@ class FlowableClient:
         url = f"{self.base_url}/{path.lstrip('/')}"
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         policy = retry or self._retry
+        outcome = "200"
+        began = time.perf_counter()
         try:
             async for attempt in AsyncRetrying(
                     retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.attempts),
@@ -119,7 +124,17 @@ class FlowableClient:
                 with attempt:
                     return await self._once(method, url, path, query, json_body, data, raw)
         except _Retry as err:
+            outcome = "unavailable"
             raise EngineUnavailable(f"Flowable {method} {path}: {err.cause}") from None
+        except FlowableError as err:
+            outcome = str(err.status)
+            raise
+        except EngineUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.ENGINE_REQUESTS.labels(method, outcome).inc()
+            metrics.ENGINE_SECONDS.labels(method).observe(time.perf_counter() - began)
 
     async def _once(self, method, url, path, query, json_body, data, raw):
         try:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge import metrics  # noqa: F401 - registers the bridge's metrics
+from bridge import metrics
 from bridge.background import periodic
 from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import ConfigError, Settings
@@ -54,7 +55,8 @@ MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
                background_jobs: bool = True) -> web.Application:
     """The app; background_jobs=False for extra serving processes (bridge/web/server.py)."""
-    app = web.Application(middlewares=[authentication_middleware(DB)], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(middlewares=[request_metrics, authentication_middleware(DB)],
+                          client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
     app[ENGINE_ENDPOINT] = engine
@@ -117,6 +119,12 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
 
 
 QUEUE_LOAD_FOLD_S = 1.0
+QUEUE_STATE_SQL = """
+    SELECT v.queue_name, v.current_load AS open_tasks,
+           (SELECT count(*) FROM flowable.workflow_tasks t
+            WHERE t.queue_name = v.queue_name AND t.due_date < now()
+              AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')) AS overdue_tasks
+    FROM flowable.v_queue_load v"""
 
 
 async def _fold_queue_load(db: AsyncEngine) -> None:
@@ -128,8 +136,34 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(DOCUMENT)
 
 
+@web.middleware
+async def request_metrics(request: web.Request, handler) -> web.StreamResponse:
+    """Count and time every request by its route's pattern (not its path: ids would explode the labels)."""
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    began = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as err:
+        status = err.status
+        raise
+    finally:
+        metrics.HTTP_REQUESTS.labels(route, request.method, str(status)).inc()
+        metrics.HTTP_SECONDS.labels(route).observe(time.perf_counter() - began)
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """Prometheus exposition of bridge/metrics.py (and the process collector's defaults)."""
+    """Prometheus exposition of bridge/metrics.py (and the process collector's defaults); queue depth and
+    SLA breaches are counted from the mirror at each scrape."""
+    try:
+        async with request.app[DB].connect() as conn:
+            for row in await conn.execute(text(QUEUE_STATE_SQL)):
+                metrics.QUEUE_OPEN.labels(row.queue_name).set(row.open_tasks)
+                metrics.QUEUE_OVERDUE.labels(row.queue_name).set(row.overdue_tasks)
+    except (SQLAlchemyError, OSError) as err:  # the rest of the metrics are still worth serving
+        log.warning("queue metrics not read: %s", err)
     response = web.Response(body=prometheus_client.generate_latest())
     response.content_type = prometheus_client.CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
