@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import auth, entitlements
+from bridge import auth, entitlements, status
 from bridge.bpmn_meta import BpmnError
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
@@ -23,7 +23,7 @@ from bridge.db.embedded import EmbeddedPostgresError
 from bridge.db.engine import create_engine, libpq_url
 from bridge.deploy import DeployError, deploy_bpmn
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
-from bridge.flowable.local_engine import EngineError, build_engine_jar
+from bridge.flowable.local_engine import EngineError, LocalEngine, build_engine_jar
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
@@ -172,6 +172,18 @@ def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if outcome.engine_failures else 0
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.flowable_url:
+        engine = EngineEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
+    else:
+        running = LocalEngine.answering(settings.engine_port, settings.flowable_user, settings.flowable_password)
+        engine = EngineEndpoint(running, settings.flowable_user, settings.flowable_password) if running else None
+    with provisioned_database(settings) as url:
+        healthy, lines = asyncio.run(status.report(url, settings.migrations_dir, engine))
+    print("\n".join(lines))
+    return 0 if healthy else 1
+
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
@@ -285,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
             "exit code 1 when they differ")
     command("escalate", cmd_escalate, "one SLA escalation round: escalate overdue tasks and carry out their "
             "queues' escalation_config, in the engine too")
+    command("status", cmd_status, "one screen: database and migrations, engine, webhook and reconciler lag, "
+            "parked events, queue depths and SLA breaches; exit code 1 when the database or engine is not ok")
     users = commands.add_parser("users", help="people who use the bridge's API", description="users")
     users_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
     add = command("add", cmd_users_add, "add (or reactivate) a user and grant roles", users_commands)

@@ -450,3 +450,28 @@ async def test_metrics_show_routes_engine_calls_and_queue_depth_and_breaches(db,
     assert value(r'bridge_engine_requests_total\{method="POST",outcome="200"\}') >= 1
     assert value(r'bridge_queue_open_tasks\{queue="INTAKE_REGISTRATION"\}') == 2
     assert value(r'bridge_queue_overdue_tasks\{queue="INTAKE_REGISTRATION"\}') == 1
+
+
+async def test_status_shows_engine_database_lag_and_queues_and_fails_when_the_engine_is_gone(
+        db, db_url, flowable, engine):
+    import os
+    import subprocess
+    import sys
+
+    from bridge.db.embedded import free_tcp_port
+
+    await start_cases(flowable, db, 2)
+    env = {**os.environ, "DATABASE_URL": db_url, "FLOWABLE_URL": engine.base_url,
+           "FLOWABLE_USER": engine.user, "FLOWABLE_PASSWORD": engine.password}
+
+    def status(**extra) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bridge.cli", "status"], env={**env, **extra},
+                              capture_output=True, text=True, timeout=120)
+
+    ok = await asyncio.to_thread(status)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "database    ok, migrations current" in ok.stdout and "engine      ok," in ok.stdout
+    queue_line = next(line for line in ok.stdout.splitlines() if line.startswith("INTAKE_REGISTRATION"))
+    assert queue_line.split()[1:3] == ["2", "0"]
+    gone = await asyncio.to_thread(status, FLOWABLE_URL=f"http://127.0.0.1:{free_tcp_port()}/process-api")
+    assert gone.returncode == 1 and "engine      UNREACHABLE" in gone.stdout

@@ -1,0 +1,63 @@
+"""`bridge status`: the bridge's state on one screen, for the on-call engineer: database and migrations,
+engine, how far behind the mirror is, what is parked, queue depths and SLA breaches. Starts nothing but the
+embedded database it reads (as every command does); an engine that is not running is reported, not started."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from bridge.db import migrate
+from bridge.db.engine import create_engine, libpq_url
+from bridge.db.queries import queries
+from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+
+SQL = queries("status")
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z ({seconds:.0f} s ago)"
+
+
+async def report(database_url: str, migrations_dir, engine: EngineEndpoint | None) -> tuple[bool, list[str]]:
+    """(healthy, lines): healthy when the database answers with no migration pending and the engine answers."""
+    lines, healthy = [], True
+    waiting = await migrate.pending(libpq_url(database_url), migrations_dir)
+    lines.append(f"database    ok, {'migrations current' if not waiting else 'PENDING: ' + ', '.join(waiting)}")
+    healthy &= not waiting
+    if engine is None:
+        lines.append("engine      NOT RUNNING (bridge up or bridge engine start starts it; or set FLOWABLE_URL)")
+        healthy = False
+    else:
+        try:
+            async with FlowableClient(engine.base_url, engine.user, engine.password,
+                                      retry=RetryPolicy(attempts=1), timeout_s=5) as client:
+                info = await client.engine_info()
+            lines.append(f"engine      ok, {engine.base_url} (Flowable {info.get('version', '?')})")
+        except (EngineUnavailable, FlowableError, TimeoutError) as err:
+            lines.append(f"engine      UNREACHABLE at {engine.base_url}: {err}")
+            healthy = False
+    db = create_engine(database_url, pool_size=1)
+    try:
+        async with db.connect() as conn:
+            inbox = (await conn.execute(SQL.inbox)).one()
+            reconcilers = (await conn.execute(SQL.reconciler)).all()
+            queue_rows = (await conn.execute(SQL.queues)).all()
+    finally:
+        await db.dispose()
+    lines.append(f"webhooks    last batch {_ago(inbox.last_received)}, newest engine change pushed "
+                 f"{_ago(inbox.newest_event)}, {inbox.parked} event(s) parked")
+    if not reconcilers:
+        lines.append("reconciler  has not run yet")
+    for r in reconcilers:
+        error = f"; LAST ERROR {_ago(r.last_error_at)}: {r.last_error}" if r.last_error else ""
+        lines.append(f"reconciler  last pass {_ago(r.last_pass_at)}, newest change mirrored {_ago(r.newest_change_at)}, "
+                     f"{r.passes} passes, {r.repairs} repairs{error}")
+    lines.append("")
+    lines.append(f"{'queue':<28} {'open':>6} {'overdue':>8} {'capacity':>9}")
+    for q in queue_rows:
+        flag = "  OVER CAPACITY" if q.open_tasks > q.max_capacity else ""
+        lines.append(f"{q.queue_name:<28} {q.open_tasks:>6} {q.overdue_tasks:>8} {q.max_capacity:>9}{flag}")
+    return healthy, lines
