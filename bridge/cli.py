@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import auth, entitlements, status
+from bridge import auth, entitlements, logs, status
 from bridge.bpmn_meta import BpmnError
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
@@ -330,8 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(verbose=args.verbose, json_lines=os.environ.get("BRIDGE_LOG_FORMAT") == "json")
     try:
         settings = Settings.from_env()
         return args.handler(settings, args)

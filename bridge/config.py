@@ -69,6 +69,8 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         defaults = cls()
+        if env.get("BRIDGE_LOG_FORMAT", "text") not in ("text", "json"):
+            raise ConfigError(f"BRIDGE_LOG_FORMAT must be text or json, got {env['BRIDGE_LOG_FORMAT']!r}")
         if _int(env, "BRIDGE_WORKERS", defaults.workers) < 1:
             raise ConfigError(f"BRIDGE_WORKERS must be at least 1, got {env['BRIDGE_WORKERS']!r}")
         return cls(
@@ -116,6 +118,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
     ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
     ("WEBHOOK_PREVIOUS_SECRETS", "(none)", "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
+    ("BRIDGE_LOG_FORMAT", "text", "text: a line per record for a terminal; json: one JSON object per line (ts, level, logger, pid, message, request_id) for a log pipeline."),
     ("BRIDGE_RECONCILE_INTERVAL_S", "10", "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
     ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
     ("BRIDGE_ESCALATE_INTERVAL_S", "60", "Seconds between SLA escalation rounds (overdue tasks escalate, queues' escalation_config is carried out); 0: off."),

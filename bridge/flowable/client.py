@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from bridge import metrics
+from bridge import logs, metrics
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +138,11 @@ class FlowableClient:
 
     async def _once(self, method, url, path, query, json_body, data, raw):
         try:
+            rid = logs.REQUEST_ID.get()
+            headers = {**self._headers, "X-Request-Id": rid} if rid else self._headers
+            log.debug("engine %s %s", method, path)
             async with self._session.request(method, url, params=query, json=json_body, data=data,
-                                             headers=self._headers) as response:
+                                             headers=headers) as response:
                 body = await response.read()
                 if response.status >= 400:
                     if response.status in (502, 503, 504) and method == "GET":

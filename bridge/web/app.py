@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator
 
 import prometheus_client
@@ -16,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge import metrics
+from bridge import logs, metrics
 from bridge.background import periodic
 from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import ConfigError, Settings
@@ -55,7 +56,7 @@ MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
                background_jobs: bool = True) -> web.Application:
     """The app; background_jobs=False for extra serving processes (bridge/web/server.py)."""
-    app = web.Application(middlewares=[request_metrics, authentication_middleware(DB)],
+    app = web.Application(middlewares=[request_id, request_metrics, authentication_middleware(DB)],
                           client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
@@ -134,6 +135,25 @@ async def _fold_queue_load(db: AsyncEngine) -> None:
 
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(DOCUMENT)
+
+
+@web.middleware
+async def request_id(request: web.Request, handler) -> web.StreamResponse:
+    """The caller's X-Request-Id (or a new one) on every log record of this request, on the engine calls it
+    makes (bridge/flowable/client.py), and back in the answer."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if 0 < len(given) <= 100 and given.isprintable() else uuid.uuid4().hex
+    token = logs.REQUEST_ID.set(rid)
+    try:
+        try:
+            response = await handler(request)
+        except web.HTTPException as err:
+            err.headers["X-Request-Id"] = rid
+            raise
+        response.headers["X-Request-Id"] = rid
+        return response
+    finally:
+        logs.REQUEST_ID.reset(token)
 
 
 @web.middleware

@@ -13,6 +13,7 @@ import os
 
 from aiohttp import web
 
+from bridge import logs
 from bridge.config import Settings
 from bridge.flowable.client import EngineEndpoint
 from bridge.web.app import create_app
@@ -27,7 +28,7 @@ def _serve_one(settings: Settings, database_url: str, engine: EngineEndpoint, ba
 
 
 def _worker(settings: Settings, database_url: str, engine: EngineEndpoint) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    logs.configure(json_lines=os.environ.get("BRIDGE_LOG_FORMAT") == "json")
     _serve_one(settings, database_url, engine, background_jobs=False)
 
 
