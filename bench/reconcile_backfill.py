@@ -121,7 +121,7 @@ async def main() -> None:
         finally:
             await asyncio.to_thread(engine.stop)
 
-    print(f"\nreconciler against the real engine (webhooks off), cases of 3 tasks, PostgreSQL 18 embedded\n")
+    print("\nreconciler against the real engine (webhooks off), cases of 3 tasks, PostgreSQL 18 embedded\n")
     print(f"{'instances':>9} | {'tasks':>6} | {'REST read only s':>16} | {'backfill s':>10} | {'vs read':>7} | "
           f"{'incremental ms (nothing new)':>28} | {'drift after':>11}")
     print("-" * 107)
