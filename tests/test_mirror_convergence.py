@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bridge.db.engine import create_engine
+from bridge.flowable.client import engine_time
 from bridge.mirror.intake import store_batch
 
 USERS = ["ann", "bob", "cid"]
@@ -42,7 +43,7 @@ operation = st.one_of(
 
 
 def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return engine_time(moment)
 
 
 def engine_batches(run: str, ops: list[tuple], ending: str | None) -> list[dict]:

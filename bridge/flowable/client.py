@@ -253,12 +253,18 @@ class FlowableClient:
                 return
 
 
+def engine_time(value: datetime) -> str:
+    """A moment as the engine writes and reads it: UTC, milliseconds, Z (2024-05-01T10:17:43.902Z). The
+    mirror's lastEventAt compares these as text, so every writer of one must use this form."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):  # Flowable parses milliseconds and a Z, nothing finer (500 otherwise)
-        value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return engine_time(value)
     return str(value)
 
 

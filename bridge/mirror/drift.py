@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.flowable.client import engine_time
 from bridge.mirror.apply import variable_row
 from bridge.mirror.engine_state import EngineReader, EngineState
 from bridge.mirror.fold import TASK_ASSIGNABLE
@@ -92,7 +93,7 @@ def engine_task_status(task: dict[str, Any]) -> str:
 def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = False) -> Comparison:
     """Differences over the instances `engine` covers (and, with whole_mirror, mirror rows the engine lacks)."""
     result = Comparison()
-    read_at = _engine_time(engine.read_at)
+    read_at = engine_time(engine.read_at)
     for process_id in sorted(engine.covers):
         process = engine.processes[process_id]
         _compare_process(result, process, mirror.processes.get(process_id), read_at)
@@ -211,7 +212,7 @@ def _compare_task(result: Comparison, task: dict, row: dict | None, read_at: str
     if task.get("name") and row["task_name"] != task["name"]:
         differ("task_name", row["task_name"], task["name"], [_event("TASK_NAME_CHANGED", "task", read_at, task=task)])
     if task.get("dueDate") and _instant(row["due_date"]) != _instant(task["dueDate"]):
-        differ("due_date", _engine_time(row["due_date"]) if row["due_date"] else None, task["dueDate"],
+        differ("due_date", engine_time(row["due_date"]) if row["due_date"] else None, task["dueDate"],
                [_event("TASK_DUEDATE_CHANGED", "task", read_at, task=task)])
     for kind, link_key, column in (("candidateGroups", "groupId", "candidate_groups"),
                                    ("candidateUsers", "userId", "candidate_users")):
@@ -248,12 +249,6 @@ def _link_event(kind: str, task: dict, link_key: str, value: str, at: str) -> di
 def _event(kind: str, entity_type: str, at: str | None, **payload: Any) -> dict:
     return {"eventId": f"reconciler:{uuid.uuid4()}", "type": kind, "entityType": entity_type,
             "timestamp": at, **payload}
-
-
-def _engine_time(value: datetime) -> str:
-    """The engine's timestamp format (milliseconds, Z): the mirror's lastEventAt compares it as text."""
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def _instant(value: Any) -> datetime | None:

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
 from bridge.db.queries import queries
-from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError, to_rest_variables
+from bridge.flowable.client import (EngineUnavailable, FlowableClient, FlowableError, engine_time,
+                                    to_rest_variables)
 from bridge.mirror.reconcile import resync_instances
 
 SQL = queries("work")
@@ -51,8 +52,8 @@ class Actor:
 
 
 def event_time_now() -> str:
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """Now, in the engine's timestamp form: what an action writes as the mirror row's lastEventAt."""
+    return engine_time(datetime.now(timezone.utc))
 
 
 def check_variables(variables: Any) -> dict[str, Any]:
