@@ -20,6 +20,7 @@ TOKEN_PREFIX = "ocb_"  # recognisable in logs and secret scanners
 
 DEPLOY_ROLE = "WORKFLOW_DESIGNER"
 ENTITLEMENTS_ROLE = "ENTITLEMENTS_ADMIN"
+OPS_ROLE = "OPS_VIEWER"  # reports and the dashboard (migration 0018)
 
 
 class UnknownUser(LookupError):

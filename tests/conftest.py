@@ -77,6 +77,8 @@ async def db_url(empty_db: str) -> str:
 
 EXTENSION_TABLES = [
     "flowable.queue_load_changes",
+    "flowable.task_stat_changes",
+    "flowable.task_hourly_stats",
     "flowable.api_idempotency",
     "flowable.mirror_repairs",
     "flowable.reconciler_state",

@@ -87,13 +87,14 @@ async def task(conn, process_instance_id: str, queue_name: str, *, status: str =
                candidate_groups: list[str] | None = None, candidate_users: list[str] | None = None,
                assignee: str | None = None, created_at: datetime | None = None,
                claimed_at: datetime | None = None, completed_at: datetime | None = None,
-               due_date: datetime | None = None, escalation_level: int = 0, task_id: str | None = None) -> str:
+               due_date: datetime | None = None, escalation_level: int = 0, task_id: str | None = None,
+               completed_by: str | None = None) -> str:
     task_id = task_id or f"task-{next(_ids)}"
     await conn.execute(
         "INSERT INTO flowable.workflow_tasks (task_id, process_instance_id, task_definition_key, task_name, "
         " queue_name, status, priority, candidate_groups, candidate_users, assignee_id, created_at, claimed_at, "
-        " completed_at, due_date, escalation_level) "
-        "VALUES (%s, %s, 'review', 'Review', %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s, %s)",
+        " completed_at, due_date, escalation_level, completed_by) "
+        "VALUES (%s, %s, 'review', 'Review', %s, %s, %s, %s, %s, %s, coalesce(%s, now()), %s, %s, %s, %s, %s)",
         [task_id, process_instance_id, queue_name, status, priority, candidate_groups, candidate_users,
-         assignee, created_at, claimed_at, completed_at, due_date, escalation_level])
+         assignee, created_at, claimed_at, completed_at, due_date, escalation_level, completed_by])
     return task_id

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Integer,
+    Numeric,
     LargeBinary,
     MetaData,
     String,
@@ -316,6 +317,27 @@ api_idempotency = Table(
     Column("response_status", Integer, nullable=False),
     Column("response_body", JSONB, nullable=False),
     _stamped("created_at"),
+    schema="flowable",
+)
+
+_HOURLY_FIGURES = ("created", "completed", "completed_late")
+
+task_hourly_stats = Table(  # migration 0018: reports read it through flowable.v_task_hourly_stats
+    "task_hourly_stats", metadata,
+    Column("hour", TZ, primary_key=True),
+    Column("queue_name", String(100), primary_key=True),
+    *(Column(name, BigInteger, nullable=False, server_default=text("0")) for name in _HOURLY_FIGURES),
+    Column("completion_seconds", Numeric, nullable=False, server_default=text("0")),
+    schema="flowable",
+)
+
+task_stat_changes = Table(
+    "task_stat_changes", metadata,
+    Column("change_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("hour", TZ, nullable=False),
+    Column("queue_name", String(100), nullable=False),
+    *(Column(name, BigInteger, nullable=False) for name in _HOURLY_FIGURES),
+    Column("completion_seconds", Numeric, nullable=False),
     schema="flowable",
 )
 

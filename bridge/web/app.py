@@ -31,6 +31,7 @@ from bridge.web.api_auth import authentication_middleware
 from bridge.web.deployments import deployments_routes
 from bridge.web.openapi import DOCUMENT
 from bridge.web.webhooks import webhook_routes
+from bridge.web.reports import report_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
 from bridge.work.assignment import auto_assign_once
@@ -71,9 +72,9 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.cleanup_ctx.append(_flowable_client)
     if background_jobs:
         app.cleanup_ctx.append(_background_reconciler)
-        # queue load trails the tasks by at most this (migration 0013)
+        # queue load and the hourly task figures trail the tasks by at most this (migrations 0013, 0018)
         app.cleanup_ctx.append(periodic("queue-load folding", lambda a: QUEUE_LOAD_FOLD_S,
-                                        lambda a: lambda: _fold_queue_load(a[DB])))
+                                        lambda a: lambda: _fold_pending_counts(a[DB])))
         app.cleanup_ctx.append(periodic("SLA escalation", lambda a: a[SETTINGS].escalate_interval_s,
                                         lambda a: lambda: escalate_once(a[DB], a[FLOWABLE])))
         app.cleanup_ctx.append(periodic("auto-assignment", lambda a: a[SETTINGS].auto_assign_interval_s,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
+    app.router.add_routes(report_routes(DB))
     return app
 
 
@@ -128,9 +130,9 @@ QUEUE_STATE_SQL = """
     FROM flowable.v_queue_load v"""
 
 
-async def _fold_queue_load(db: AsyncEngine) -> None:
+async def _fold_pending_counts(db: AsyncEngine) -> None:
     async with db.begin() as conn:
-        await conn.execute(text("SELECT flowable.fold_queue_load()"))
+        await conn.execute(text("SELECT flowable.fold_queue_load(), flowable.fold_task_stats()"))
 
 
 async def openapi_document(request: web.Request) -> web.Response:

@@ -169,3 +169,27 @@ DOCUMENT: dict[str, Any] = {
                 **_errors(400, 401, 404)}}},
     },
 }
+
+
+def _report_operations() -> dict[str, Any]:
+    """One GET per report of bridge/reports.py, described by the report's own docstring."""
+    from bridge.reports import MAX_LIMIT, REPORTS
+
+    moment = {"type": "string", "format": "date-time"}
+    parameters = [
+        {"name": "department", "in": "query", "schema": STRING, "description": "a department code"},
+        {"name": "queue", "in": "query", "schema": STRING, "description": "a queue name"},
+        {"name": "since", "in": "query", "schema": moment, "description": "default: until - 24 hours"},
+        {"name": "until", "in": "query", "schema": moment, "description": "default: now"},
+        {"name": "at_risk_minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10080},
+         "description": "a live task due within this many minutes is at risk (default 60)"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+         "description": "rows in lists (default 20)"}]
+    return {f"/api/reports/{name}": {"get": {
+        "summary": " ".join((report.__doc__ or name).split()) + " (OPS_VIEWER)",
+        "security": BEARER, "parameters": parameters,
+        "responses": {"200": _json(_object({"filter": {"type": "object"}}, ["filter"]), "the report"),
+                      **_errors(400, 401, 403)}}} for name, report in REPORTS.items()}
+
+
+DOCUMENT["paths"].update(_report_operations())

@@ -1,0 +1,243 @@
+-- The reporting API (bridge/reports.py): every statement takes the same filter, the queues chosen by
+-- :department (a department code) and :queue (a queue name), either NULL for all, and the time range
+-- [:since, :until). Live tasks are OPEN, CLAIMED, DELEGATED or ESCALATED (migration 0018's partial index
+-- idx_workflow_tasks_live_due holds just those); completed figures come from flowable.v_task_hourly_stats.
+
+-- name: queues
+WITH chosen AS (
+    SELECT q.queue_name, q.department_id, q.max_capacity, q.sla_minutes
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE q.is_active
+      AND (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), live AS (
+    SELECT t.queue_name,
+           count(*) FILTER (WHERE t.status = 'OPEN')      AS open_tasks,
+           count(*) FILTER (WHERE t.status = 'CLAIMED')   AS claimed_tasks,
+           count(*) FILTER (WHERE t.status = 'DELEGATED') AS delegated_tasks,
+           count(*) FILTER (WHERE t.status = 'ESCALATED') AS escalated_tasks,
+           count(*) FILTER (WHERE t.due_date < now())     AS breached_tasks,
+           count(*) FILTER (WHERE t.due_date >= now()
+                              AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks,
+           min(t.created_at) AS oldest_created_at
+    FROM flowable.workflow_tasks t
+    WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY t.queue_name
+), done AS (
+    SELECT s.queue_name, sum(s.completed) AS completed, sum(s.completed_late) AS completed_late,
+           sum(s.completion_seconds) AS completion_seconds
+    FROM flowable.v_task_hourly_stats s
+    WHERE s.queue_name IN (SELECT queue_name FROM chosen)
+      AND s.hour >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch') AND s.hour < :until
+    GROUP BY s.queue_name
+)
+SELECT c.queue_name, d.department_code, d.department_name, c.max_capacity, c.sla_minutes,
+       coalesce(l.open_tasks, 0) AS open_tasks, coalesce(l.claimed_tasks, 0) AS claimed_tasks,
+       coalesce(l.delegated_tasks, 0) AS delegated_tasks, coalesce(l.escalated_tasks, 0) AS escalated_tasks,
+       coalesce(l.breached_tasks, 0) AS breached_tasks, coalesce(l.at_risk_tasks, 0) AS at_risk_tasks,
+       l.oldest_created_at,
+       coalesce(x.completed, 0) AS completed_in_range, coalesce(x.completed_late, 0) AS completed_late_in_range,
+       round(x.completion_seconds / nullif(x.completed, 0) / 3600, 2) AS avg_completion_hours
+FROM chosen c
+LEFT JOIN entitlements.departments d ON d.department_id = c.department_id
+LEFT JOIN live l ON l.queue_name = c.queue_name
+LEFT JOIN done x ON x.queue_name = c.queue_name
+ORDER BY d.department_code NULLS LAST, c.queue_name;
+
+-- name: throughput
+WITH chosen AS (
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), hours AS (
+    SELECT generate_series(date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch'),
+                           CAST(:until AS timestamptz) - interval '1 microsecond', interval '1 hour') AS hour
+), figures AS (
+    SELECT s.hour, sum(s.created) AS created, sum(s.completed) AS completed, sum(s.completed_late) AS completed_late
+    FROM flowable.v_task_hourly_stats s
+    WHERE s.queue_name IN (SELECT queue_name FROM chosen)
+      AND s.hour >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch') AND s.hour < :until
+    GROUP BY s.hour
+)
+SELECT h.hour, coalesce(f.created, 0) AS created, coalesce(f.completed, 0) AS completed,
+       coalesce(f.completed_late, 0) AS completed_late
+FROM hours h LEFT JOIN figures f USING (hour)
+ORDER BY h.hour;
+
+-- name: age
+-- Open work by how long it has waited; bucket bounds in hours, the last one open-ended.
+WITH chosen AS (
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), buckets (bucket, label, from_hours, to_hours) AS (
+    VALUES (1, 'under 1 h', 0, 1), (2, '1-4 h', 1, 4), (3, '4-24 h', 4, 24), (4, '1-3 days', 24, 72),
+           (5, '3-7 days', 72, 168), (6, 'over 7 days', 168, NULL)
+), counted AS (
+    SELECT t.queue_name,
+           CASE WHEN t.created_at > now() - interval '1 hour'  THEN 1
+                WHEN t.created_at > now() - interval '4 hours' THEN 2
+                WHEN t.created_at > now() - interval '1 day'   THEN 3
+                WHEN t.created_at > now() - interval '3 days'  THEN 4
+                WHEN t.created_at > now() - interval '7 days'  THEN 5
+                ELSE 6 END AS bucket,
+           count(*) AS tasks
+    FROM flowable.workflow_tasks t
+    WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1, 2
+)
+SELECT b.bucket, b.label, b.from_hours, b.to_hours, c.queue_name, coalesce(c.tasks, 0) AS tasks
+FROM buckets b LEFT JOIN counted c USING (bucket)
+ORDER BY b.bucket, c.queue_name;
+
+-- name: escalations
+-- Live tasks by the escalation level they are at now, and escalations made in the range by the level
+-- they reached (task_history keeps each one, whoever made it).
+WITH chosen AS (
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), live AS (
+    SELECT t.escalation_level AS level, count(*) AS live_tasks
+    FROM flowable.workflow_tasks t
+    WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED') AND t.escalation_level > 0
+    GROUP BY 1
+), made AS (
+    SELECT coalesce((h.action_data ->> 'escalation_level')::int, 0) AS level, count(*) AS escalations
+    FROM flowable.task_history h
+    JOIN flowable.workflow_tasks t ON t.task_id = h.task_id
+    WHERE h.action_type = 'ESCALATE' AND h.action_at >= :since AND h.action_at < :until
+      AND t.queue_name IN (SELECT queue_name FROM chosen)
+    GROUP BY 1
+)
+SELECT level, coalesce(l.live_tasks, 0) AS live_tasks, coalesce(m.escalations, 0) AS escalations_in_range
+FROM live l FULL JOIN made m USING (level)
+ORDER BY level;
+
+-- name: workload
+-- Per user: what they hold now, and what they completed in the range (handling time from claim).
+WITH chosen AS (
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), held AS (
+    SELECT t.assignee_id AS user_id, count(*) AS held_tasks,
+           count(*) FILTER (WHERE t.due_date < now()) AS held_overdue
+    FROM flowable.workflow_tasks t
+    WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED') AND t.assignee_id IS NOT NULL
+    GROUP BY 1
+), done AS (
+    SELECT t.completed_by AS user_id, count(*) AS completed_in_range,
+           avg(extract(epoch FROM t.completed_at - coalesce(t.claimed_at, t.created_at))) / 3600 AS avg_hours
+    FROM flowable.workflow_tasks t
+    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
+      AND t.queue_name IN (SELECT queue_name FROM chosen) AND t.completed_by IS NOT NULL
+    GROUP BY 1
+), people AS (
+    SELECT user_id FROM held UNION SELECT user_id FROM done
+)
+SELECT p.user_id, u.username, nullif(concat_ws(' ', u.first_name, u.last_name), '') AS full_name,
+       (SELECT array_agg(g.role_code ORDER BY g.role_code) FROM entitlements.v_active_role_grants g
+        WHERE g.user_id = p.user_id) AS roles,
+       coalesce(h.held_tasks, 0) AS held_tasks, coalesce(h.held_overdue, 0) AS held_overdue,
+       coalesce(d.completed_in_range, 0) AS completed_in_range, round(d.avg_hours, 2) AS avg_handling_hours
+FROM people p
+LEFT JOIN entitlements.users u ON u.user_id = p.user_id
+LEFT JOIN held h ON h.user_id = p.user_id
+LEFT JOIN done d ON d.user_id = p.user_id
+ORDER BY coalesce(h.held_tasks, 0) DESC, coalesce(d.completed_in_range, 0) DESC, p.user_id
+LIMIT :limit;
+
+-- name: processes
+-- v_process_performance's figures for the range: instances of every version of each process key,
+-- started in the range, active now, completed in the range (mean and 95th percentile duration).
+WITH keys AS (
+    SELECT active.process_key, active.process_name, array_agg(version.workflow_id) AS workflow_ids
+    FROM flowable.workflow_definitions active
+    JOIN flowable.workflow_definitions version ON version.process_key = active.process_key
+    WHERE active.is_active
+    GROUP BY active.process_key, active.process_name
+)
+SELECT k.process_key, k.process_name,
+       (SELECT count(*) FROM flowable.process_instances pi
+        WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.started_at >= :since AND pi.started_at < :until)
+           AS started_in_range,
+       (SELECT count(*) FROM flowable.process_instances pi
+        WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.status = 'ACTIVE') AS active_instances,
+       c.completed_in_range, round(c.avg_hours, 2) AS avg_completion_hours,
+       round(c.p95_hours::numeric, 2) AS p95_completion_hours
+FROM keys k
+CROSS JOIN LATERAL (
+    SELECT count(*) AS completed_in_range,
+           avg(extract(epoch FROM pi.completed_at - pi.started_at)) / 3600 AS avg_hours,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM pi.completed_at - pi.started_at))
+               / 3600 AS p95_hours
+    FROM flowable.process_instances pi
+    WHERE pi.status = 'COMPLETED' AND pi.completed_at >= :since AND pi.completed_at < :until
+      AND pi.workflow_id = ANY (k.workflow_ids)
+) c
+ORDER BY k.process_key;
+
+-- name: oldest
+-- The live tasks most in need of attention: overdue first (longest overdue first), then those due
+-- soonest, then the oldest without a due date.
+WITH chosen AS (
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+)
+SELECT t.task_id, t.task_name, t.queue_name, t.status, t.assignee_id, t.priority, t.created_at, t.due_date,
+       t.escalation_level, p.business_key,
+       CASE WHEN t.due_date < now() THEN 'BREACHED'
+            WHEN t.due_date < now() + make_interval(mins => :at_risk_minutes) THEN 'AT_RISK'
+            ELSE 'ON_TIME' END AS sla_state
+FROM flowable.workflow_tasks t
+JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+  AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+ORDER BY t.due_date NULLS LAST, t.created_at, t.task_id
+LIMIT :limit;
+
+-- name: mirror_events
+-- How soon pushed engine changes are readable here: engine time of the change to the mirror's apply.
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE applied_at IS NULL) AS parked,
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - occurred_at)))::numeric * 1000)
+           AS availability_p50_ms,
+       round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - occurred_at)))::numeric * 1000)
+           AS availability_p95_ms,
+       round(max(extract(epoch FROM applied_at - occurred_at)) * 1000) AS availability_max_ms,
+       max(received_at) AS last_received_at
+FROM flowable.engine_events
+WHERE received_at >= :since AND received_at < :until;
+
+-- name: mirror_parked_total
+SELECT count(*) AS parked FROM flowable.engine_events WHERE applied_at IS NULL;
+
+-- name: mirror_reconciler
+SELECT name, last_pass_at, last_full_sweep_at, newest_change_at, passes, repairs, last_error, last_error_at
+FROM flowable.reconciler_state ORDER BY name;
+
+-- name: mirror_repairs
+-- Differences the reconciler found and repaired in the range. Those an incremental pass or a sweep
+-- found are changes a push should have brought: dropped pushes (a backfill fills a fresh mirror).
+SELECT pass_kind, entity_type, count(*) AS repairs, count(DISTINCT entity_id) AS entities
+FROM flowable.mirror_repairs
+WHERE found_at >= :since AND found_at < :until
+GROUP BY pass_kind, entity_type
+ORDER BY pass_kind, entity_type;

@@ -1,0 +1,195 @@
+"""The ops reports: the numbers behind /api/reports/... and the dashboard, one function per report.
+
+Every report takes a ReportFilter (department, queue, time range); SQL in bridge/db/queries/reports.sql.
+They read as the owner, not under row-level security: an ops viewer sees every queue's figures (the
+OPS_VIEWER role gates them, bridge/web/reports.py). Results are plain JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bridge.db.queries import queries
+
+SQL = queries("reports")
+ONE_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+DEFAULT_RANGE = timedelta(hours=24)
+MAX_RANGE = timedelta(days=366)
+DEFAULT_AT_RISK_MINUTES = 60
+MAX_LIMIT = 200
+
+
+class BadFilter(ValueError):
+    """A filter parameter that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    since: datetime
+    until: datetime
+    department: str | None = None
+    queue: str | None = None
+    at_risk_minutes: int = DEFAULT_AT_RISK_MINUTES
+    limit: int = 20
+
+    @classmethod
+    def last(cls, span: timedelta = DEFAULT_RANGE, **given) -> ReportFilter:
+        until = datetime.now(timezone.utc)
+        return cls(since=until - span, until=until, **given)
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> ReportFilter:
+        """From query parameters: department, queue, since, until (ISO-8601; default the last 24 hours),
+        at_risk_minutes (due within this many minutes: at risk; default 60), limit (lists; default 20)."""
+        until = _moment(query, "until") or datetime.now(timezone.utc)
+        since = _moment(query, "since") or until - DEFAULT_RANGE
+        if since >= until:
+            raise BadFilter("since: must be before until")
+        if until - since > MAX_RANGE:
+            raise BadFilter(f"since/until: at most {MAX_RANGE.days} days apart")
+        return cls(since=since, until=until, department=query.get("department") or None,
+                   queue=query.get("queue") or None,
+                   at_risk_minutes=_whole(query, "at_risk_minutes", DEFAULT_AT_RISK_MINUTES, 1, 7 * 24 * 60),
+                   limit=_whole(query, "limit", 20, 1, MAX_LIMIT))
+
+    def params(self) -> dict[str, Any]:
+        return {"since": self.since, "until": self.until, "department": self.department, "queue": self.queue,
+                "at_risk_minutes": self.at_risk_minutes, "limit": self.limit}
+
+    def describe(self) -> dict[str, Any]:
+        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "department": self.department,
+                "queue": self.queue, "atRiskMinutes": self.at_risk_minutes}
+
+
+def _moment(query: Mapping[str, str], name: str) -> datetime | None:
+    value = query.get(name)
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadFilter(f"{name}: an ISO-8601 date-time, e.g. 2026-11-25T08:00:00Z") from None
+    if moment.tzinfo is None:
+        raise BadFilter(f"{name}: give a time zone (Z or +hh:mm), or the hours are ambiguous")
+    return moment
+
+
+def _whole(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = query.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = low - 1
+    if not low <= number <= high:
+        raise BadFilter(f"{name}: a whole number from {low} to {high}")
+    return number
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+async def _rows(conn: AsyncConnection, statement, where: ReportFilter) -> list[dict[str, Any]]:
+    result = await conn.execute(statement, where.params())
+    return [{key: _plain(value) for key, value in row.items()} for row in result.mappings()]
+
+
+async def queues(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Per queue and per department: live work by state, SLA breaches, tasks at risk, the oldest waiting,
+    and completions in the range with the share that missed the due date."""
+    rows = await _rows(conn, SQL.queues, where)
+    departments: dict[str | None, dict[str, Any]] = {}
+    for row in rows:
+        dept = departments.setdefault(row["department_code"], {
+            "department_code": row["department_code"], "department_name": row["department_name"],
+            "queues": 0, "open_tasks": 0, "claimed_tasks": 0, "delegated_tasks": 0, "escalated_tasks": 0,
+            "breached_tasks": 0, "at_risk_tasks": 0, "completed_in_range": 0, "completed_late_in_range": 0})
+        dept["queues"] += 1
+        for key in ("open_tasks", "claimed_tasks", "delegated_tasks", "escalated_tasks", "breached_tasks",
+                    "at_risk_tasks", "completed_in_range", "completed_late_in_range"):
+            dept[key] += row[key]
+    return {"queues": rows, "departments": list(departments.values())}
+
+
+async def throughput(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Tasks created and completed per hour (completed late: after their due date); every hour of the
+    range is listed, empty ones with zeros."""
+    hours = await _rows(conn, SQL.throughput, where)
+    return {"hours": hours, "totals": {key: sum(h[key] for h in hours)
+                                       for key in ("created", "completed", "completed_late")}}
+
+
+async def age(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Live tasks by how long they have waited, in all and per queue."""
+    buckets: dict[int, dict[str, Any]] = {}
+    for row in await _rows(conn, SQL.age, where):
+        bucket = buckets.setdefault(row["bucket"], {
+            "label": row["label"], "from_hours": row["from_hours"], "to_hours": row["to_hours"],
+            "tasks": 0, "by_queue": {}})
+        if row["queue_name"] is not None:
+            bucket["tasks"] += row["tasks"]
+            bucket["by_queue"][row["queue_name"]] = row["tasks"]
+    return {"buckets": [buckets[key] for key in sorted(buckets)]}
+
+
+async def escalations(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """By escalation level: live tasks at that level now, and escalations to it made in the range."""
+    return {"levels": await _rows(conn, SQL.escalations, where)}
+
+
+async def workload(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Per user (most loaded first, up to limit): tasks held now, how many of them overdue, completed in
+    the range and the mean handling time from claim to completion."""
+    return {"users": await _rows(conn, SQL.workload, where)}
+
+
+async def processes(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Per process key: instances started in the range, active now, completed in the range with mean and
+    95th-percentile duration (department and queue do not apply)."""
+    return {"processes": await _rows(conn, SQL.processes, where)}
+
+
+async def oldest(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """The live tasks most in need of attention (up to limit): overdue, then due soonest, then oldest."""
+    return {"tasks": await _rows(conn, SQL.oldest, where)}
+
+
+async def mirror(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Mirror health: how soon pushed changes become readable, parked events, the reconciler's last
+    passes, and the repairs it made (those outside a backfill are pushes that never arrived)."""
+    events = (await _rows(conn, SQL.mirror_events, where))[0]
+    events["parked_total"] = (await conn.execute(SQL.mirror_parked_total)).scalar_one()
+    repairs = await _rows(conn, SQL.mirror_repairs, where)
+    return {"events": events, "reconciler": await _rows(conn, SQL.mirror_reconciler, where),
+            "repairs": repairs,
+            "dropped_pushes": sum(r["entities"] for r in repairs if r["pass_kind"] != "BACKFILL")}
+
+
+Report = Callable[[AsyncConnection, ReportFilter], Awaitable[dict[str, Any]]]
+REPORTS: dict[str, Report] = {report.__name__: report for report in (
+    queues, throughput, age, escalations, workload, processes, oldest, mirror)}
+
+
+async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]:
+    async with db.connect() as conn:
+        return {"filter": where.describe(), **await REPORTS[name](conn, where)}
+
+
+async def run_all(db: AsyncEngine, where: ReportFilter) -> dict[str, dict[str, Any]]:
+    """Every report on one connection and one snapshot (the dashboard's figures agree with each other)."""
+    async with db.connect() as conn:
+        await conn.execute(ONE_SNAPSHOT)
+        return {name: await report(conn, where) for name, report in REPORTS.items()}

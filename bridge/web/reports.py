@@ -1,0 +1,27 @@
+"""/api/reports/{report}: the ops reports (bridge/reports.py) as JSON, for a token holding OPS_VIEWER."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from bridge import reports
+from bridge.auth import OPS_ROLE
+from bridge.web.api_auth import problem, require_role
+
+
+def report_routes(db_key: web.AppKey) -> list[web.RouteDef]:
+    def handler(name: str):
+        async def report(request: web.Request) -> web.Response:
+            await require_role(request, db_key, OPS_ROLE)
+            try:
+                where = reports.ReportFilter.parse(request.query)
+            except reports.BadFilter as err:
+                return problem(400, str(err))
+            body = await reports.run(request.app[db_key], name, where)
+            return web.json_response(body, dumps=json.dumps)
+        report.__doc__ = reports.REPORTS[name].__doc__
+        return report
+
+    return [web.get(f"/api/reports/{name}", handler(name)) for name in reports.REPORTS]
