@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work clean
+.PHONY: install browser run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## browser: Debian's Chromium for the dashboard test (tests/test_dashboard.py), unless one is there
+CHROMIUM ?= $(shell command -v chromium 2>/dev/null)
+browser:
+ifeq ($(CHROMIUM),)
+	@echo "installing Debian's chromium for the dashboard test"
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-liberation >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q --no-install-recommends chromium fonts-liberation >/dev/null; }
+endif
+
 ## run: the service on its embedded default (PostgreSQL started for you, migrated, served)
 run: install
 	$(BIN)/bridge up
 
 ## test: the whole test suite against real parts
-test: install
+test: install browser
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)

@@ -193,3 +193,8 @@ async def run_all(db: AsyncEngine, where: ReportFilter) -> dict[str, dict[str, A
     async with db.connect() as conn:
         await conn.execute(ONE_SNAPSHOT)
         return {name: await report(conn, where) for name, report in REPORTS.items()}
+
+
+async def department_codes(db: AsyncEngine) -> list[str]:
+    async with db.connect() as conn:
+        return list((await conn.execute(SQL.department_codes)).scalars())

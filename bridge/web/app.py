@@ -28,6 +28,7 @@ from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
+from bridge.web.dashboard import dashboard_routes
 from bridge.web.deployments import deployments_routes
 from bridge.web.openapi import DOCUMENT
 from bridge.web.webhooks import webhook_routes
@@ -87,6 +88,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
     app.router.add_routes(report_routes(DB))
+    app.router.add_routes(dashboard_routes(DB))
     return app
 
 

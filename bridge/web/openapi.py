@@ -193,3 +193,24 @@ def _report_operations() -> dict[str, Any]:
 
 
 DOCUMENT["paths"].update(_report_operations())
+
+_HTML = {"text/html": {"schema": STRING}}
+DOCUMENT["paths"].update({
+    "/dashboard": {"get": {
+        "summary": "the ops dashboard (HTML; OPS_VIEWER): a bearer token, or the cookie /dashboard/login sets",
+        "parameters": [{"name": "department", "in": "query", "schema": STRING},
+                       {"name": "hours", "in": "query", "schema": {"enum": ["6", "24", "72", "168"]}}],
+        "responses": {"200": {"description": "the page", "content": _HTML},
+                      "401": {"description": "the sign-in page", "content": _HTML},
+                      "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},
+    "/dashboard/login": {"post": {
+        "summary": "sign in to the dashboard with an API token; sets an HttpOnly cookie scoped to /dashboard",
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+            "schema": _object({"token": STRING}, ["token"])}}},
+        "responses": {"303": {"description": "signed in: to /dashboard"},
+                      "401": {"description": "the sign-in page with the reason", "content": _HTML},
+                      "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},
+    "/dashboard/logout": {"post": {
+        "summary": "sign out of the dashboard (drops the cookie)",
+        "responses": {"303": {"description": "to /dashboard"}}}},
+})

@@ -241,3 +241,6 @@ FROM flowable.mirror_repairs
 WHERE found_at >= :since AND found_at < :until
 GROUP BY pass_kind, entity_type
 ORDER BY pass_kind, entity_type;
+
+-- name: department_codes
+SELECT department_code FROM entitlements.departments WHERE is_active ORDER BY department_code;
