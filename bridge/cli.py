@@ -22,12 +22,14 @@ from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.embedded import EmbeddedPostgresError
 from bridge.db.engine import create_engine, libpq_url
+from bridge.demo import DemoOutcome, DemoSeeder
 from bridge.deploy import DeployError, deploy_bpmn
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
 from bridge.flowable.local_engine import EngineError, LocalEngine, build_engine_jar
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
+from bridge.progress import Bars
 from bridge.runtime import provisioned_database, provisioned_engine
 from bridge.web import server
 from bridge.work.escalation import EscalationRound, escalate_once
@@ -134,7 +136,9 @@ async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep
     db = create_engine(url, pool_size=1)
     try:
         async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
-            return await Reconciler(db, flowable, ReconcilerSettings.of(settings)).run_once(sweep=sweep)
+            with Bars() as bars:  # a backfill reads everything: show how far it got
+                return await Reconciler(db, flowable, ReconcilerSettings.of(settings),
+                                        progress=bars).run_once(sweep=sweep)
     finally:
         await db.dispose()
 
@@ -171,6 +175,31 @@ def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
               f"{task['escalation_level']}, priority {task['priority']}")
     print(outcome.summary(), file=sys.stderr)
     return 1 if outcome.engine_failures else 0
+
+
+async def _demo_seed(url: str, engine: EngineEndpoint, cases: int, seed: int | None,
+                     concurrency: int) -> DemoOutcome:
+    db = create_engine(url, pool_size=concurrency + 1)
+    try:
+        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+            seeder = DemoSeeder(db, flowable, seed=seed, concurrency=concurrency)
+            await seeder.prepare()
+            with Bars({"cases": cases}) as bars:
+                return await seeder.seed(cases, on_case_done=lambda: bars("cases"))
+    finally:
+        await db.dispose()
+
+
+def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.cases < 1:
+        log.error("--cases: at least 1")
+        return 2
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        with provisioned_engine(settings, url) as engine:
+            outcome = asyncio.run(_demo_seed(url, engine, args.cases, args.seed, args.concurrency))
+    print(outcome.summary())
+    return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
@@ -298,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
             "exit code 1 when they differ")
     command("escalate", cmd_escalate, "one SLA escalation round: escalate overdue tasks and carry out their "
             "queues' escalation_config, in the engine too")
+    demo = commands.add_parser("demo", help="demonstration data", description="demonstration data")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    demo_seed = command("seed", cmd_demo_seed, "drive N realistic OneCMS cases through the real engine (random "
+                        "routes, rework, some left open, claimed or overdue) and mirror them, for the dashboard "
+                        "and reports; makes demo users, one or two per role", demo_commands)
+    demo_seed.add_argument("--cases", type=int, default=50, help="how many cases (default 50)")
+    demo_seed.add_argument("--seed", type=int, help="random seed, for the same routes again")
+    demo_seed.add_argument("--concurrency", type=int, default=8, help="cases driven at once (default 8)")
     command("status", cmd_status, "one screen: database and migrations, engine, webhook and reconciler lag, "
             "parked events, queue depths and SLA breaches; exit code 1 when the database or engine is not ok")
     users = commands.add_parser("users", help="people who use the bridge's API", description="users")

@@ -7,6 +7,7 @@ OPS_VIEWER role gates them, bridge/web/reports.py). Results are plain JSON-ready
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.db.queries import queries
+from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 
 SQL = queries("reports")
 ONE_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -169,13 +171,30 @@ async def oldest(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
 
 async def mirror(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
     """Mirror health: how soon pushed changes become readable, parked events, the reconciler's last
-    passes, and the repairs it made (those outside a backfill are pushes that never arrived)."""
+    passes, and the repairs it made. Instances and tasks repaired outside a backfill are changes the
+    reconciler saw before a push brought them: pushes lost, or slower than the reconciler under load
+    (the engine's own count of dropped pushes is in `emitter`, added over HTTP by emitter())."""
     events = (await _rows(conn, SQL.mirror_events, where))[0]
     events["parked_total"] = (await conn.execute(SQL.mirror_parked_total)).scalar_one()
     repairs = await _rows(conn, SQL.mirror_repairs, where)
     return {"events": events, "reconciler": await _rows(conn, SQL.mirror_reconciler, where),
             "repairs": repairs,
-            "dropped_pushes": sum(r["entities"] for r in repairs if r["pass_kind"] != "BACKFILL")}
+            "repaired_outside_backfill": sum(r["entities"] for r in repairs if r["pass_kind"] != "BACKFILL")}
+
+
+EMITTER_FIELDS = ("sentEvents", "droppedEvents", "droppedBatches", "queueDepth", "failedAttempts", "lastError",
+                  "lastErrorAt", "paused")
+
+
+async def emitter(client: FlowableClient, timeout_s: float = 2.0) -> dict[str, Any]:
+    """The engine's webhook emitter counters since the engine started (sent, dropped, queued), or why
+    they could not be read: the one place that knows for certain whether pushes were dropped."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            stats = await client.emitter_stats()
+    except (EngineUnavailable, FlowableError, TimeoutError) as err:
+        return {"reachable": False, "error": str(err) or f"no answer within {timeout_s} s"}
+    return {"reachable": True, **{key: stats.get(key) for key in EMITTER_FIELDS}}
 
 
 Report = Callable[[AsyncConnection, ReportFilter], Awaitable[dict[str, Any]]]

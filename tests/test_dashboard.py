@@ -138,6 +138,8 @@ async def test_the_dashboard_in_chromium_shows_what_the_api_says_for_seeded_case
                 held = await page.locator(f'tr[data-user="{u["user_id"]}"] td[data-field="held_tasks"]').inner_text()
                 assert int(held) == u["held_tasks"], u["user_id"]
             assert await page.locator("section[aria-label=throughput] svg rect").count() >= 48  # 24 h, two bars each
+            pushed, dropped = (await page.inner_text('td[data-field="emitter"]')).split(" / ")
+            assert int(pushed) > 0 and int(dropped) >= 0  # the real engine's emitter answered
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:

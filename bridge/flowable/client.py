@@ -217,6 +217,13 @@ class FlowableClient:
     async def update_task(self, task_id: str, **fields: Any) -> dict:
         return await self.request("PUT", f"runtime/tasks/{task_id}", json_body=fields)
 
+    # -- our webhook emitter (engine/, beside the REST API) ------------------------------------------
+
+    async def emitter_stats(self) -> dict:
+        """The engine's own count of webhook batches and events sent, dropped and queued
+        (EmitterController /bridge-emitter/stats); FlowableError 404 from an engine without our emitter."""
+        return await self.request("GET", "../bridge-emitter/stats", retry=RetryPolicy(attempts=1))
+
     # -- history -----------------------------------------------------------------------------------
 
     async def historic_process_instances(self, **filters: Any) -> list[dict]:

@@ -17,7 +17,7 @@ not asked about they are None, meaning "not read", and are not compared.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -80,9 +80,11 @@ def _definition_key_version(definition_id: str) -> tuple[str, int | None]:
 
 class EngineReader:
     def __init__(self, client: FlowableClient, *, page_size: int = DEFAULT_PAGE_SIZE,
-                 clock_skew: timedelta = timedelta(seconds=5)) -> None:
+                 clock_skew: timedelta = timedelta(seconds=5),
+                 progress: Callable[[str], None] = lambda what: None) -> None:
         self.client = client
         self.page_size = page_size
+        self.progress = progress  # called once per instance or task read by read_everything (progress bars)
         # read_at is taken this much before the first request: a bridge clock ahead of the engine's must
         # not make a stale read look newer than a pushed event.
         self.clock_skew = clock_skew
@@ -96,10 +98,12 @@ class EngineReader:
         async for row in self.client.pages("history/historic-process-instances", sort="processInstanceId",
                                            page_size=self.page_size, includeProcessVariables=True):
             state.processes[row["id"]] = process_view(row, row["id"] in suspended)
+            self.progress("instances")
         async for row in self.client.pages("history/historic-task-instances", sort="taskInstanceId",
                                            page_size=self.page_size):
             if row.get("processInstanceId"):
                 state.tasks[row["id"]] = task_view(row)
+            self.progress("tasks")
         state.covers = set(state.processes)
         await self._read_candidates(state, [t for t in state.tasks.values() if t["endTime"] is None])
         return state

@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -86,11 +87,13 @@ class PassReport:
 
 class Reconciler:
     def __init__(self, db: AsyncEngine, client: FlowableClient,
-                 settings: ReconcilerSettings = ReconcilerSettings()) -> None:
+                 settings: ReconcilerSettings = ReconcilerSettings(),
+                 progress: Callable[[str], None] = lambda what: None) -> None:
         self.db = db
         self.client = client
         self.settings = settings
-        self.reader = EngineReader(client, page_size=settings.page_size, clock_skew=settings.clock_skew)
+        self.reader = EngineReader(client, page_size=settings.page_size, clock_skew=settings.clock_skew,
+                                   progress=progress)
         self.last_report: PassReport | None = None
         self.last_error: str | None = None
 

@@ -87,8 +87,8 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
-    app.router.add_routes(report_routes(DB))
-    app.router.add_routes(dashboard_routes(DB))
+    app.router.add_routes(report_routes(DB, FLOWABLE))
+    app.router.add_routes(dashboard_routes(DB, FLOWABLE))
     return app
 
 

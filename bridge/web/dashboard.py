@@ -39,7 +39,7 @@ def _page(template: str, status: int = 200, **context: Any) -> web.Response:
     return response
 
 
-def dashboard_routes(db_key: web.AppKey) -> list[web.RouteDef]:
+def dashboard_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
     async def check(app: web.Application, token: str) -> tuple[str | None, int, str | None]:
         """(user, 200, None) for a token of a user holding OPS_VIEWER, else (None, 401 or 403, why)."""
         if not token:
@@ -63,6 +63,7 @@ def dashboard_routes(db_key: web.AppKey) -> list[web.RouteDef]:
         where = reports.ReportFilter.last(timedelta(hours=hours), department=request.query.get("department") or None,
                                           limit=15)
         figures = await reports.run_all(request.app[db_key], where)
+        figures["mirror"]["emitter"] = await reports.emitter(request.app[flowable_key])
         departments = await reports.department_codes(request.app[db_key])
         return _page("dashboard.html", **_context(figures, where, hours, user, departments))
 

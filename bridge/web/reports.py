@@ -11,7 +11,7 @@ from bridge.auth import OPS_ROLE
 from bridge.web.api_auth import problem, require_role
 
 
-def report_routes(db_key: web.AppKey) -> list[web.RouteDef]:
+def report_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
     def handler(name: str):
         async def report(request: web.Request) -> web.Response:
             await require_role(request, db_key, OPS_ROLE)
@@ -20,6 +20,8 @@ def report_routes(db_key: web.AppKey) -> list[web.RouteDef]:
             except reports.BadFilter as err:
                 return problem(400, str(err))
             body = await reports.run(request.app[db_key], name, where)
+            if name == "mirror":
+                body["emitter"] = await reports.emitter(request.app[flowable_key])
             return web.json_response(body, dumps=json.dumps)
         report.__doc__ = reports.REPORTS[name].__doc__
         return report
