@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work clean
+.PHONY: install browser run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ test: install browser
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -52,6 +52,9 @@ bench-reconcile: install
 
 bench-work: install
 	$(BIN)/python -m bench.work_throughput
+
+bench-reports: install
+	$(BIN)/python -m bench.reports
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

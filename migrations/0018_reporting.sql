@@ -13,7 +13,7 @@
 --   * Hours are cut with date_bin from the Unix epoch, not date_trunc: date_trunc cuts in the session's
 --     time zone, and sessions in +05:30 and UTC would file the same task in different hours.
 --   * Partial indexes for the small sets reports walk: live tasks (OPEN, CLAIMED, DELEGATED, ESCALATED)
---     by queue and due date, tasks completed by completion time, escalation history by time, completed
+--     by queue and due date and in attention order (due date, age), tasks completed by completion time, escalation history by time, completed
 --     instances by completion time, and pushed events by arrival (mirror health).
 --   * OPS_VIEWER: the built-in role a token needs for /api/reports/... and /dashboard. The reports show
 --     every queue's numbers, so they run as the owner, not under the caseworkers' row-level security.
@@ -137,6 +137,9 @@ GROUP BY s.hour, s.queue_name;
 CREATE INDEX idx_workflow_tasks_live_due
     ON flowable.workflow_tasks (queue_name, due_date)
     INCLUDE (status, created_at, escalation_level, assignee_id)
+    WHERE status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED');
+CREATE INDEX idx_workflow_tasks_attention
+    ON flowable.workflow_tasks (due_date, created_at, task_id)
     WHERE status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED');
 CREATE INDEX idx_workflow_tasks_completed_at
     ON flowable.workflow_tasks (completed_at)

@@ -193,7 +193,8 @@ ORDER BY k.process_key;
 
 -- name: oldest
 -- The live tasks most in need of attention: overdue first (longest overdue first), then those due
--- soonest, then the oldest without a due date.
+-- soonest, then the oldest without a due date. The inner query walks idx_workflow_tasks_attention in this
+-- order and stops at :limit; only those few are joined to their instances.
 WITH chosen AS (
     SELECT q.queue_name
     FROM flowable.workflow_queues q
@@ -206,25 +207,36 @@ SELECT t.task_id, t.task_name, t.queue_name, t.status, t.assignee_id, t.priority
        CASE WHEN t.due_date < now() THEN 'BREACHED'
             WHEN t.due_date < now() + make_interval(mins => :at_risk_minutes) THEN 'AT_RISK'
             ELSE 'ON_TIME' END AS sla_state
-FROM flowable.workflow_tasks t
-JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
-WHERE t.queue_name IN (SELECT queue_name FROM chosen)
-  AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
-ORDER BY t.due_date NULLS LAST, t.created_at, t.task_id
-LIMIT :limit;
+FROM (SELECT t.task_id, t.task_name, t.queue_name, t.status, t.assignee_id, t.priority, t.created_at, t.due_date,
+             t.escalation_level, t.process_instance_id
+      FROM flowable.workflow_tasks t
+      WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+        AND t.queue_name IN (SELECT queue_name FROM chosen)
+      ORDER BY t.due_date, t.created_at, t.task_id
+      LIMIT :limit) t
+LEFT JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+ORDER BY t.due_date, t.created_at, t.task_id;
 
 -- name: mirror_events
--- How soon pushed engine changes are readable here: engine time of the change to the mirror's apply.
-SELECT count(*) AS events,
-       count(*) FILTER (WHERE applied_at IS NULL) AS parked,
+-- How soon pushed engine changes are readable here: engine time of the change to the mirror's apply,
+-- over the newest 10,000 events received in the range (a busy day holds hundreds of thousands; their
+-- percentiles would cost a sort of all of them, and the newest say how the mirror is doing now).
+WITH newest AS (
+    SELECT occurred_at, applied_at, received_at FROM flowable.engine_events
+    WHERE received_at >= :since AND received_at < :until
+    ORDER BY received_at DESC
+    LIMIT 10000
+)
+SELECT (SELECT count(*) FROM flowable.engine_events
+        WHERE received_at >= :since AND received_at < :until) AS events,
+       count(*) FILTER (WHERE applied_at IS NOT NULL) AS latency_sample,
        round((percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - occurred_at)))::numeric * 1000)
            AS availability_p50_ms,
        round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - occurred_at)))::numeric * 1000)
            AS availability_p95_ms,
        round(max(extract(epoch FROM applied_at - occurred_at)) * 1000) AS availability_max_ms,
        max(received_at) AS last_received_at
-FROM flowable.engine_events
-WHERE received_at >= :since AND received_at < :until;
+FROM newest;
 
 -- name: mirror_parked_total
 SELECT count(*) AS parked FROM flowable.engine_events WHERE applied_at IS NULL;
