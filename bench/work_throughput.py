@@ -126,6 +126,18 @@ def claim_p99_ms(metrics_text: str) -> tuple[float, float]:
     return p99 * 1000, total / count * 1000 if count else 0.0
 
 
+def slow_statements(log_file: Path, marker: str) -> int:
+    """Statements the server logged as slow (log_min_duration_statement) whose text holds marker; a
+    statement's text goes on over the log's tab-indented continuation lines."""
+    entries: list[str] = []
+    for line in log_file.read_text(errors="replace").splitlines():
+        if "duration:" in line:
+            entries.append(line)
+        elif line.startswith("\t") and entries:
+            entries[-1] += line
+    return sum(1 for entry in entries if marker in entry)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=16)
@@ -137,7 +149,10 @@ async def main() -> None:
     secret = new_webhook_secret()
     bridge_port = free_tcp_port()
     with tempfile.TemporaryDirectory(prefix="bench-work-") as tmp, EmbeddedPostgres(
-            Path(tmp), port=0, server_options={"shared_preload_libraries": "pg_stat_statements"}) as pg:
+            Path(tmp), port=0, server_options={"shared_preload_libraries": "pg_stat_statements",
+                                                # every statement over 5 ms is logged: counting the
+                                                # claim_next_task ones tells whether its p99 is under 5 ms
+                                                "log_min_duration_statement": "5"}) as pg:
         url = pg.ensure_database("bench")
         await migrate(url, PROJECT_ROOT / "migrations")
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -181,6 +196,7 @@ async def main() -> None:
                         "FROM pg_stat_statements WHERE query LIKE '%claim_next_task(%' "
                         "AND query NOT LIKE '%pg_stat_statements%'")).fetchone()
 
+                slow_claims = slow_statements(pg.log_file, "claim_next_task(")
                 await client.request("POST", "../bridge-emitter/pause")  # the engine alone: no pushes either
                 await start_cases(client, args.cases, "e")
                 began = time.monotonic()
@@ -203,8 +219,10 @@ async def main() -> None:
         q = statistics.quantiles(latencies, n=100)
         print(f"{name:<44} | {count:>5} | {rate:>7.1f} | {q[49]:>7.1f} | {q[98]:>7.1f} | {rate / direct_rate:>8.2f}x")
     print(f"\nengine alone: {conflicts} claims lost to another worker (409) and retried")
-    print(f"claim_next_task inside PostgreSQL (pg_stat_statements): {int(server[0])} calls, mean {server[1]:.2f} ms, "
-          f"max {server[2]:.1f} ms (target: p99 under 5 ms)")
+    calls = int(server[0])
+    print(f"claim_next_task inside PostgreSQL (pg_stat_statements): {calls} calls, mean {server[1]:.2f} ms, "
+          f"max {server[2]:.1f} ms; {slow_claims} call(s) over 5 ms (log_min_duration_statement) = "
+          f"{100 * slow_claims / max(calls, 1):.2f}%: p99 {'under' if slow_claims < 0.01 * calls else 'OVER'} 5 ms")
     print(f"claim_next_task as the bridge waits for it (its histogram, incl. network and event loop): "
           f"mean {mean_claim:.2f} ms, p99 <= {p99_claim:.1f} ms")
     change = 100 * (bridge_rate / direct_rate - 1)
