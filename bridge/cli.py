@@ -251,7 +251,8 @@ def cmd_users_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1
 
     async def work(conn) -> None:
-        await entitlements.apply(conn, wanted, by=args.by)
+        with Bars({"users": len(wanted.users)}) as bars:
+            await entitlements.apply(conn, wanted, by=args.by, progress=bars)
 
     with provisioned_database(settings) as url:
         try:

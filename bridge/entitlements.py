@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -119,8 +120,10 @@ def parse(text: str, kind: str) -> Entitlements:
     return result
 
 
-async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str) -> None:
-    """Write everything (in the caller's transaction) after checking roles and departments exist."""
+async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str,
+                progress: Callable[[str], None] = lambda what: None) -> None:
+    """Write everything (in the caller's transaction) after checking roles and departments exist;
+    progress("users") after each user written (bridge users import shows a bar)."""
     problems = []
     roles = sorted({g["role"] for u in entitlements.users for g in u["grants"]})
     known_roles = {r.role_code for r in await conn.execute(SQL.known_roles, {"codes": roles})}
@@ -146,6 +149,7 @@ async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str) -
         for grant in user["grants"]:
             await conn.execute(SQL.upsert_grant, {"user_id": user["id"], "role": grant["role"], "assigned_by": by,
                                                   "valid_from": grant["valid_from"], "valid_until": grant["valid_until"]})
+        progress("users")
 
 
 def _text(value: Any, limit: int) -> bool:
