@@ -182,8 +182,8 @@ async def mirror(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
             "repaired_outside_backfill": sum(r["entities"] for r in repairs if r["pass_kind"] != "BACKFILL")}
 
 
-EMITTER_FIELDS = ("sentEvents", "droppedEvents", "droppedBatches", "queueDepth", "failedAttempts", "lastError",
-                  "lastErrorAt", "paused")
+EMITTER_FIELDS = ("sentEvents", "sentBatches", "sentPosts", "droppedEvents", "droppedBatches", "queueDepth",
+                  "failedAttempts", "lastError", "lastErrorAt", "paused")
 
 
 async def emitter(client: FlowableClient, timeout_s: float = 2.0) -> dict[str, Any]:

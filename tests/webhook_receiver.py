@@ -58,8 +58,9 @@ class WebhookReceiver:
         return web.Response(status=204)
 
     def events_for(self, process_instance_id: str) -> list[list[dict]]:
-        """The batches (lists of events) that mention this process instance, in arrival order."""
-        return [[e for e in d.events] for d in self.deliveries
+        """Per delivery that mentions this process instance, in arrival order, the events of that instance
+        (a delivery may carry other instances' transactions too: the emitter sends a backlog together)."""
+        return [[e for e in d.events if _instance_of(e) == process_instance_id] for d in self.deliveries
                 if any(_instance_of(e) == process_instance_id for e in d.events)]
 
     async def wait_for(self, predicate, timeout: float = 20) -> None:

@@ -2,12 +2,16 @@ package com.onecms.bridge.engine.emitter;
 
 import java.util.concurrent.atomic.AtomicLong;
 
-/** Counters of the emitter, exposed at GET /bridge-emitter/stats. Batches unless the name says events. */
+/**
+ * Counters of the emitter, exposed at GET /bridge-emitter/stats. A "batch" is one committed transaction's events;
+ * sentPosts counts the POSTs that carried them (fewer than sentBatches when a backlog was sent together).
+ */
 public final class EmitterStats {
     final AtomicLong enqueuedBatches = new AtomicLong();
     final AtomicLong enqueuedEvents = new AtomicLong();
     final AtomicLong sentBatches = new AtomicLong();
     final AtomicLong sentEvents = new AtomicLong();
+    final AtomicLong sentPosts = new AtomicLong();
     final AtomicLong droppedBatches = new AtomicLong();
     final AtomicLong droppedEvents = new AtomicLong();
     final AtomicLong droppedQueueFull = new AtomicLong();
