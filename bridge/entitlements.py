@@ -152,6 +152,26 @@ async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str,
         progress("users")
 
 
+async def user_grants(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
+    """The user and every grant they have or had (`current`: in force now); None for an unknown user."""
+    profile = (await conn.execute(SQL.user_profile, {"user_id": user_id})).mappings().first()
+    if profile is None:
+        return None
+    grants = [dict(g) for g in (await conn.execute(SQL.grants_of_user, {"user_id": user_id})).mappings()]
+    return {**profile, "grants": grants}
+
+
+async def revoke_grant(conn: AsyncConnection, user_id: str, role: str) -> dict[str, Any] | None:
+    """End the user's grant of the role now (it stays, with its window, as history), or remove it if it has
+    not started yet; claims and row-level security stop honouring it with this transaction. None when the
+    user holds no current or future grant of that role."""
+    for statement in (SQL.end_current_grant, SQL.drop_future_grant):
+        revoked = (await conn.execute(statement, {"user_id": user_id, "role": role})).mappings().first()
+        if revoked is not None:
+            return dict(revoked)
+    return None
+
+
 def _text(value: Any, limit: int) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit
 

@@ -475,3 +475,38 @@ async def test_status_shows_engine_database_lag_and_queues_and_fails_when_the_en
     assert queue_line.split()[1:3] == ["2", "0"]
     gone = await asyncio.to_thread(status, FLOWABLE_URL=f"http://127.0.0.1:{free_tcp_port()}/process-api")
     assert gone.returncode == 1 and "engine      UNREACHABLE" in gone.stdout
+
+
+async def test_an_admin_lists_grants_and_revokes_one_with_effect_at_once(db, db_url, flowable, engine, aiohttp_client):
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    async with db.begin() as conn:
+        await conn.execute(text("INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
+                                "VALUES ('ENTITLEMENTS_ADMIN', 'Entitlements administrator', 'SYSTEM')"))
+    admin = await worker(db, "root", "ENTITLEMENTS_ADMIN")
+    kim = await worker(db, "kim", "INTAKE_CLERK")
+    async with db.begin() as conn:  # and a grant that starts next week
+        await conn.execute(text(
+            "INSERT INTO entitlements.user_workflow_roles (user_id, role_id, assigned_by, valid_from) "
+            "SELECT 'kim', role_id, 'test', now() + interval '7 days' FROM entitlements.workflow_roles "
+            "WHERE role_code = 'CASE_SUPERVISOR'"))
+    assert (await client.get(f"/api/tasks/{task_id}", headers=kim)).status == 200
+
+    listed = await (await client.get("/api/admin/users/kim", headers=admin)).json()
+    assert {g["role_code"]: g["current"] for g in listed["grants"]} == {"INTAKE_CLERK": True, "CASE_SUPERVISOR": False}
+
+    revoked = await client.delete("/api/admin/users/kim/grants/INTAKE_CLERK", headers=admin)
+    assert revoked.status == 200 and (await revoked.json())["revokedBy"] == "root"
+    assert (await client.get(f"/api/tasks/{task_id}", headers=kim)).status == 404  # row-level security, at once
+    assert (await client.post("/api/work/next", headers=kim)).status == 204  # and claim_next_task
+    kept = {g["role_code"]: g for g in (await (await client.get("/api/admin/users/kim", headers=admin)).json())["grants"]}
+    assert kept["INTAKE_CLERK"]["current"] is False and kept["INTAKE_CLERK"]["valid_until"] is not None  # history
+    assert (await client.delete("/api/admin/users/kim/grants/INTAKE_CLERK", headers=admin)).status == 404
+
+    assert (await client.delete("/api/admin/users/kim/grants/CASE_SUPERVISOR", headers=admin)).status == 200
+    left = (await (await client.get("/api/admin/users/kim", headers=admin)).json())["grants"]
+    assert [g["role_code"] for g in left] == ["INTAKE_CLERK"]  # the future grant is gone, not ended
+
+    assert (await client.delete("/api/admin/users/root/grants/ENTITLEMENTS_ADMIN", headers=kim)).status == 403
+    assert (await client.get("/api/admin/users/nobody", headers=admin)).status == 404

@@ -155,6 +155,21 @@ DOCUMENT: dict[str, Any] = {
                           "422": _json(_object({"error": STRING, "problems": {"type": "array", "items": STRING}}),
                                        "nothing imported: every problem listed"),
                           **_errors(400, 401, 403)}}},
+        "/api/admin/users/{user_id}": {"get": {
+            "summary": "a user and every grant they have or had, with whether it is in force (ENTITLEMENTS_ADMIN)",
+            "security": BEARER, "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": STRING}],
+            "responses": {"200": _json(_object({"user_id": STRING, "is_active": {"type": "boolean"},
+                                                "grants": {"type": "array", "items": {"type": "object"}}}), "the user"),
+                          **_errors(400, 401, 403, 404)}}},
+        "/api/admin/users/{user_id}/grants/{role_code}": {"delete": {
+            "summary": "revoke a grant now: a grant in force ends now (kept as history), one not yet started is "
+                       "removed; claims and row-level security stop honouring it at once (ENTITLEMENTS_ADMIN)",
+            "security": BEARER,
+            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": STRING},
+                           {"name": "role_code", "in": "path", "required": True, "schema": STRING}],
+            "responses": {"200": _json(_object({"userId": STRING, "revoked": {"type": "object"},
+                                                "revokedBy": STRING}), "revoked"),
+                          **_errors(400, 401, 403, 404)}}},
         "/api/cases/{case_id}/workflows": {"post": {
             "summary": "start a workflow for a case (business key = case id)", "security": BEARER,
             "parameters": [CASE_ID, IDEMPOTENCY_KEY],

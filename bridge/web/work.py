@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from bridge.work.cases import case_workflows, parse_case_id, start_case_workflow
 from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
 
 SQL = queries("work")
+log = logging.getLogger(__name__)
 TASK_STATUSES = ("OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED", "ESCALATED")
 
 
@@ -137,8 +139,28 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return web.json_response({"error": "nothing imported", "problems": err.problems}, status=422)
         return _json({"departments": len(wanted.departments), "users": len(wanted.users), "grants": wanted.grants})
 
+    async def user_grants(request: web.Request) -> web.Response:
+        await require_role(request, db_key, ENTITLEMENTS_ROLE)
+        async with request.app[db_key].connect() as conn:
+            found = await entitlements.user_grants(conn, request.match_info["user_id"])
+        if found is None:
+            return problem(404, f"no user {request.match_info['user_id']}")
+        return _json(found)
+
+    async def revoke_grant(request: web.Request) -> web.Response:
+        await require_role(request, db_key, ENTITLEMENTS_ROLE)
+        user_id, role = request.match_info["user_id"], request.match_info["role_code"]
+        async with request.app[db_key].begin() as conn:
+            revoked = await entitlements.revoke_grant(conn, user_id, role)
+        if revoked is None:
+            return problem(404, f"{user_id} holds no current or future grant of {role}")
+        log.info("grant of %s to %s revoked by %s", role, user_id, request[USER_ID])
+        return _json({"userId": user_id, "revoked": revoked, "revokedBy": request[USER_ID]})
+
     return [
         web.post("/api/admin/entitlements", import_entitlements),
+        web.get("/api/admin/users/{user_id}", user_grants),
+        web.delete("/api/admin/users/{user_id}/grants/{role_code}", revoke_grant),
         web.post("/api/cases/{case_id}/workflows", action(start_workflow, created=True)),
         web.get("/api/cases/{case_id}", case),
         web.get("/api/tasks", tasks),

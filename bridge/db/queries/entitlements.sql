@@ -33,3 +33,34 @@ FROM entitlements.workflow_roles WHERE role_code = :role
 ON CONFLICT (user_id, role_id) DO UPDATE
 SET valid_from = EXCLUDED.valid_from, valid_until = EXCLUDED.valid_until, assigned_by = EXCLUDED.assigned_by,
     assigned_at = now();
+
+-- name: user_profile
+SELECT u.user_id, u.email, u.first_name, u.last_name, u.is_active, d.department_code
+FROM entitlements.users u LEFT JOIN entitlements.departments d ON d.department_id = u.department_id
+WHERE u.user_id = :user_id;
+
+-- name: grants_of_user
+-- Every grant the user has or had; `current` as entitlements.v_active_role_grants decides it.
+SELECT r.role_code, g.assigned_by, g.assigned_at, g.valid_from, g.valid_until,
+       (r.is_active AND u.is_active AND g.valid_from <= now()
+        AND (g.valid_until IS NULL OR g.valid_until > now())) AS current
+FROM entitlements.user_workflow_roles g
+JOIN entitlements.workflow_roles r ON r.role_id = g.role_id
+JOIN entitlements.users u ON u.user_id = g.user_id
+WHERE g.user_id = :user_id
+ORDER BY r.role_code;
+
+-- name: end_current_grant
+-- Revoking a grant in force ends its window now (the row stays: when it held is history worth keeping).
+UPDATE entitlements.user_workflow_roles g SET valid_until = now()
+FROM entitlements.workflow_roles r
+WHERE r.role_id = g.role_id AND r.role_code = :role AND g.user_id = :user_id
+  AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
+RETURNING r.role_code, g.valid_from, g.valid_until;
+
+-- name: drop_future_grant
+-- A grant that has not started yet has no history: revoking it removes it.
+DELETE FROM entitlements.user_workflow_roles g
+USING entitlements.workflow_roles r
+WHERE r.role_id = g.role_id AND r.role_code = :role AND g.user_id = :user_id AND g.valid_from > now()
+RETURNING r.role_code, g.valid_from, g.valid_until;
