@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 import aiohttp
 import psycopg
 
+from bench.serving import wait_until_serving
 from bridge import auth
 from bridge.config import PROJECT_ROOT
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
@@ -207,14 +208,7 @@ async def main() -> None:
         bridge = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=PROJECT_ROOT, env=env,
                                   stdout=(Path(tmp) / "bridge.log").open("wb"), stderr=subprocess.STDOUT)
         try:
-            async with aiohttp.ClientSession() as session:
-                for _ in range(300):
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.1)
+            await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
             where = ReportFilter.last(timedelta(hours=args.hours))
             http = await time_http(port, token, args.runs, where)
         finally:

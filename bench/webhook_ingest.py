@@ -27,6 +27,7 @@ from pathlib import Path
 import aiohttp
 import psycopg
 
+from bench.serving import wait_until_serving
 from bridge.config import PROJECT_ROOT, Settings
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
 from bridge.db.migrate import migrate
@@ -73,19 +74,6 @@ def serve(database_url: str, secret: str, port: int, workers: int) -> None:
     settings = Settings(webhook_secret=secret, db_pool_size=6, deploy_on_start=(), reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0,
                         http_port=port, workers=workers)
     server.serve(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
-
-
-async def wait_for(url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer")
 
 
 async def send(port: int, secret: str, senders: int, seconds: float,
@@ -191,7 +179,7 @@ async def main() -> None:
         server = multiprocessing.Process(target=serve, args=(url, secret, port, args.workers))
         server.start()
         try:
-            await wait_for(f"http://127.0.0.1:{port}/healthz")
+            await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
             await send(port, secret, args.senders, 2, per_sender=50)  # warm-up, not counted
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 await conn.execute("ANALYZE")  # a fresh database's planner statistics, as autovacuum would have

@@ -31,6 +31,7 @@ from pathlib import Path
 import aiohttp
 import psycopg
 
+from bench.serving import wait_until_serving
 from bridge import auth
 from bridge.config import PROJECT_ROOT
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
@@ -174,14 +175,7 @@ async def main() -> None:
                     for n in range(args.workers):
                         await auth.add_user(conn, f"clerk{n}", roles=[GROUP], granted_by="bench")
                         tokens.append(await auth.create_token(conn, f"clerk{n}"))
-                async with aiohttp.ClientSession() as session:
-                    for _ in range(300):
-                        try:
-                            async with session.get(f"http://127.0.0.1:{bridge_port}/healthz") as r:
-                                if r.status == 200:
-                                    break
-                        except aiohttp.ClientError:
-                            await asyncio.sleep(0.1)
+                await wait_until_serving(f"http://127.0.0.1:{bridge_port}/healthz")
                 await start_cases(client, args.cases, "b")
                 await Reconciler(db, client).run_once()  # whatever a push has not brought yet
                 began = time.monotonic()

@@ -152,6 +152,17 @@ CREATE INDEX idx_process_instances_completed_at
     WHERE status = 'COMPLETED';
 CREATE INDEX idx_engine_events_received_at ON flowable.engine_events (received_at);
 
+-- The queues a report's filter chooses: of a department (by code), one queue, or all (NULL, NULL). A plain
+-- SQL function, so the planner inlines it into each report's query and plans it as if written there.
+CREATE FUNCTION flowable.report_queues(p_department text, p_queue text) RETURNS TABLE (queue_name text)
+LANGUAGE sql STABLE AS $$
+    SELECT q.queue_name
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE (p_department IS NULL OR d.department_code = p_department)
+      AND (p_queue IS NULL OR q.queue_name = p_queue)
+$$;
+
 INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type, permissions)
 VALUES ('OPS_VIEWER', 'Operations viewer', 'SYSTEM', '{"reports": true, "dashboard": true}')
 ON CONFLICT (role_code) DO NOTHING;

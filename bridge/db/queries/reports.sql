@@ -1,5 +1,6 @@
 -- The reporting API (bridge/reports.py): every statement takes the same filter, the queues chosen by
--- :department (a department code) and :queue (a queue name), either NULL for all, and the time range
+-- :department (a department code) and :queue (a queue name), either NULL for all (flowable.report_queues,
+-- migration 0018), and the time range
 -- [:since, :until). Live tasks are OPEN, CLAIMED, DELEGATED or ESCALATED (migration 0018's partial index
 -- idx_workflow_tasks_live_due holds just those); completed figures come from flowable.v_task_hourly_stats.
 
@@ -48,11 +49,7 @@ ORDER BY d.department_code NULLS LAST, c.queue_name;
 
 -- name: throughput
 WITH chosen AS (
-    SELECT q.queue_name
-    FROM flowable.workflow_queues q
-    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
-    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
-      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+    SELECT queue_name FROM flowable.report_queues(:department, :queue)
 ), hours AS (
     SELECT generate_series(date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch'),
                            CAST(:until AS timestamptz) - interval '1 microsecond', interval '1 hour') AS hour
@@ -71,11 +68,7 @@ ORDER BY h.hour;
 -- name: age
 -- Open work by how long it has waited; bucket bounds in hours, the last one open-ended.
 WITH chosen AS (
-    SELECT q.queue_name
-    FROM flowable.workflow_queues q
-    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
-    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
-      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+    SELECT queue_name FROM flowable.report_queues(:department, :queue)
 ), buckets (bucket, label, from_hours, to_hours) AS (
     VALUES (1, 'under 1 h', 0, 1), (2, '1-4 h', 1, 4), (3, '4-24 h', 4, 24), (4, '1-3 days', 24, 72),
            (5, '3-7 days', 72, 168), (6, 'over 7 days', 168, NULL)
@@ -101,11 +94,7 @@ ORDER BY b.bucket, c.queue_name;
 -- Live tasks by the escalation level they are at now, and escalations made in the range by the level
 -- they reached (task_history keeps each one, whoever made it).
 WITH chosen AS (
-    SELECT q.queue_name
-    FROM flowable.workflow_queues q
-    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
-    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
-      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+    SELECT queue_name FROM flowable.report_queues(:department, :queue)
 ), live AS (
     SELECT t.escalation_level AS level, count(*) AS live_tasks
     FROM flowable.workflow_tasks t
@@ -127,11 +116,7 @@ ORDER BY level;
 -- name: workload
 -- Per user: what they hold now, and what they completed in the range (handling time from claim).
 WITH chosen AS (
-    SELECT q.queue_name
-    FROM flowable.workflow_queues q
-    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
-    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
-      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+    SELECT queue_name FROM flowable.report_queues(:department, :queue)
 ), held AS (
     SELECT t.assignee_id AS user_id, count(*) AS held_tasks,
            count(*) FILTER (WHERE t.due_date < now()) AS held_overdue
@@ -196,11 +181,7 @@ ORDER BY k.process_key;
 -- soonest, then the oldest without a due date. The inner query walks idx_workflow_tasks_attention in this
 -- order and stops at :limit; only those few are joined to their instances.
 WITH chosen AS (
-    SELECT q.queue_name
-    FROM flowable.workflow_queues q
-    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
-    WHERE (CAST(:department AS text) IS NULL OR d.department_code = :department)
-      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+    SELECT queue_name FROM flowable.report_queues(:department, :queue)
 )
 SELECT t.task_id, t.task_name, t.queue_name, t.status, t.assignee_id, t.priority, t.created_at, t.due_date,
        t.escalation_level, p.business_key,
