@@ -276,3 +276,41 @@ async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable,
     for task_id, seen in statuses.items():  # once ended, a task stays ended
         ended = [s in ("COMPLETED", "CANCELLED") for s in seen]
         assert ended == sorted(ended), (task_id, seen)
+
+
+async def test_a_burst_sent_in_shared_posts_mirrors_exactly_from_the_pushes_alone(
+        flowable, db, webhook_receiver, aiohttp_client, engine, db_url, monkeypatch):
+    """40 demo cases driven at once: the emitter sends its backlog several transactions to a POST
+    (WEBHOOK_COALESCE_MAX_EVENTS); delivered as sent, with no reconciler and no resync, the mirror matches."""
+    import bridge.demo
+    from bridge.demo import DemoSeeder
+
+    async def no_resync(*args, **kwargs):
+        return []
+    monkeypatch.setattr(bridge.demo, "resync_instances", no_resync)
+    before = len(webhook_receiver.deliveries)
+    seeder = DemoSeeder(db, flowable, seed=21, concurrency=12)
+    await seeder.prepare()
+    webhook_receiver.answer_delay_s = 0.02  # at most 50 POSTs a second: the burst must queue up
+    try:
+        outcome = await seeder.seed(40)
+    finally:
+        webhook_receiver.answer_delay_s = 0.0
+    wanted = set(outcome.instance_ids)
+    engine_now = await EngineReader(flowable, clock_skew=timedelta(0)).read_instances(outcome.instance_ids)
+    await webhook_receiver.wait_for(lambda: sum(  # every task the cases made has been pushed
+        1 for d in webhook_receiver.deliveries[before:] for e in d.events
+        if e["type"] == "TASK_CREATED" and e.get("processInstanceId") in wanted) >= len(engine_now.tasks), timeout=60)
+
+    ours = [d for d in webhook_receiver.deliveries[before:] if any(e.get("processInstanceId") in wanted for e in d.events)]
+    shared = [d for d in ours if len({e.get("processInstanceId") for e in d.events} - {None}) > 1]
+    assert shared, "no POST carried more than one case's transactions: the burst did not back the sender up"
+    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0,
+                              auto_assign_interval_s=0), db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
+    client = await aiohttp_client(app)
+    for delivery in ours:
+        response = await client.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+        assert response.status == 200, await response.text()
+    async with db.connect() as conn:
+        differences = compare(engine_now, await read_mirror(conn, sorted(wanted))).differences
+    assert [str(d) for d in differences] == []

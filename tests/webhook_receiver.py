@@ -27,6 +27,7 @@ class Delivery:
 class WebhookReceiver:
     port: int
     deliveries: list[Delivery] = field(default_factory=list)
+    answer_delay_s: float = 0.0  # a slow receiver: the engine's sender backs up behind it
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -52,6 +53,8 @@ class WebhookReceiver:
 
     async def _receive(self, request: web.Request) -> web.Response:
         delivery = Delivery({k.lower(): v for k, v in request.headers.items()}, await request.read())
+        if self.answer_delay_s:
+            await asyncio.sleep(self.answer_delay_s)
         async with self._arrived:
             self.deliveries.append(delivery)
             self._arrived.notify_all()
