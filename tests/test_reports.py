@@ -306,3 +306,52 @@ async def test_reports_over_http_need_an_ops_viewer_token(conn, db, db_url, aioh
     # The engine's own push counters come over HTTP; this app's engine does not answer, and says so.
     emitter = (await (await client.get("/api/reports/mirror", headers=ops)).json())["emitter"]
     assert emitter["reachable"] is False and emitter["error"]
+
+
+async def test_over_the_same_span_the_reports_agree_with_the_seeds_views(conn, db):
+    """The reports are the seed's three views made range-bound and fast: over a span holding all the data
+    (and a week for completions per user, as v_user_workload counts them), the figures are the same."""
+    rng = random.Random(3)
+    pid = await two_departments(conn)
+    v1 = await seed.definition(conn, "claims", version=1, is_active=False)
+    v2 = await seed.definition(conn, "claims", version=2, name="Claims")
+    for user in ("ann", "bob", "cy"):
+        await seed.user(conn, user)
+        await seed.grant(conn, user, await seed.role(conn, f"ROLE_{user.upper()}"))
+    t = now()
+    for _ in range(120):
+        created = t - timedelta(minutes=rng.randrange(20, 60 * 24 * 90))
+        status = rng.choice(["OPEN", "CLAIMED", "ESCALATED", "COMPLETED", "COMPLETED", "COMPLETED"])
+        user = rng.choice(["ann", "bob", "cy"])
+        done = created + timedelta(minutes=rng.randrange(5, 3000)) if status == "COMPLETED" else None
+        await seed.task(conn, pid, rng.choice(["intake", "review", "fraud"]), status=status, created_at=created,
+                        assignee=user if status != "OPEN" else None, claimed_at=created if status != "OPEN" else None,
+                        completed_at=min(done, t) if done else None, completed_by=user if done else None)
+    for _ in range(30):
+        started = t - timedelta(hours=rng.randrange(10, 24 * 80))
+        finished = started + timedelta(minutes=rng.randrange(30, 9000))
+        await seed.instance(conn, rng.choice([v1, v2]), status="COMPLETED" if finished < t else "ACTIVE",
+                            started_at=started, completed_at=finished if finished < t else None)
+
+    async with db.connect() as c:
+        everything = ReportFilter(since=t - timedelta(days=100), until=t + hours(1))
+        queues = {q["queue_name"]: q for q in (await reports.queues(c, everything))["queues"]}
+        week = {u["user_id"]: u for u in (await reports.workload(c, ReportFilter.last(timedelta(days=7))))["users"]}
+        claims = next(p for p in (await reports.processes(c, everything))["processes"] if p["process_key"] == "claims")
+    view_queues = await (await conn.execute(
+        "SELECT queue_name, open_tasks, claimed_tasks, escalated_tasks, round(avg_completion_hours, 2) "
+        "FROM flowable.v_active_tasks_by_queue")).fetchall()
+    for name, open_, claimed, escalated, avg_hours in view_queues:
+        q = queues[name]
+        assert (q["open_tasks"], q["claimed_tasks"], q["escalated_tasks"]) == (open_, claimed, escalated), name
+        assert q["avg_completion_hours"] == pytest.approx(float(avg_hours), abs=0.006), name
+    for user, completed_last_week in await (await conn.execute(
+            "SELECT user_id, max(completed_last_week) FROM flowable.v_user_workload GROUP BY user_id")).fetchall():
+        assert (week[user]["completed_in_range"] if user in week else 0) == completed_last_week, user
+    [(completed, avg_hours, p95_hours)] = await (await conn.execute(
+        "SELECT completed_instances, avg_completion_hours, p95_completion_hours FROM flowable.v_process_performance "
+        "WHERE process_key = 'claims'")).fetchall()
+    assert claims["completed_in_range"] == completed > 0
+    assert len(view_queues) == 3 and sum(u["completed_in_range"] for u in week.values()) > 0  # compared something
+    assert claims["avg_completion_hours"] == pytest.approx(float(avg_hours), abs=0.006)
+    assert claims["p95_completion_hours"] == pytest.approx(float(p95_hours), abs=0.006)
