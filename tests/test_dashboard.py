@@ -142,6 +142,15 @@ async def test_the_dashboard_in_chromium_shows_what_the_api_says_for_seeded_case
             assert int(pushed) > 0 and int(dropped) >= 0  # the real engine's emitter answered
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # One department, chosen the way a person would: its queues only, as the API filters them.
+            department = next(d["department_code"] for d in api["queues"]["departments"] if d["department_code"])
+            await page.select_option("select[name=department]", department)
+            await page.click("header form[action=\"/dashboard\"] button")
+            await page.wait_for_url(f"**department={department}**")
+            only = await (await client.get(f"/api/reports/queues?department={department}", headers=bearer)).json()
+            shown = await page.eval_on_selector_all("tr[data-queue]", "rows => rows.map(r => r.dataset.queue)")
+            assert sorted(shown) == sorted(q["queue_name"] for q in only["queues"]) and shown
         finally:
             await browser.close()
     assert problems == []
