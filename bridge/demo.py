@@ -65,7 +65,7 @@ class DemoSeeder:
     def __init__(self, db: AsyncEngine, flowable: FlowableClient, *, seed: int | None = None,
                  concurrency: int = 8) -> None:
         self.db, self.flowable = db, flowable
-        self.rng = random.Random(seed)
+        self.random_seed = seed
         self.concurrency = concurrency
         self.groups: dict[str, str] = {}  # task definition key -> its candidate group
         self.users: dict[str, list[str]] = {}  # candidate group -> demo users holding that role
@@ -88,11 +88,13 @@ class DemoSeeder:
     async def seed(self, cases: int, on_case_done: Callable[[], None] = lambda: None) -> DemoOutcome:
         outcome = DemoOutcome()
         gate = asyncio.Semaphore(self.concurrency)
-        first_case_id = self.rng.randrange(10**8, 9 * 10**8)
+        first_case_id = random.Random(self.random_seed).randrange(10**8, 9 * 10**8)
 
         async def one(n: int) -> None:
+            # a generator per case: with a seed, each case takes the same route however cases interleave
+            rng = random.Random(None if self.random_seed is None else f"{self.random_seed}/{n}")
             async with gate:
-                await self._walk(first_case_id + n, outcome)
+                await self._walk(rng, first_case_id + n, outcome)
             on_case_done()
 
         await asyncio.gather(*(one(n) for n in range(cases)))
@@ -103,8 +105,7 @@ class DemoSeeder:
             await conn.execute(text("SELECT flowable.fold_queue_load(), flowable.fold_task_stats()"))
         return outcome
 
-    async def _walk(self, case_id: int, outcome: DemoOutcome) -> None:
-        rng = self.rng
+    async def _walk(self, rng: random.Random, case_id: int, outcome: DemoOutcome) -> None:
         instance = await self.flowable.start_process(
             PROCESS_KEY, business_key=f"DEMO-{case_id}-{uuid.uuid4().hex[:4]}",
             variables={"caseId": case_id, "caseType": rng.choice(CASE_TYPES), "severity": rng.choice(SEVERITIES)})
@@ -118,39 +119,39 @@ class DemoSeeder:
             if not open_tasks:
                 outcome.finished += 1
                 return
-            task = rng.choice(open_tasks)
-            await self._complete(task, outcome)
+            task = rng.choice(sorted(open_tasks, key=lambda t: t["taskDefinitionKey"]))
+            await self._complete(rng, task, outcome)
         open_tasks = await self.flowable.tasks(processInstanceId=pid)
         if not open_tasks:
             outcome.finished += 1
             return
-        for task in open_tasks:
-            await self._leave(task, outcome)
+        for task in sorted(open_tasks, key=lambda t: t["taskDefinitionKey"]):
+            await self._leave(rng, task, outcome)
 
-    def _user_for(self, task: dict) -> str:
+    def _user_for(self, rng: random.Random, task: dict) -> str:
         group = self.groups.get(task["taskDefinitionKey"])
-        return self.rng.choice(self.users[group]) if group in self.users else "demo.unassigned"
+        return rng.choice(self.users[group]) if group in self.users else "demo.unassigned"
 
-    async def _complete(self, task: dict, outcome: DemoOutcome) -> None:
+    async def _complete(self, rng: random.Random, task: dict, outcome: DemoOutcome) -> None:
         variables = {}
         if task["taskDefinitionKey"] in DECISIONS:
             name, choices = DECISIONS[task["taskDefinitionKey"]]
-            decision = self.rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
+            decision = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
             variables[name] = decision
             outcome.decisions[f"{name}={decision}"] += 1
             outcome.reworked += decision == "REWORK"
-        await self.flowable.claim_task(task["id"], self._user_for(task))
+        await self.flowable.claim_task(task["id"], self._user_for(rng, task))
         await self.flowable.complete_task(task["id"], variables)
         outcome.tasks_completed += 1
 
-    async def _leave(self, task: dict, outcome: DemoOutcome) -> None:
+    async def _leave(self, rng: random.Random, task: dict, outcome: DemoOutcome) -> None:
         """A task left where it stands: open in its queue or claimed by someone, sometimes overdue."""
-        if self.rng.random() < 0.4:
-            await self.flowable.claim_task(task["id"], self._user_for(task))
+        if rng.random() < 0.4:
+            await self.flowable.claim_task(task["id"], self._user_for(rng, task))
             outcome.left_claimed += 1
         else:
             outcome.left_open += 1
-        if self.rng.random() < 0.25:
-            overdue_by = timedelta(minutes=self.rng.randrange(5, 3 * 24 * 60))
+        if rng.random() < 0.25:
+            overdue_by = timedelta(minutes=rng.randrange(5, 3 * 24 * 60))
             await self.flowable.update_task(task["id"], dueDate=engine_time(datetime.now(timezone.utc) - overdue_by))
             outcome.made_overdue += 1
