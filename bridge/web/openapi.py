@@ -229,3 +229,24 @@ DOCUMENT["paths"].update({
         "summary": "sign out of the dashboard (drops the cookie)",
         "responses": {"303": {"description": "to /dashboard"}}}},
 })
+
+
+def _operation_ids_and_links() -> None:
+    """An operationId on every operation, and links from the operations that hand out task ids (the task list,
+    claim-next) to every operation on one task: schemathesis's stateful phase follows them to chain real
+    calls (list, then claim, complete, ...) against a real bridge."""
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            name = "_".join(part.strip("{}") for part in path.strip("/").split("/"))
+            operation.setdefault("operationId", f"{method}_{name}")
+    on_task = {operations["post" if "post" in operations else "get"]["operationId"]: path
+               for path, operations in DOCUMENT["paths"].items() if path.startswith("/api/tasks/{task_id}")}
+    for source, expression in (("/api/tasks", "$response.body#/tasks/0/task_id"),
+                               ("/api/work/next", "$response.body#/task_id")):
+        operation = DOCUMENT["paths"][source]["get" if source == "/api/tasks" else "post"]
+        operation["responses"]["200"]["links"] = {
+            operation_id: {"operationId": operation_id, "parameters": {"task_id": expression}}
+            for operation_id in on_task}
+
+
+_operation_ids_and_links()
