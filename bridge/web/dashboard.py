@@ -28,6 +28,8 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-actio
 
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                 autoescape=True, undefined=jinja2.StrictUndefined)
+# the reports give durations in hours; people read "12 min" or "3.5 h" or "2.1 days" more easily
+_templates.filters["hours"] = lambda value: "–" if value is None else _span(value * 3600)
 
 
 def _page(template: str, status: int = 200, **context: Any) -> web.Response:
@@ -124,6 +126,8 @@ def _when(value: str | None) -> datetime | None:
 
 def _span(seconds: float) -> str:
     seconds = abs(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     if seconds < 48 * 3600:

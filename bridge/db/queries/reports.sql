@@ -40,7 +40,7 @@ SELECT c.queue_name, d.department_code, d.department_name, c.max_capacity, c.sla
        coalesce(l.breached_tasks, 0) AS breached_tasks, coalesce(l.at_risk_tasks, 0) AS at_risk_tasks,
        l.oldest_created_at,
        coalesce(x.completed, 0) AS completed_in_range, coalesce(x.completed_late, 0) AS completed_late_in_range,
-       round(x.completion_seconds / nullif(x.completed, 0) / 3600, 2) AS avg_completion_hours
+       round(x.completion_seconds / nullif(x.completed, 0) / 3600, 4) AS avg_completion_hours
 FROM chosen c
 LEFT JOIN entitlements.departments d ON d.department_id = c.department_id
 LEFT JOIN live l ON l.queue_name = c.queue_name
@@ -138,7 +138,7 @@ SELECT p.user_id, u.username, nullif(concat_ws(' ', u.first_name, u.last_name), 
        (SELECT array_agg(g.role_code ORDER BY g.role_code) FROM entitlements.v_active_role_grants g
         WHERE g.user_id = p.user_id) AS roles,
        coalesce(h.held_tasks, 0) AS held_tasks, coalesce(h.held_overdue, 0) AS held_overdue,
-       coalesce(d.completed_in_range, 0) AS completed_in_range, round(d.avg_hours, 2) AS avg_handling_hours
+       coalesce(d.completed_in_range, 0) AS completed_in_range, round(d.avg_hours, 4) AS avg_handling_hours
 FROM people p
 LEFT JOIN entitlements.users u ON u.user_id = p.user_id
 LEFT JOIN held h ON h.user_id = p.user_id
@@ -162,8 +162,8 @@ SELECT k.process_key, k.process_name,
            AS started_in_range,
        (SELECT count(*) FROM flowable.process_instances pi
         WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.status = 'ACTIVE') AS active_instances,
-       c.completed_in_range, round(c.avg_hours, 2) AS avg_completion_hours,
-       round(c.p95_hours::numeric, 2) AS p95_completion_hours
+       c.completed_in_range, round(c.avg_hours, 4) AS avg_completion_hours,
+       round(c.p95_hours::numeric, 4) AS p95_completion_hours
 FROM keys k
 CROSS JOIN LATERAL (
     SELECT count(*) AS completed_in_range,
