@@ -55,6 +55,8 @@ class MirrorState:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # process id -> variable name -> (type, value as text): the process-scope variables
     variables: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
+    # process id -> variable name -> engine time of the change the mirror holds
+    variables_changed: dict[str, dict[str, datetime]] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +75,8 @@ async def read_mirror(conn: AsyncConnection, process_ids: list[str] | None = Non
         state.tasks[r.task_id] = dict(r._mapping)
     for r in await conn.execute(SQL.mirror_variables, params):
         state.variables.setdefault(r.process_instance_id, {})[r.variable_name] = (r.variable_type, r.variable_value)
+        if r.changed_at is not None:
+            state.variables_changed.setdefault(r.process_instance_id, {})[r.variable_name] = r.changed_at
     return state
 
 
@@ -91,21 +95,37 @@ def engine_task_status(task: dict[str, Any]) -> str:
 
 
 def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = False) -> Comparison:
-    """Differences over the instances `engine` covers (and, with whole_mirror, mirror rows the engine lacks)."""
+    """Differences over the instances `engine` covers (and, with whole_mirror, mirror rows the engine lacks).
+
+    What the mirror holds from a change the engine made after the read began (pushed while the engine was
+    being read: a task row's lastEventAt, a variable's changed_at, an instance's completed_at) is newer than
+    the read, not a difference: comparing it would report the read's staleness as the mirror's, and under a
+    steady stream of pushes fill mirror_repairs with changes that were never lost. A task event carries the
+    whole task, so a row that newer lacks nothing older; the next pass reads it again."""
     result = Comparison()
     read_at = engine_time(engine.read_at)
+    started = engine.started_at or engine.read_at
+    started_text = engine_time(started)
     for process_id in sorted(engine.covers):
         process = engine.processes[process_id]
-        _compare_process(result, process, mirror.processes.get(process_id), read_at)
+        row = mirror.processes.get(process_id)
+        if row is not None and row["completed_at"] is not None and row["completed_at"] > started:
+            row = {**row, "status": engine_process_status(process)}  # ended after the read: newer, not drift
+        _compare_process(result, process, row, read_at)
         if process_id in mirror.processes:
-            _compare_variables(result, process, mirror.variables.get(process_id, {}), read_at)
+            changed = mirror.variables_changed.get(process_id, {})
+            newer = {name for name, at in changed.items() if at > started}
+            _compare_variables(result, process, mirror.variables.get(process_id, {}), read_at, newer)
         else:  # its "exists" difference says it all; the repair brings the variables along
             missing = Comparison()
             _compare_variables(missing, process, {}, read_at)
             result.repair_events.extend(missing.repair_events)
         tasks = sorted(engine.tasks_of(process_id), key=lambda t: (t.get("createTime") or "", t["id"]))
         for task in tasks:
-            _compare_task(result, task, mirror.tasks.get(task["id"]), read_at)
+            row = mirror.tasks.get(task["id"])
+            if row is not None and _newer_than(row, started_text):
+                continue  # changed in the engine after the read, and the mirror already has it
+            _compare_task(result, task, row, read_at)
         open_tasks = [t for t in tasks if t.get("endTime") is None]
         if process_id not in mirror.processes and process.get("endTime") is None and open_tasks:
             # a backfilled instance waits where its newest open task is (webhooks say it as it happens)
@@ -114,12 +134,18 @@ def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = Fa
                 "processInstanceId": process_id}))
     engine_task_ids = set(engine.tasks)
     for task_id, row in sorted(mirror.tasks.items()):
-        if task_id not in engine_task_ids and (whole_mirror or row["process_instance_id"] in engine.covers):
+        if task_id not in engine_task_ids and (whole_mirror or row["process_instance_id"] in engine.covers) \
+                and not _newer_than(row, started_text):  # not a task created after the read
             result.differences.append(Difference("task", task_id, "exists", "yes", "no", False))
     if whole_mirror:
         for process_id in sorted(set(mirror.processes) - set(engine.processes)):
             result.differences.append(Difference("process", process_id, "exists", "yes", "no", False))
     return result
+
+
+def _newer_than(task_row: dict, moment: str) -> bool:
+    """The mirror's task row holds an engine change made after the moment (engine times compare as text)."""
+    return (task_row.get("last_event_at") or "") > moment
 
 
 def _compare_process(result: Comparison, process: dict, row: dict | None, read_at: str) -> None:
@@ -142,14 +168,18 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
 
 
 def _compare_variables(result: Comparison, process: dict, mirrored: dict[str, tuple[str, str | None]],
-                       read_at: str) -> None:
-    """Process-scope variables: the engine's (from history, so they outlive the instance) vs the mirror's."""
+                       read_at: str, newer: set[str] = frozenset()) -> None:
+    """Process-scope variables: the engine's (from history, so they outlive the instance) vs the mirror's;
+    `newer`: variables the mirror holds from a change after the read, left alone."""
     pid = process["id"]
     engine_rows = {}
     for variable in process.get("variables") or []:
         shaped = {**variable, "processInstanceId": pid, "scope": "process"}
         engine_rows[variable["name"]] = (shaped, variable_row(shaped, read_at))
+    mirrored = {name: value for name, value in mirrored.items() if name not in newer}
     for name, (shaped, row) in sorted(engine_rows.items()):
+        if name in newer:
+            continue
         have = mirrored.get(name)
         if have != (row["type"], row["value"]):
             result.differences.append(Difference("process", pid, f"variable {name}",

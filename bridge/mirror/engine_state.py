@@ -35,6 +35,9 @@ class EngineState:
     """Engine rows by id, read at or after `read_at` (a lower bound: every change committed before it is in)."""
 
     read_at: datetime
+    # when the first request went out, by the bridge's clock (read_at is this less the clock-skew allowance):
+    # a change the mirror holds from after it is newer than the read, not something the mirror lacks
+    started_at: datetime | None = None
     processes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # instance ids this state is complete for (every task of each is in `tasks`)
@@ -90,7 +93,8 @@ class EngineReader:
         self.clock_skew = clock_skew
 
     def _start(self) -> EngineState:
-        return EngineState(read_at=datetime.now(timezone.utc) - self.clock_skew)
+        now = datetime.now(timezone.utc)
+        return EngineState(read_at=now - self.clock_skew, started_at=now)
 
     async def read_everything(self) -> EngineState:
         state = self._start()

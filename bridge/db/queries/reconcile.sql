@@ -7,7 +7,7 @@ WHERE CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[]));
 
 -- name: mirror_tasks
 SELECT task_id, process_instance_id, status, assignee_id, priority, task_name, due_date, completed_at,
-       candidate_groups, candidate_users
+       candidate_groups, candidate_users, metadata ->> 'lastEventAt' AS last_event_at
 FROM flowable.workflow_tasks
 WHERE CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[]));
 
@@ -61,7 +61,7 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          repaired boolean);
 
 -- name: mirror_variables
-SELECT process_instance_id, variable_name, variable_type, variable_value
+SELECT process_instance_id, variable_name, variable_type, variable_value, changed_at
 FROM flowable.workflow_variables
 WHERE task_id IS NULL AND process_instance_id IS NOT NULL
   AND (CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[])));
