@@ -1,5 +1,5 @@
 """`bridge status`: the bridge's state on one screen, for the on-call engineer: database and migrations,
-engine, how far behind the mirror is, what is parked, queue depths and SLA breaches. Starts nothing but the
+engine and what its webhook emitter sent and dropped, how far behind the mirror is, what is parked, queue depths and SLA breaches. Starts nothing but the
 embedded database it reads (as every command does); an engine that is not running is reported, not started."""
 
 from __future__ import annotations
@@ -10,8 +10,20 @@ from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.reports import emitter
 
 SQL = queries("status")
+
+
+def _pushes_line(pushes: dict) -> str:
+    """The engine's own count of what its webhook emitter sent, dropped and still holds."""
+    if not pushes["reachable"]:
+        return f"pushes      engine emitter not readable: {pushes['error']}"
+    dropped = pushes["droppedEvents"] or 0
+    flag = "; DROPPED pushes: the reconciler brings what they held" if dropped else ""
+    error = f"; last error {pushes['lastErrorAt']}: {pushes['lastError']}" if pushes.get("lastError") else ""
+    return (f"pushes      {pushes['sentEvents']} event(s) sent in {pushes['sentPosts']} POST(s), {dropped} dropped, "
+            f"{pushes['queueDepth']} waiting{' (PAUSED)' if pushes['paused'] else ''}{flag}{error}")
 
 
 def _ago(moment: datetime | None) -> str:
@@ -35,7 +47,9 @@ async def report(database_url: str, migrations_dir, engine: EngineEndpoint | Non
             async with FlowableClient(engine.base_url, engine.user, engine.password,
                                       retry=RetryPolicy(attempts=1), timeout_s=5) as client:
                 info = await client.engine_info()
+                pushes = await emitter(client)
             lines.append(f"engine      ok, {engine.base_url} (Flowable {info.get('version', '?')})")
+            lines.append(_pushes_line(pushes))
         except (EngineUnavailable, FlowableError, TimeoutError) as err:
             lines.append(f"engine      UNREACHABLE at {engine.base_url}: {err}")
             healthy = False

@@ -471,6 +471,8 @@ async def test_status_shows_engine_database_lag_and_queues_and_fails_when_the_en
     ok = await asyncio.to_thread(status)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "database    ok, migrations current" in ok.stdout and "engine      ok," in ok.stdout
+    pushes = next(line for line in ok.stdout.splitlines() if line.startswith("pushes"))
+    assert " event(s) sent in " in pushes and " dropped, " in pushes  # the engine emitter's own counters
     queue_line = next(line for line in ok.stdout.splitlines() if line.startswith("INTAKE_REGISTRATION"))
     assert queue_line.split()[1:3] == ["2", "0"]
     gone = await asyncio.to_thread(status, FLOWABLE_URL=f"http://127.0.0.1:{free_tcp_port()}/process-api")
