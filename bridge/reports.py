@@ -203,7 +203,14 @@ REPORTS: dict[str, Report] = {report.__name__: report for report in (
 
 
 async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]:
+    """One report; BadFilter for a department or queue that does not exist (a typo should not read as
+    'no work')."""
     async with db.connect() as conn:
+        known = (await conn.execute(SQL.filter_names_known, where.params())).one()
+        if not known.department_known:
+            raise BadFilter(f"department: no department {where.department!r}")
+        if not known.queue_known:
+            raise BadFilter(f"queue: no queue {where.queue!r}")
         return {"filter": where.describe(), **await REPORTS[name](conn, where)}
 
 

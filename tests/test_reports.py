@@ -296,6 +296,9 @@ async def test_reports_over_http_need_an_ops_viewer_token(conn, db, db_url, aioh
     ops = {"Authorization": f"Bearer {ops_token}"}
     bad = await client.get("/api/reports/throughput?since=soon", headers=ops)
     assert bad.status == 400 and (await bad.json())["error"].startswith("since:")
+    typo = await client.get("/api/reports/queues?department=CLAMS", headers=ops)
+    assert typo.status == 400 and (await typo.json())["error"] == "department: no department 'CLAMS'"
+    assert (await client.get("/api/reports/age?queue=nope", headers=ops)).status == 400
     for name in reports.REPORTS:
         response = await client.get(f"/api/reports/{name}", headers=ops)
         assert response.status == 200, name

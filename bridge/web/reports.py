@@ -17,9 +17,9 @@ def report_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.Rout
             await require_role(request, db_key, OPS_ROLE)
             try:
                 where = reports.ReportFilter.parse(request.query)
+                body = await reports.run(request.app[db_key], name, where)
             except reports.BadFilter as err:
                 return problem(400, str(err))
-            body = await reports.run(request.app[db_key], name, where)
             if name == "mirror":
                 body["emitter"] = await reports.emitter(request.app[flowable_key])
             return web.json_response(body, dumps=json.dumps)

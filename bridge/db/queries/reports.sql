@@ -237,3 +237,9 @@ ORDER BY pass_kind, entity_type;
 
 -- name: department_codes
 SELECT department_code FROM entitlements.departments WHERE is_active ORDER BY department_code;
+
+-- name: filter_names_known
+SELECT (CAST(:department AS text) IS NULL
+        OR EXISTS (SELECT 1 FROM entitlements.departments WHERE department_code = :department)) AS department_known,
+       (CAST(:queue AS text) IS NULL
+        OR EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue)) AS queue_known;
