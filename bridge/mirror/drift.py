@@ -55,7 +55,8 @@ class MirrorState:
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     # process id -> variable name -> (type, value as text): the process-scope variables
     variables: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
-    # process id -> variable name -> engine time of the change the mirror holds
+    # process id -> variable name -> when the mirror got the value it holds: the engine's time of the change,
+    # or the mirror's write if later (a change made just before a read may commit, and be pushed, after it)
     variables_changed: dict[str, dict[str, datetime]] = field(default_factory=dict)
 
 

@@ -61,7 +61,8 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          repaired boolean);
 
 -- name: mirror_variables
-SELECT process_instance_id, variable_name, variable_type, variable_value, changed_at
+SELECT process_instance_id, variable_name, variable_type, variable_value,
+       greatest(changed_at, updated_at) AS changed_at
 FROM flowable.workflow_variables
 WHERE task_id IS NULL AND process_instance_id IS NOT NULL
   AND (CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[])));
