@@ -156,34 +156,61 @@ public class WebhookSender {
         }
     }
 
-    /** The batch and the transactions queued behind it, up to coalesceMaxEvents events, as one batch. */
+    /**
+     * The batch and the transactions queued behind it, up to coalesceMaxEvents events, as one batch. With nothing
+     * queued it waits up to lingerMs for more (a transaction taken while waiting goes along even if it passes the
+     * limit): one POST for several transactions costs the engine less CPU than one each.
+     */
     private Batch withQueuedBehind(Batch first) {
         int limit = settings.coalesceMaxEvents();
-        Batch next = queue.peek();
-        if (next == null || first.events().size() + next.events().size() > limit) {
-            return first;
-        }
-        List<Map<String, Object>> events = new ArrayList<>(first.events());
-        Batch last = first;
-        int transactions = first.transactions();
-        // peek-then-poll: with several sender threads another may take the peeked batch first; poll() then
-        // returns a later one, which is still behind the ones taken so far.
-        while ((next = queue.peek()) != null && events.size() + next.events().size() <= limit) {
-            Batch taken = queue.poll();
-            if (taken == null) {
-                break;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(settings.lingerMs());
+        List<Batch> taken = new ArrayList<>();
+        int count = first.events().size();
+        while (count < limit) {
+            Batch next = queue.peek();
+            if (next != null) {
+                if (count + next.events().size() > limit) {
+                    break;
+                }
+                // peek-then-poll: with several sender threads another may take the peeked batch first; poll()
+                // then returns a later one, which is still behind the ones taken so far
+                next = queue.poll();
+                if (next == null) {
+                    continue;
+                }
+            } else {
+                long wait = deadline - System.nanoTime();
+                if (wait <= 0 || stopping) {
+                    break;
+                }
+                try {
+                    next = queue.poll(wait, TimeUnit.NANOSECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt(); // shutting down: send what is taken (or drop it, counted)
+                    break;
+                }
+                if (next == null) {
+                    break;
+                }
             }
-            events.addAll(taken.events());
-            transactions += taken.transactions();
-            last = taken;
+            taken.add(next);
+            count += next.events().size();
         }
-        if (last == first) {
+        if (taken.isEmpty()) {
             return first;
+        }
+        List<Map<String, Object>> events = new ArrayList<>(count);
+        events.addAll(first.events());
+        int transactions = first.transactions();
+        for (Batch batch : taken) {
+            events.addAll(batch.events());
+            transactions += batch.transactions();
         }
         // seq is an event's position in its delivery (the bridge orders by it when engine times tie)
         for (int i = 0; i < events.size(); i++) {
             events.get(i).put("seq", i + 1);
         }
+        Batch last = taken.get(taken.size() - 1);
         return new Batch(UUID.randomUUID().toString(), last.batchSeq(), last.committedAt(), events, transactions);
     }
 
