@@ -192,6 +192,13 @@ async def main() -> None:
 
                 slow_claims = slow_statements(pg.log_file, "claim_next_task(")
                 await client.request("POST", "../bridge-emitter/pause")  # the engine alone: no pushes either
+                # ... and none still on their way: a backlog the bridge path left would be sent and applied
+                # during the engine-alone window, slowing the baseline (it did, by up to 30%, before this wait)
+                for _ in range(600):
+                    stats = await client.emitter_stats()
+                    if stats["queueDepth"] == 0 and stats["inFlight"] == 0:
+                        break
+                    await asyncio.sleep(0.1)
                 await start_cases(client, args.cases, "e")
                 began = time.monotonic()
                 direct, direct_latencies, conflicts = await engine_alone(client, args.workers, args.seconds)
