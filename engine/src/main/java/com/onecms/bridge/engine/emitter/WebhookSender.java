@@ -44,7 +44,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
  * One POST per transaction capped delivery at the bridge's per-request cost: under a burst of a few hundred events
  * a second the queue grew and pushed changes reached the mirror seconds late. The bridge applies a batch's events
  * in order either way; an event's seq is its position in the POST; the counters still count transactions
- * ("batches") and events.
+ * ("batches") and events. With nothing queued, a sender waits up to WEBHOOK_LINGER_MS for company: when it keeps
+ * up, one POST per transaction was most of what the emitter cost the engine (bench/engine_emitter.py).
  * <p>
  * Sending uses the blocking HttpURLConnection (kept-alive connections from the JDK's cache) rather than
  * java.net.http.HttpClient: each sender thread sends one request at a time anyway, and HttpClient's hand-offs
@@ -140,9 +141,9 @@ public class WebhookSender {
                 }
                 continue;
             }
-            batch = withQueuedBehind(batch);
-            stats.inFlight.incrementAndGet();
+            stats.inFlight.incrementAndGet(); // before lingering: shutdown and the stats must see this batch
             try {
+                batch = withQueuedBehind(batch);
                 deliver(batch);
             } catch (InterruptedException e) {
                 drop(batch, "shutdown", stats.droppedShutdown);
