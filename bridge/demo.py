@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import auth
 from bridge.bpmn_meta import load_bpmn
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient, engine_time
+from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import resync_instances
 
 ONECMS_FILE = Path(__file__).resolve().parent.parent / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml"
@@ -102,7 +102,7 @@ class DemoSeeder:
         for start in range(0, len(outcome.instance_ids), 100):
             await resync_instances(self.db, self.flowable, outcome.instance_ids[start:start + 100])
         async with self.db.begin() as conn:
-            await conn.execute(text("SELECT flowable.fold_queue_load(), flowable.fold_task_stats()"))
+            await fold_pending_counts(conn)
         return outcome
 
     async def _walk(self, rng: random.Random, case_id: int, outcome: DemoOutcome) -> None:

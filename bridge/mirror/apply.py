@@ -82,6 +82,11 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
         await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
 
 
+async def fold_pending_counts(conn: AsyncConnection) -> None:
+    """Queue load and hourly task figures catch up with the task writes logged since the last fold."""
+    await conn.execute(SQL.fold_pending_counts)
+
+
 def _entity_keys(events: list[dict]) -> list[str]:
     """The instances and tasks a batch touches (ids of both kinds: an identity link may lack its instance)."""
     keys = set()

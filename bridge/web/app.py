@@ -24,6 +24,7 @@ from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
@@ -134,7 +135,7 @@ QUEUE_STATE_SQL = """
 
 async def _fold_pending_counts(db: AsyncEngine) -> None:
     async with db.begin() as conn:
-        await conn.execute(text("SELECT flowable.fold_queue_load(), flowable.fold_task_stats()"))
+        await fold_pending_counts(conn)
 
 
 async def openapi_document(request: web.Request) -> web.Response:

@@ -219,3 +219,8 @@ ORDER BY w.occurred_at, w.received_at, w.seq;
 -- not see the completion waiting: the completion would be lost. Whichever goes second sees the other.
 SELECT count(pg_advisory_xact_lock(key))
 FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS text[])) AS id ORDER BY 1) AS keys;
+
+-- name: fold_pending_counts
+-- The task triggers' logged changes, added into workflow_queues.current_load (0013) and
+-- task_hourly_stats (0018); each fold returns at once when another caller is folding.
+SELECT flowable.fold_queue_load(), flowable.fold_task_stats();
