@@ -17,8 +17,12 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from bridge.config import Settings
 from bridge.db.embedded import EmbeddedPostgres
+from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
+from bridge.flowable.client import EngineEndpoint
+from bridge.web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = PROJECT_ROOT / "migrations"
@@ -106,6 +110,33 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as connection:
         await connection.execute(f"TRUNCATE {', '.join(EXTENSION_TABLES)} RESTART IDENTITY CASCADE")
         yield connection
+
+
+@pytest.fixture
+async def db(db_url: str, conn: psycopg.AsyncConnection):
+    """The module's database as the bridge reaches it (an AsyncEngine), every extension table emptied first."""
+    engine = create_engine(db_url, pool_size=6)
+    yield engine
+    await engine.dispose()
+
+
+# -- the bridge's app, as tests run it ----------------------------------------------------------------
+
+NO_ENGINE = EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y")  # nothing listens: calls fail at once
+TEST_WEBHOOK_SECRET = "whsec_" + "A" * 43 + "="
+
+
+def bridge_app(database_url: str, engine=None, **settings):
+    """The bridge's real aiohttp app with its background jobs off (tests run reconciliation, escalation and
+    auto-assignment themselves). engine: the session's LocalEngine (its REST API, and its webhook secret unless
+    one is given), an EngineEndpoint, or None for an engine that is not there. settings: further Settings."""
+    if engine is None or isinstance(engine, EngineEndpoint):
+        endpoint, secret = engine or NO_ENGINE, TEST_WEBHOOK_SECRET
+    else:
+        endpoint, secret = EngineEndpoint(engine.base_url, engine.user, engine.password), engine.webhook_secret
+    settings.setdefault("webhook_secret", secret)
+    return create_app(Settings(reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0, **settings),
+                      database_url, endpoint)
 
 
 # -- the real Flowable engine (built once, started once per session) -------------------------------

@@ -10,10 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from bridge.auth import add_user, create_token
-from bridge.config import Settings
 from bridge.db.engine import create_engine
-from bridge.flowable.client import EngineEndpoint
-from bridge.web.app import create_app
+from tests.conftest import bridge_app
 from tests.test_deploy import workflow
 
 pytestmark = pytest.mark.slow
@@ -21,8 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def api(engine, aiohttp_client):
-    app = create_app(Settings(reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), engine.database_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
-    return await aiohttp_client(app)
+    return await aiohttp_client(bridge_app(engine.database_url, engine))
 
 
 @pytest.fixture

@@ -10,26 +10,19 @@ import pytest
 from playwright.async_api import async_playwright
 
 from bridge import auth
-from bridge.config import Settings
-from bridge.db.engine import create_engine
 from bridge.demo import DemoSeeder
-from bridge.flowable.client import EngineEndpoint
-from bridge.web.app import create_app
 from bridge.web.dashboard import COOKIE
 from tests import seed
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, bridge_app
 from tests.seed import hours, now
-
-NO_ENGINE = EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y")
 
 
 @pytest.fixture
-async def db(db_url, conn):
+async def db(db, conn):
+    """conftest's, with migration 0018's OPS_VIEWER role back (emptying the tables took it)."""
     await conn.execute("INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
                        "VALUES ('OPS_VIEWER', 'Operations viewer', 'SYSTEM')")
-    db = create_engine(db_url, pool_size=4)
-    yield db
-    await db.dispose()
+    return db
 
 
 async def token_of(db, user: str, *roles: str) -> str:
@@ -38,14 +31,9 @@ async def token_of(db, user: str, *roles: str) -> str:
         return await auth.create_token(c, user)
 
 
-def app_for(db_url: str, engine: EngineEndpoint = NO_ENGINE, secret: str = "whsec_" + "A" * 43 + "="):
-    return create_app(Settings(webhook_secret=secret, reconcile_interval_s=0, escalate_interval_s=0,
-                               auto_assign_interval_s=0), db_url, engine)
-
-
 async def test_sign_in_sets_a_dashboard_only_cookie_and_refuses_the_wrong_tokens(db, db_url, aiohttp_client):
     ops, worker = await token_of(db, "ops", "OPS_VIEWER"), await token_of(db, "worker")
-    client = await aiohttp_client(app_for(db_url))
+    client = await aiohttp_client(bridge_app(db_url))
 
     page = await client.get("/dashboard")
     assert page.status == 401 and 'action="/dashboard/login"' in await page.text()
@@ -74,7 +62,7 @@ async def test_a_bearer_header_works_and_names_from_the_data_are_escaped(db, db_
     await seed.queue(conn, "q<script>alert(1)</script>", department_id=dept)
     pid = await seed.instance(conn, await seed.definition(conn))
     await seed.task(conn, pid, "q<script>alert(1)</script>", due_date=now() - hours(1))
-    client = await aiohttp_client(app_for(db_url))
+    client = await aiohttp_client(bridge_app(db_url))
 
     page = await client.get("/dashboard", headers={"Authorization": f"Bearer {ops}"})
     body = await page.text()
@@ -103,8 +91,7 @@ async def test_the_dashboard_in_chromium_shows_what_the_api_says_for_seeded_case
     outcome = await seeder.seed(30)
     assert outcome.cases == 30 and outcome.tasks_completed > 30 and outcome.left_open + outcome.left_claimed > 0
     ops = await token_of(db, "ops", "OPS_VIEWER")
-    client = await aiohttp_client(app_for(db_url, EngineEndpoint(engine.base_url, engine.user, engine.password),
-                                          engine.webhook_secret))
+    client = await aiohttp_client(bridge_app(db_url, engine))
     bearer = {"Authorization": f"Bearer {ops}"}
     api = {name: await (await client.get(f"/api/reports/{name}", headers=bearer)).json()
            for name in ("queues", "throughput", "workload")}

@@ -5,17 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
 from bridge.demo import DemoSeeder
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def db(db_url, conn):
-    db = create_engine(db_url, pool_size=6)
-    yield db
-    await db.dispose()
 
 
 async def test_the_same_seed_walks_the_same_routes_however_cases_interleave(db, flowable):

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from bridge.config import Settings
-from bridge.flowable.client import EngineEndpoint
 from bridge.logs import REQUEST_ID, JsonFormatter, RequestIdFilter
-from bridge.web.app import create_app
+from tests.conftest import bridge_app
 
 
 def test_json_lines_hold_the_request_id_and_the_exception():
@@ -29,10 +27,7 @@ def test_json_lines_hold_the_request_id_and_the_exception():
 
 
 async def test_a_request_id_is_echoed_made_up_when_missing_and_sent_to_the_engine(engine, aiohttp_client, caplog):
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0,
-                              auto_assign_interval_s=0), "postgresql://unused/none",
-                     EngineEndpoint(engine.base_url, engine.user, engine.password))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app("postgresql://unused/none", engine))
     caplog.set_level(logging.DEBUG, logger="bridge.flowable.client")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())

@@ -7,13 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bridge.config import Settings
 from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
-from bridge.flowable.client import EngineEndpoint
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
-from bridge.web.app import create_app
+from tests.conftest import bridge_app
 from tests.test_bpmn_meta import ONECMS_FILE
 
 pytestmark = pytest.mark.slow
@@ -30,9 +28,7 @@ async def db(db_url):
 async def mirror(engine, db_url, db, flowable, webhook_receiver, aiohttp_client):
     """Forwards what the engine pushed (to the test receiver) into the bridge's real intake on this module's DB."""
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), db_url,
-                     EngineEndpoint(engine.base_url, engine.user, engine.password))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app(db_url, engine))
 
     class Mirror:
         forwarded: set[str] = set()
@@ -253,9 +249,7 @@ async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable,
     deliveries = batches * 2
     rng.shuffle(deliveries)
 
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0), db_url,
-                     EngineEndpoint(engine.base_url, engine.user, engine.password))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app(db_url, engine))
     statuses: dict[str, list[str]] = {}
 
     async def deliver(delivery, delay: float) -> None:
@@ -305,9 +299,7 @@ async def test_a_burst_sent_in_shared_posts_mirrors_exactly_from_the_pushes_alon
     ours = [d for d in webhook_receiver.deliveries[before:] if any(e.get("processInstanceId") in wanted for e in d.events)]
     shared = [d for d in ours if len({e.get("processInstanceId") for e in d.events} - {None}) > 1]
     assert shared, "no POST carried more than one case's transactions: the burst did not back the sender up"
-    app = create_app(Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0,
-                              auto_assign_interval_s=0), db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app(db_url, engine))
     for delivery in ours:
         response = await client.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
         assert response.status == 200, await response.text()

@@ -9,20 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bridge import auth, reports
-from bridge.config import Settings
-from bridge.db.engine import create_engine
-from bridge.flowable.client import EngineEndpoint
 from bridge.reports import BadFilter, ReportFilter
-from bridge.web.app import create_app
 from tests import seed
+from tests.conftest import bridge_app
 from tests.seed import hours, now
-
-
-@pytest.fixture
-async def db(db_url, conn):
-    db = create_engine(db_url, pool_size=2)
-    yield db
-    await db.dispose()
 
 
 def hour_floor(moment: datetime) -> datetime:
@@ -285,10 +275,7 @@ async def test_reports_over_http_need_an_ops_viewer_token(conn, db, db_url, aioh
         await auth.add_user(c, "ops", roles=["OPS_VIEWER"], granted_by="test")
         await auth.add_user(c, "worker", roles=[], granted_by="test")
         ops_token, worker_token = await auth.create_token(c, "ops"), await auth.create_token(c, "worker")
-    app = create_app(Settings(webhook_secret="whsec_" + "A" * 43 + "=", reconcile_interval_s=0,
-                              escalate_interval_s=0, auto_assign_interval_s=0), db_url,
-                     EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app(db_url))
 
     assert (await client.get("/api/reports/queues")).status == 401
     forbidden = await client.get("/api/reports/queues", headers={"Authorization": f"Bearer {worker_token}"})

@@ -9,12 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from bridge.config import Settings
 from bridge.db.engine import create_engine
-from bridge.flowable.client import EngineEndpoint
 from bridge.mirror.signature import decode_secret, sign
-from bridge.web.app import create_app
 from bridge.web.webhooks import MAX_WEBHOOK_BYTES
+from tests.conftest import bridge_app
 from bridge.flowable.local_engine import new_webhook_secret
 from tests.test_engine import deploy, one_task_process
 
@@ -26,10 +24,7 @@ OLD_SECRET = new_webhook_secret()
 @pytest.fixture
 async def intake(engine, db_url, aiohttp_client):
     """The bridge app on this module's database, trusting the engine's secret (and an older one)."""
-    settings = Settings(webhook_secret=engine.webhook_secret, webhook_previous_secrets=(OLD_SECRET,),
-                        reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
-    app = create_app(settings, db_url, EngineEndpoint(engine.base_url, engine.user, engine.password))
-    return await aiohttp_client(app)
+    return await aiohttp_client(bridge_app(db_url, engine, webhook_previous_secrets=(OLD_SECRET,)))
 
 
 @pytest.fixture
@@ -179,10 +174,7 @@ async def test_a_batch_the_mirror_cannot_apply_is_stored_parked_and_answered(int
 async def test_a_database_that_is_down_gets_503_so_the_engine_sends_again(engine, aiohttp_client):
     from bridge.db.embedded import free_tcp_port
 
-    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
-    app = create_app(settings, f"postgresql://nobody@127.0.0.1:{free_tcp_port()}/nothing",
-                     EngineEndpoint(engine.base_url, engine.user, engine.password))
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(bridge_app(f"postgresql://nobody@127.0.0.1:{free_tcp_port()}/nothing", engine))
     body = json.dumps({"events": [{"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW"}]}).encode()
     response = await client.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
     assert response.status == 503

@@ -9,14 +9,13 @@ import pytest
 from sqlalchemy import text
 
 from bridge import auth
-from bridge.config import Settings
 from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import EngineEndpoint
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import resync_instances
-from bridge.web.app import create_app
+from tests.conftest import bridge_app
 from tests.tcp_proxy import TcpProxy
 from tests.test_bpmn_meta import ONECMS_FILE
 
@@ -33,9 +32,8 @@ async def db(db_url, conn, flowable):
 
 
 async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
-    settings = Settings(webhook_secret=engine.webhook_secret, reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0)
-    app = create_app(settings, db_url, EngineEndpoint(base_url or engine.base_url, engine.user, engine.password))
-    return await aiohttp_client(app)
+    endpoint = EngineEndpoint(base_url or engine.base_url, engine.user, engine.password)
+    return await aiohttp_client(bridge_app(db_url, endpoint, webhook_secret=engine.webhook_secret))
 
 
 async def worker(db, user: str, *roles: str) -> dict[str, str]:
