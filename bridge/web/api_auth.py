@@ -51,11 +51,12 @@ def problem(status: int, message: str, **extra) -> web.Response:
 def authentication_middleware(db_key: web.AppKey) -> Callable:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/") or request.path in PUBLIC:
-            return await handler(request)
+        # every route, not only /api: a value PostgreSQL cannot hold fails later, as a 500, wherever it is used
         for name, value in [*request.query.items(), *request.match_info.items()]:
             if not storable_text(value):
                 return problem(400, f"{name}: contains a NUL character or a lone surrogate, which no field may hold")
+        if not request.path.startswith("/api/") or request.path in PUBLIC:
+            return await handler(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return problem(401, "this endpoint needs an Authorization: Bearer <token> header "
