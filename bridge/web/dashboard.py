@@ -94,6 +94,8 @@ def dashboard_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.R
 def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, departments: list[str]) -> dict:
     now = where.until
     queues = figures["queues"]
+    for row in queues["queues"] + queues["departments"]:
+        row["live_tasks"] = sum(row[k] for k in ("open_tasks", "claimed_tasks", "delegated_tasks", "escalated_tasks"))
     for q in queues["queues"]:
         q["oldest_age"] = _age(now, q["oldest_created_at"])
         q["load_bar"] = _load_bar(q)
@@ -107,13 +109,11 @@ def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, 
     mirror["last_received_text"] = _ago(now, events["last_received_at"])
     for r in mirror["reconciler"]:
         r["last_pass_text"] = _ago(now, r["last_pass_at"])
-    live = sum(q["open_tasks"] + q["claimed_tasks"] + q["delegated_tasks"] + q["escalated_tasks"]
-               for q in queues["queues"])
     return {
         **figures, "filter": where, "hours": hours, "windows": WINDOWS, "viewer": user,
         "departments": departments, "refresh_s": REFRESH_S,
         "as_of": now.isoformat(), "as_of_text": f"{now:%Y-%m-%d %H:%M:%S} UTC",
-        "totals": {"live": live, "breached": sum(q["breached_tasks"] for q in queues["queues"]),
+        "totals": {"live": sum(q["live_tasks"] for q in queues["queues"]), "breached": sum(q["breached_tasks"] for q in queues["queues"]),
                    "at_risk": sum(q["at_risk_tasks"] for q in queues["queues"])},
         "throughput_chart": _throughput_chart(figures["throughput"]["hours"]),
         "age_chart": _age_chart(figures["age"]["buckets"]),
@@ -161,7 +161,7 @@ def _esc(text: str) -> str:
 
 
 def _load_bar(q: dict) -> str:
-    live = q["open_tasks"] + q["claimed_tasks"] + q["delegated_tasks"] + q["escalated_tasks"]
+    live = q["live_tasks"]
     scale = max(q["max_capacity"], live, 1)
     width = 160
     parts, x = [], 0.0
