@@ -47,7 +47,8 @@ ONECMS_NS = "urn:onecms:bpmn:1.0"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
 MAX_BYTES = 5 * 1024 * 1024
-MAX_DEPTH = 64
+# libxml2's own nesting limit without XML_PARSE_HUGE: the parser stops there, before it builds the tree.
+MAX_DEPTH = 256
 MAX_ELEMENTS = 100_000
 
 QUEUE_TYPES = ("STANDARD", "PRIORITY", "SPECIALIZED", "OVERFLOW")
@@ -379,16 +380,16 @@ def _read_xml(data: bytes, filename: str) -> tuple[etree._Element | None, list[s
     try:
         root = etree.fromstring(data, _safe_parser())
     except etree.XMLSyntaxError as err:
+        if "Excessive depth" in err.msg:
+            return refuse("TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep", err.lineno)
         return refuse("XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
     # The byte scan reads ASCII-compatible encodings; for others (UTF-16, UTF-32) ask the parsed document.
     if not data[:4].strip(b"\xef\xbb\xbf").startswith(b"<") and _has_doctype(root):
         return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
-    too_deep, count, ids = _shape(root, len(data))
-    if too_deep:
-        return refuse("TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep")
-    if count > MAX_ELEMENTS:
+    # An element takes at least 4 bytes (<a/>), so a smaller file needs no count.
+    if len(data) >= 4 * MAX_ELEMENTS and (count := int(_COUNT_ELEMENTS(root))) > MAX_ELEMENTS:
         return refuse("TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
-    return root, ids, []
+    return root, _BPMN_IDS(root), []
 
 
 def _has_doctype(root) -> bool:
@@ -406,24 +407,9 @@ def _prolog_doctype(data: bytes) -> int | None:
     return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
 
 
-@cache
-def _ids_and_depth(depth: int) -> etree.XPath:
-    """Every BPMN id (as strings) and, if the document nests deeper than `depth`, an element too: one
-    evaluation inside libxml2 answers both questions."""
-    return etree.XPath("//b:*/@id | /*" + "/*" * depth, namespaces={"b": BPMN_NS}, smart_strings=False)
-
-
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
-
-
-def _shape(root, size: int) -> tuple[bool, int, list[str]]:
-    """(nests deeper than MAX_DEPTH, element count, the BPMN ids), evaluated inside libxml2.
-
-    An element takes at least 4 bytes (<a/>), so a file below 4 * MAX_ELEMENTS bytes needs no count."""
-    count = int(_COUNT_ELEMENTS(root)) if size >= 4 * MAX_ELEMENTS else 0
-    found = _ids_and_depth(MAX_DEPTH)(root)
-    ids = [value for value in found if isinstance(value, str)]
-    return len(ids) != len(found), count, ids
+# Every BPMN id as a plain string, collected inside libxml2 (for the duplicate-id check).
+_BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False)
 
 
 def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:

@@ -268,9 +268,14 @@ def test_size_depth_and_element_limits(monkeypatch):
     too_big = doc(TASK + "\n<!-- " + "x" * bpmn_meta.MAX_BYTES + " -->")
     assert [i.code for i in parse_bpmn(too_big, "big.bpmn20.xml").issues] == ["TOO_LARGE"]
 
-    nested = doc('    <userTask id="t1" flowable:candidateGroups="G"><extensionElements>'
-                 + "<onecms:x>" * 80 + "</onecms:x>" * 80 + "</extensionElements></userTask>")
-    assert [i.code for i in parse_bpmn(nested, "deep.bpmn20.xml").issues] == ["TOO_DEEP"]
+    def nested(depth: int) -> bytes:  # definitions/process/userTask/extensionElements, then `depth` more
+        inner = depth - 4
+        return doc('    <userTask id="t1" flowable:candidateGroups="G"><extensionElements>'
+                   + "<onecms:x>" * inner + "</onecms:x>" * inner + "</extensionElements></userTask>")
+
+    assert parse_bpmn(nested(bpmn_meta.MAX_DEPTH), "fits.bpmn20.xml").ok
+    too_deep = parse_bpmn(nested(bpmn_meta.MAX_DEPTH + 1), "deep.bpmn20.xml").issues
+    assert [(i.code, i.line) for i in too_deep] == [("TOO_DEEP", 6)]
 
     monkeypatch.setattr(bpmn_meta, "MAX_ELEMENTS", 50)
     many = doc("\n".join(f'    <endEvent id="e{i}"/>' for i in range(60)))
