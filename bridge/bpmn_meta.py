@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 
 from lxml import etree
 
@@ -106,6 +105,8 @@ _DOCTYPE_MESSAGE = ("DOCTYPE declarations are not allowed in BPMN files (they en
 
 
 # -- the model ---------------------------------------------------------------------------------------
+# Plain slotted records, not frozen ones: a frozen dataclass's __init__ costs three times as much, and
+# the reader makes one per task, queue, role, route and timer. Nothing mutates them after the read.
 
 @dataclass(frozen=True)
 class Issue:
@@ -122,14 +123,14 @@ class Issue:
         return f"{where}{element}: {self.severity}: {self.message} ({self.code})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Department:
     code: str
     name: str
     lane_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SlaTimer:
     boundary_id: str
     kind: str  # timeDuration | timeDate | timeCycle
@@ -138,7 +139,7 @@ class SlaTimer:
     interrupting: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class UserTask:
     id: str
     name: str | None
@@ -155,7 +156,7 @@ class UserTask:
     sla_timers: tuple[SlaTimer, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Queue:
     name: str
     type: str
@@ -165,7 +166,7 @@ class Queue:
     declared: bool  # from <onecms:queue>, not derived
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Role:
     code: str
     name: str
@@ -174,7 +175,7 @@ class Role:
     home_queue: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Route:
     gateway_id: str
     flow_id: str
@@ -185,7 +186,7 @@ class Route:
     target_department: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Process:
     key: str
     name: str | None
@@ -221,7 +222,7 @@ class Process:
         return rules
 
 
-@dataclass
+@dataclass(slots=True)
 class BpmnMetadata:
     filename: str
     processes: list[Process] = field(default_factory=list)
@@ -250,11 +251,22 @@ class BpmnError(ValueError):
 
 # -- helpers -----------------------------------------------------------------------------------------
 
-_BPMN_PREFIX = f"{{{BPMN_NS}}}"
+# Tags and attribute keys as lxml spells them (Clark names); plain string work on these is the cheap way
+# to ask an element what it is.
+_BPMN = f"{{{BPMN_NS}}}"
+_FLOWABLE = f"{{{FLOWABLE_NS}}}"
+_ACTIVITI = f"{{{ACTIVITI_NS}}}"
+_ONECMS = f"{{{ONECMS_NS}}}"
+_PROCESS_TAG = _BPMN + "process"
+_EXTENSIONS_TAG = _BPMN + "extensionElements"
+_LANE_TAG = _BPMN + "lane"
+_FLOW_NODE_REF_TAG = _BPMN + "flowNodeRef"
+_CHILD_LANE_SET_TAG = _BPMN + "childLaneSet"
+_EXPRESSION = re.compile(r"[$#]\{")
+_NOT_UPPER_ALNUM = re.compile(r"[^A-Z0-9]+")
+_GROUP_OR_USER = re.compile(r"(user|group)\((.*)\)")
 
 
-# Plain string work on Clark names ({namespace}local): these run for every element, and building an
-# etree.QName each time made them the parser's hot spot.
 def _local(element) -> str:
     tag = element.tag
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
@@ -262,33 +274,34 @@ def _local(element) -> str:
 
 def _is_bpmn(element, *names: str) -> bool:
     tag = element.tag
-    if not isinstance(tag, str) or not tag.startswith(_BPMN_PREFIX):
+    if not isinstance(tag, str) or not tag.startswith(_BPMN):
         return False
-    return not names or tag[len(_BPMN_PREFIX):] in names
+    return not names or tag[len(_BPMN):] in names
 
 
-# lxml runs find()/iterfind() through its Python ElementPath engine; iterchildren(tag) filters in C.
-@cache
-def _clark(namespace: str, local: str) -> str:
-    return f"{{{namespace}}}{local}"
+def _attributes(element) -> dict[str, str]:
+    """An element's attributes as a dict, read out of lxml in one call: each element.get() with a
+    namespaced key parses that key again, and the reader asks a node for several."""
+    return dict(element.items())
 
 
-def _child(element, local: str, namespace: str = BPMN_NS):
-    return next(element.iterchildren(_clark(namespace, local)), None)
+def _engine_attr(attributes, name: str) -> str | None:
+    """An attribute in the flowable namespace, else the legacy activiti one (from a dict or element.attrib)."""
+    value = attributes.get(_FLOWABLE + name)
+    return value if value is not None else attributes.get(_ACTIVITI + name)
 
 
-def _children(element, local: str, namespace: str = BPMN_NS):
-    return element.iterchildren(_clark(namespace, local))
-
-
-def _engine_attr(element, name: str) -> str | None:
-    """An attribute in the flowable namespace, else the legacy activiti one."""
-    value = element.get(_clark(FLOWABLE_NS, name))
-    return value if value is not None else element.get(_clark(ACTIVITI_NS, name))
+def _first_child(element, tag: str):
+    """The first child with this Clark tag. A Python loop over the few children BPMN elements have beats
+    iterchildren(tag), whose per-call setup costs more than the loop."""
+    for child in element:
+        if child.tag == tag:
+            return child
+    return None
 
 
 def is_expression(value: str) -> bool:
-    return bool(re.search(r"[$#]\{", value))
+    return _EXPRESSION.search(value) is not None
 
 
 def split_candidates(value: str | None) -> tuple[str, ...]:
@@ -317,7 +330,7 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
 
 
 def upper_snake(text: str) -> str:
-    return re.sub(r"[^A-Z0-9]+", "_", text.upper()).strip("_") or "UNNAMED"
+    return _NOT_UPPER_ALNUM.sub("_", text.upper()).strip("_") or "UNNAMED"
 
 
 def default_queue_name(base: str, candidate_groups: Iterable[str]) -> str:
@@ -437,6 +450,41 @@ def load_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
     return result
 
 
+class _Node:
+    """A flow node or sequence flow met in the scan, its attributes read out of lxml once."""
+
+    __slots__ = ("element", "kind", "attrs", "id", "scope", "event_definition")
+
+    def __init__(self, element, kind: str, attrs: dict[str, str], scope: _Node | None) -> None:
+        self.element, self.kind, self.attrs, self.scope = element, kind, attrs, scope
+        self.id = attrs.get("id")
+        self.event_definition = None  # events: their first <...EventDefinition> child
+
+
+class _Scan:
+    """What one pass over a process and its sub-processes found."""
+
+    __slots__ = ("nodes", "in_order", "by_kind", "flows", "lane_sets", "extensions")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, _Node] = {}  # flow nodes by id
+        self.in_order: list[_Node] = []  # every flow node, scopes in walk order
+        self.by_kind: dict[str, list[_Node]] = {}
+        self.flows: list[_Node] = []
+        self.lane_sets: list = []
+        self.extensions: list = []  # the process's own <extensionElements>
+
+    def outgoing(self) -> dict[str | None, list[_Node]]:
+        outgoing: dict[str | None, list[_Node]] = {}
+        for flow in self.flows:
+            outgoing.setdefault(flow.attrs.get("sourceRef"), []).append(flow)
+        return outgoing
+
+
+_EVENTS_WITH_TIMERS = {"startEvent", "intermediateCatchEvent", "boundaryEvent"}
+_TIME_KINDS = ("timeDuration", "timeDate", "timeCycle")
+
+
 class _Reader:
     def __init__(self, filename: str, root, result: BpmnMetadata, ids: list[str]) -> None:
         self.filename, self.root, self.result, self.ids = filename, root, result, ids
@@ -448,7 +496,7 @@ class _Reader:
 
     def read(self) -> None:
         self._check_ids()
-        processes = [p for p in self.root if _is_bpmn(p, "process")]
+        processes = [p for p in self.root if p.tag == _PROCESS_TAG]
         if not processes:
             self.issue(self.root, "NO_PROCESS", "the file defines no <process>")
             return
@@ -465,7 +513,7 @@ class _Reader:
         if len(set(self.ids)) == len(self.ids):  # the common case: no element walk needed
             return
         seen: dict[str, int | None] = {}
-        for element in self.root.iter(f"{{{BPMN_NS}}}*"):
+        for element in self.root.iter(_BPMN + "*"):
             ident = element.get("id")
             if ident is None:
                 continue
@@ -478,88 +526,91 @@ class _Reader:
     # -- one process --
 
     def _process(self, element) -> Process:
-        key = element.get("id")
+        attrs = _attributes(element)
+        key = attrs.get("id")
         if not key:
             self.issue(element, "MISSING_ID", "<process> has no id (the id is the process key)")
-        process = Process(key=key or "", name=element.get("name"), line=element.sourceline,
-                          executable=element.get("isExecutable", "true").strip().lower() != "false")
-        self._check_attributes(element, "process")
-        has_extensions = _child(element, "extensionElements") is not None  # third-party files rarely do
-        if has_extensions:
-            self._process_extensions(element, process)
-        process.version_tag = process.version_tag or _engine_attr(element, "versionTag")
-        lane_of, departments = self._lanes(element)
+        process = Process(key=key or "", name=attrs.get("name"), line=element.sourceline,
+                          executable=attrs.get("isExecutable", "true").strip().lower() != "false")
+        self._check_attributes(element, "process", attrs)
+        scan = self._scan(element, process.executable)
+        for extensions in scan.extensions:  # third-party files rarely have ours
+            self._process_extensions(extensions, process)
+        process.version_tag = process.version_tag or _engine_attr(attrs, "versionTag")
+        lane_of, departments = self._lanes(scan.lane_sets)
         process.departments = departments
         department_of_lane = {d.lane_id: d.code for d in departments}
 
-        nodes, flows, by_kind = self._walk(element, process.executable)
-        outgoing: dict[str | None, list] = {}
-        for flow in flows:
-            outgoing.setdefault(flow.get("sourceRef"), []).append(flow)
-        self._check_event_gateways(nodes, flows, outgoing, by_kind.get("eventBasedGateway", []))
+        outgoing = scan.outgoing()
+        self._check_event_gateways(scan, outgoing)
         if process.executable and lane_of:
-            for kind in _ACTIVITIES & by_kind.keys():
-                for node in by_kind[kind]:
-                    if self._lane_of(node, lane_of, nodes) is None:
-                        self.issue(node, "OUTSIDE_LANES", f"<{kind}> is in no lane, but this process uses "
-                                   "lanes: add it to a lane's flowNodeRef")
-        timers = self._sla_timers(by_kind)
-        declared_roles = self._declared_roles(element) if has_extensions else {}
+            for node in scan.in_order:
+                if node.kind in _ACTIVITIES and _lane_of(node, lane_of, scan.nodes) is None:
+                    self.issue(node.element, "OUTSIDE_LANES", f"<{node.kind}> is in no lane, but this process uses "
+                               "lanes: add it to a lane's flowNodeRef")
+        timers = self._sla_timers(scan)
+        declared_roles = self._declared_roles(element, scan.extensions)
         queues: dict[str, Queue] = {}
-        for node in by_kind.get("userTask", []):
+        for node in scan.by_kind.get("userTask", ()):
             process.user_tasks.append(
-                self._user_task(node, process, lane_of, department_of_lane, nodes, timers, queues))
+                self._user_task(node, process, lane_of, department_of_lane, scan.nodes, timers, queues))
         process.queues = list(queues.values())
-        process.roles, process.assignments = self._roles(process, declared_roles)
-        gateways = by_kind.get("exclusiveGateway", []) + by_kind.get("inclusiveGateway", [])
-        process.routes = self._routes(gateways, nodes, outgoing, lane_of, department_of_lane)
+        process.roles, process.assignments = _roles(process, declared_roles)
+        process.routes = _routes(scan, outgoing, lane_of, department_of_lane)
         return process
 
-    def _walk(self, process, executable: bool) -> tuple[dict[str, object], list, dict[str, list]]:
-        """One pass over the process and its sub-processes, checking each element on the way.
-
-        Returns (flow nodes by id, every sequence flow, flow nodes by element name)."""
-        nodes: dict[str, object] = {}
-        flows: list = []
-        by_kind: dict[str, list] = {}
-        stack = [process]
+    def _scan(self, process, executable: bool) -> _Scan:
+        """One pass over the direct children of the process and of its sub-processes, checking each
+        element on the way: the reader touches nothing else of a scope's content but what it needs."""
+        scan = _Scan()
+        stack: list[tuple[object, _Node | None]] = [(process, None)]
         while stack:
-            scope = stack.pop()
+            scope, scope_node = stack.pop()
             none_starts, has_start = [], False
             for child in scope:
                 tag = child.tag
                 if not isinstance(tag, str):
-                    continue
-                if not tag.startswith(_BPMN_PREFIX):
-                    if not tag.startswith("{"):
+                    continue  # a comment
+                if not tag.startswith(_BPMN):
+                    if tag[0] != "{":
                         self.issue(child, "UNKNOWN_ELEMENT", f"<{tag}> is not a BPMN element (no namespace)")
                     continue
-                name = tag[len(_BPMN_PREFIX):]
-                is_node = name in FLOW_NODES
-                if not is_node and name not in _OTHER_PROCESS_CHILDREN:
-                    self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
+                name = tag[len(_BPMN):]
+                if name not in FLOW_NODES and name != "sequenceFlow":
+                    if name == "laneSet":
+                        scan.lane_sets.append(child)
+                    elif name == "extensionElements" and scope_node is None:
+                        scan.extensions.append(child)
+                    elif name not in _OTHER_PROCESS_CHILDREN:
+                        self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
                     continue
-                self._check_attributes(child, name)
-                ident = child.get("id")
-                if (is_node or name == "sequenceFlow") and not ident:
+                node = _Node(child, name, _attributes(child), scope_node)
+                self._check_attributes(child, name, node.attrs)
+                if not node.id:
                     # The engine invents ids for these; a user task needs a stable one (its queue, its mirror rows).
                     self.issue(child, "MISSING_ID", f"<{name}> has no id", ERROR if name == "userTask" else WARNING,
                                element_id="")
                 if name == "sequenceFlow":
-                    flows.append(child)
-                if not is_node:
+                    scan.flows.append(node)
                     continue
-                if ident:
-                    nodes.setdefault(ident, child)
-                by_kind.setdefault(name, []).append(child)
+                if node.id:
+                    scan.nodes.setdefault(node.id, node)
+                scan.in_order.append(node)
+                scan.by_kind.setdefault(name, []).append(node)
+                if name in _EVENTS and len(child):
+                    for grandchild in child:
+                        if isinstance(grandchild.tag, str) and grandchild.tag.endswith("EventDefinition"):
+                            node.event_definition = grandchild
+                            break
                 if name == "startEvent":
                     has_start = True
-                    if not any(isinstance(c.tag, str) and c.tag.endswith("EventDefinition") for c in child):
+                    if node.event_definition is None:
                         none_starts.append(child)
-                if name in _ACTIVITIES:
-                    self._check_multi_instance(child)
-                if name in _SCOPES:
-                    stack.append(child)
+                elif name in _ACTIVITIES:
+                    if len(child):
+                        self._check_multi_instance(child)
+                    if name in _SCOPES:
+                        stack.append((child, node))
             if scope is process and executable and not has_start:
                 self.issue(scope, "NO_START_EVENT", "the process has no start event: it can only be started by "
                            "other means (e.g. as a called process)", WARNING)
@@ -568,17 +619,17 @@ class _Reader:
                 self.issue(none_starts[1], "MULTIPLE_NONE_START",
                            f"more than one start event without an event definition in one scope ({ids}): "
                            "the engine could not tell which to start")
-        for flow in flows:
-            self._check_flow(flow, nodes)
-        return nodes, flows, by_kind
+        for flow in scan.flows:
+            self._check_flow(flow, scan.nodes)
+        return scan
 
-    def _process_extensions(self, element, process: Process) -> None:
-        for ext in self._onecms(element, "workflow"):
+    def _process_extensions(self, extensions, process: Process) -> None:
+        for ext in extensions.iterchildren(_ONECMS + "workflow"):
             process.business_app = ext.get("businessApp") or process.business_app
             process.version_tag = ext.get("versionTag") or process.version_tag
             if ext.get("processSlaMinutes"):
                 process.process_sla_minutes = self._positive_int(ext, "processSlaMinutes")
-            for criterion in _children(ext, "entryCriteria", ONECMS_NS):
+            for criterion in ext.iterchildren(_ONECMS + "entryCriteria"):
                 variable = criterion.get("variable")
                 if not variable:
                     self.issue(criterion, "BAD_EXTENSION", "<onecms:entryCriteria> needs a variable attribute",
@@ -586,12 +637,6 @@ class _Reader:
                     continue
                 process.entry_criteria[variable] = [v.strip() for v in criterion.get("values", "").split(",")
                                                     if v.strip()]
-
-    @staticmethod
-    def _onecms(element, name: str) -> Iterator:
-        """Our extension elements <onecms:NAME> under the element's <extensionElements>."""
-        for extensions in _children(element, "extensionElements"):
-            yield from _children(extensions, name, ONECMS_NS)
 
     def _positive_int(self, element, attribute: str, owner_id: str | None = None) -> int | None:
         raw = element.get(attribute)
@@ -601,93 +646,115 @@ class _Reader:
                    element_id=owner_id)
         return None
 
-    def _lanes(self, process) -> tuple[dict[str, str], list[Department]]:
+    def _lanes(self, lane_sets: list) -> tuple[dict[str, str], list[Department]]:
+        """Node id -> lane id, and the departments: one per leaf lane (a parent lane's child lanes are the
+        departments), in document order."""
         lane_of: dict[str, str] = {}
         departments: dict[str, Department] = {}
-        for lane in process.iter(f"{{{BPMN_NS}}}lane"):
-            if _child(lane, "childLaneSet") is not None:
-                continue  # a parent lane: its child lanes are the departments
+        pending = [lane for lane_set in reversed(lane_sets) for lane in reversed(lane_set)]
+        while pending:
+            lane = pending.pop()
+            if lane.tag != _LANE_TAG:
+                continue
+            refs, child_lanes, declared = [], None, None
+            for child in lane:  # one pass: a lane's children are mostly its flowNodeRefs
+                tag = child.tag
+                if tag == _FLOW_NODE_REF_TAG:
+                    if child.text and child.text.strip():
+                        refs.append(child.text.strip())
+                elif tag == _CHILD_LANE_SET_TAG:
+                    child_lanes = child
+                elif tag == _EXTENSIONS_TAG and declared is None:
+                    declared = _first_child(child, _ONECMS + "department")
+            if child_lanes is not None:
+                pending.extend(reversed(child_lanes))
+                continue
             lane_id = lane.get("id") or ""
-            declared = next(self._onecms(lane, "department"), None)
             code = (declared.get("code") if declared is not None else None) or upper_snake(
                 lane.get("name") or lane_id)
             name = (declared.get("name") if declared is not None else None) or lane.get("name") or code
             departments.setdefault(code, Department(code, name, lane_id))
-            for ref in _children(lane, "flowNodeRef"):
-                if ref.text and ref.text.strip():
-                    lane_of[ref.text.strip()] = lane_id
+            for ref in refs:
+                lane_of[ref] = lane_id
         return lane_of, list(departments.values())
 
-    def _check_attributes(self, element, name: str) -> None:
+    def _check_attributes(self, element, name: str, attrs: dict[str, str]) -> None:
         allowed = _ALLOWED_ATTRIBUTES.get(name)
         if allowed is None:
             return
-        for attribute in element.keys():
+        for attribute in attrs:
             if attribute[0] != "{" and attribute not in allowed:
                 self.issue(element, "UNKNOWN_ATTRIBUTE",
-                           f"attribute {attribute}=\"{element.get(attribute)}\" is not allowed on <{name}> "
+                           f"attribute {attribute}=\"{attrs[attribute]}\" is not allowed on <{name}> "
                            "(BPMN 2.0 schema); engine attributes need the flowable: prefix")
 
-    def _check_event_gateways(self, nodes: dict, flows: list, outgoing: dict, gateways: list) -> None:
+    def _check_event_gateways(self, scan: _Scan, outgoing: dict) -> None:
+        gateways = scan.by_kind.get("eventBasedGateway")
         if not gateways:
             return
-        incoming: dict[str, list] = {}
-        for flow in flows:
-            incoming.setdefault(flow.get("targetRef"), []).append(flow)
+        incoming: dict[str | None, list[_Node]] = {}
+        for flow in scan.flows:
+            incoming.setdefault(flow.attrs.get("targetRef"), []).append(flow)
         for gateway in gateways:
-            for flow in outgoing.get(gateway.get("id"), ()):
-                target = nodes.get(flow.get("targetRef"))
+            for flow in outgoing.get(gateway.id, ()):
+                target = scan.nodes.get(flow.attrs.get("targetRef"))
                 if target is None:
                     continue
-                if _local(target) not in ("intermediateCatchEvent", "receiveTask"):
-                    self.issue(flow, "EVENT_GATEWAY_TARGET", f"an event-based gateway may only lead to an "
-                               f"intermediate catch event or receive task, not <{_local(target)}>")
-                elif len(incoming.get(target.get("id"), [])) > 1:
-                    other = next(f for f in incoming[target.get("id")] if f is not flow)
-                    self.issue(other, "EVENT_GATEWAY_TARGET",
-                               f"'{target.get('id')}' waits for event-based gateway '{gateway.get('id')}' and may "
-                               "have no other incoming sequence flow", element_id=other.get("id") or "")
+                if target.kind not in ("intermediateCatchEvent", "receiveTask"):
+                    self.issue(flow.element, "EVENT_GATEWAY_TARGET", f"an event-based gateway may only lead to an "
+                               f"intermediate catch event or receive task, not <{target.kind}>")
+                elif len(incoming.get(target.id, [])) > 1:
+                    other = next(f for f in incoming[target.id] if f is not flow)
+                    self.issue(other.element, "EVENT_GATEWAY_TARGET",
+                               f"'{target.id}' waits for event-based gateway '{gateway.id}' and may "
+                               "have no other incoming sequence flow", element_id=other.id or "")
 
-    def _check_flow(self, flow, nodes: dict) -> None:
+    def _check_flow(self, flow: _Node, nodes: dict[str, _Node]) -> None:
         for end in ("sourceRef", "targetRef"):
-            ref = flow.get(end)
-            target = nodes.get(ref) if ref else None
+            ref = flow.attrs.get(end)
             if not ref:
-                self.issue(flow, "MISSING_REFERENCE", f"sequenceFlow has no {end}")
-            elif target is None or _local(target) not in FLOW_NODES:
-                self.issue(flow, "MISSING_REFERENCE",
+                self.issue(flow.element, "MISSING_REFERENCE", f"sequenceFlow has no {end}")
+            elif ref not in nodes:
+                self.issue(flow.element, "MISSING_REFERENCE",
                            f"sequenceFlow {end}=\"{ref}\" names no flow node of this process")
 
     def _check_multi_instance(self, activity) -> None:
-        loop = _child(activity, "multiInstanceLoopCharacteristics")
+        loop = _first_child(activity, _BPMN + "multiInstanceLoopCharacteristics")
         if loop is None:
             return
-        has_cardinality = _child(loop, "loopCardinality") is not None
-        has_collection = (_engine_attr(loop, "collection") or _child(loop, "loopDataInputRef")
-                          is not None or any(_local(c) == "collection" for c in loop.iter()))
+        has_cardinality = _first_child(loop, _BPMN + "loopCardinality") is not None
+        has_collection = (_engine_attr(loop.attrib, "collection")
+                          or _first_child(loop, _BPMN + "loopDataInputRef") is not None
+                          or any(_local(c) == "collection" for c in loop.iter()))
         if not has_cardinality and not has_collection:
             self.issue(loop, "BAD_MULTI_INSTANCE",
                        "multi-instance needs a loopCardinality or a collection to iterate",
                        element_id=activity.get("id"))
 
-    def _sla_timers(self, by_kind: dict[str, list]) -> dict[str, list[SlaTimer]]:
+    def _sla_timers(self, scan: _Scan) -> dict[str, list[SlaTimer]]:
         """Timer boundary events by the task they watch; every timer event's time is checked."""
         timers: dict[str, list[SlaTimer]] = {}
-        events = [e for kind in ("startEvent", "intermediateCatchEvent", "boundaryEvent") for e in by_kind.get(kind, [])]
-        for node in events:
-            definition = _child(node, "timerEventDefinition")
-            if definition is None:
+        for node in scan.in_order:
+            definition = node.event_definition
+            if definition is None or definition.tag != _BPMN + "timerEventDefinition" \
+                    or node.kind not in _EVENTS_WITH_TIMERS:
                 continue
-            for kind in ("timeDuration", "timeDate", "timeCycle"):
-                spec = _child(definition, kind)
+            specs = {}
+            for spec in definition:
+                kind = _local(spec)
+                if kind in _TIME_KINDS:
+                    specs.setdefault(kind, spec)
+            for kind in _TIME_KINDS:
+                spec = specs.get(kind)
                 if spec is None:
                     continue
                 value = (spec.text or "").strip()
-                minutes = self._check_time(spec, kind, value, node.get("id"))
-                if _local(node) == "boundaryEvent" and node.get("attachedToRef"):
-                    timers.setdefault(node.get("attachedToRef"), []).append(SlaTimer(
-                        node.get("id") or "", kind, value, minutes,
-                        interrupting=node.get("cancelActivity", "true").strip().lower() != "false"))
+                minutes = self._check_time(spec, kind, value, node.id)
+                attached_to = node.attrs.get("attachedToRef")
+                if node.kind == "boundaryEvent" and attached_to:
+                    timers.setdefault(attached_to, []).append(SlaTimer(
+                        node.id or "", kind, value, minutes,
+                        interrupting=node.attrs.get("cancelActivity", "true").strip().lower() != "false"))
         return timers
 
     def _check_time(self, spec, kind: str, value: str, owner: str | None) -> int | None:
@@ -707,91 +774,71 @@ class _Reader:
                        element_id=owner)
         return None
 
-    def _user_task(self, node, process: Process, lane_of, department_of_lane, nodes, timers,
+    def _user_task(self, node: _Node, process: Process, lane_of, department_of_lane, nodes, timers,
                    queues: dict[str, Queue]) -> UserTask:
-        task_id = node.get("id") or ""
-        groups = list(split_candidates(_engine_attr(node, "candidateGroups")))
-        users = list(split_candidates(_engine_attr(node, "candidateUsers")))
-        assignee = _engine_attr(node, "assignee")
-        has_children = len(node) > 0  # most tasks have none: skip the child lookups below
-        for owner in (_children(node, "potentialOwner") if has_children else ()):
-            for part in split_candidates(self._formal_expression(owner)):
-                match = re.fullmatch(r"(user|group)\((.*)\)", part)
-                if match and match[1] == "user":
-                    users.append(match[2].strip())
-                else:
-                    groups.append(match[2].strip() if match else part)
-        for performer in (_children(node, "humanPerformer") if has_children else ()):
-            assignee = assignee or (self._formal_expression(performer) or "").strip() or None
+        element, attrs = node.element, node.attrs
+        task_id = node.id or ""
+        groups = list(split_candidates(_engine_attr(attrs, "candidateGroups")))
+        users = list(split_candidates(_engine_attr(attrs, "candidateUsers")))
+        assignee = _engine_attr(attrs, "assignee")
+        declared_queue = None
+        for child in element:  # most tasks have no children
+            tag = child.tag
+            if tag == _BPMN + "potentialOwner":
+                for part in split_candidates(_formal_expression(child)):
+                    match = _GROUP_OR_USER.fullmatch(part)
+                    if match and match[1] == "user":
+                        users.append(match[2].strip())
+                    else:
+                        groups.append(match[2].strip() if match else part)
+            elif tag == _BPMN + "humanPerformer":
+                assignee = assignee or (_formal_expression(child) or "").strip() or None
+            elif tag == _EXTENSIONS_TAG and declared_queue is None:
+                declared_queue = _first_child(child, _ONECMS + "queue")
         if process.executable and not (groups or users or assignee):
-            self.issue(node, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
+            self.issue(element, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
                        "assignee: nobody could ever claim it from a queue")
 
-        due_date = _engine_attr(node, "dueDate")
+        due_date = _engine_attr(attrs, "dueDate")
         if due_date and not is_expression(due_date) and not (is_iso_duration(due_date) or is_iso_datetime(due_date)):
-            self.issue(node, "BAD_DURATION", f"dueDate \"{due_date}\" is neither an ISO-8601 duration nor a date")
+            self.issue(element, "BAD_DURATION", f"dueDate \"{due_date}\" is neither an ISO-8601 duration nor a date")
 
-        lane_id = self._lane_of(node, lane_of, nodes)
+        lane_id = _lane_of(node, lane_of, nodes) if lane_of else None
         department = department_of_lane.get(lane_id) if lane_id else None
         task_timers = tuple(timers.get(task_id, ()))
-        queue = self._queue(node, process, department, groups, users, due_date, task_timers, queues)
+        if declared_queue is not None:
+            queue = self._declared_queue(declared_queue, task_id, department, queues)
+        else:
+            queue = _default_queue(process, department, groups, due_date, task_timers, queues)
         return UserTask(
-            id=task_id, name=node.get("name"), line=node.sourceline, lane_id=lane_id, department=department,
+            id=task_id, name=attrs.get("name"), line=element.sourceline, lane_id=lane_id, department=department,
             candidate_groups=tuple(groups), candidate_users=tuple(users), assignee=assignee,
-            form_key=_engine_attr(node, "formKey"), priority=_engine_attr(node, "priority"), due_date=due_date,
+            form_key=_engine_attr(attrs, "formKey"), priority=_engine_attr(attrs, "priority"), due_date=due_date,
             queue=queue, sla_timers=task_timers)
 
-    @staticmethod
-    def _formal_expression(resource) -> str | None:
-        assignment = _child(resource, "resourceAssignmentExpression")
-        expression = _child(assignment, "formalExpression") if assignment is not None else None
-        return expression.text if expression is not None else None
+    def _declared_queue(self, declared, task_id: str, department: str | None, queues: dict[str, Queue]) -> str:
+        name = declared.get("name")
+        kind = (declared.get("type") or "STANDARD").strip()
+        if not name:
+            self.issue(declared, "BAD_EXTENSION", "<onecms:queue> needs a name", element_id=task_id)
+        if kind not in QUEUE_TYPES:
+            self.issue(declared, "UNKNOWN_QUEUE_TYPE",
+                       f"queue type \"{kind}\" is not one of {', '.join(QUEUE_TYPES)}", element_id=task_id)
+        sla = (self._positive_int(declared, "slaMinutes", task_id) if declared.get("slaMinutes")
+               else None) or DEFAULT_QUEUE_SLA_MINUTES
+        capacity = (self._positive_int(declared, "maxCapacity", task_id)
+                    if declared.get("maxCapacity") else None) or DEFAULT_QUEUE_CAPACITY
+        queue = Queue(name or "", kind, sla, capacity, department, declared=True)
+        if name and name in queues and queues[name] != queue:
+            self.issue(declared, "QUEUE_CONFLICT",
+                       f"queue {name} is declared again with other settings than before", WARNING,
+                       element_id=task_id)
+        queues.setdefault(queue.name, queue)
+        return queue.name
 
-    @staticmethod
-    def _lane_of(node, lane_of: dict[str, str], nodes: dict) -> str | None:
-        """A node's lane; a boundary event is in its task's lane, a sub-process's nodes in the sub-process's."""
-        current = node
-        while current is not None and _local(current) != "process":
-            ident = current.get("id")
-            if ident in lane_of:
-                return lane_of[ident]
-            attached = nodes.get(current.get("attachedToRef")) if _local(current) == "boundaryEvent" else None
-            current = attached if attached is not None else current.getparent()
-        return None
-
-    def _queue(self, node, process: Process, department, groups, users, due_date, timers,
-               queues: dict[str, Queue]) -> str:
-        declared = next(self._onecms(node, "queue"), None) if len(node) else None
-        if declared is not None:
-            name = declared.get("name")
-            kind = (declared.get("type") or "STANDARD").strip()
-            if not name:
-                self.issue(declared, "BAD_EXTENSION", "<onecms:queue> needs a name", element_id=node.get("id"))
-            if kind not in QUEUE_TYPES:
-                self.issue(declared, "UNKNOWN_QUEUE_TYPE",
-                           f"queue type \"{kind}\" is not one of {', '.join(QUEUE_TYPES)}", element_id=node.get("id"))
-            sla = (self._positive_int(declared, "slaMinutes", node.get("id")) if declared.get("slaMinutes")
-                   else None) or DEFAULT_QUEUE_SLA_MINUTES
-            capacity = (self._positive_int(declared, "maxCapacity", node.get("id"))
-                        if declared.get("maxCapacity") else None) or DEFAULT_QUEUE_CAPACITY
-            queue = Queue(name or "", kind, sla, capacity, department, declared=True)
-            if name and name in queues and queues[name] != queue:
-                self.issue(declared, "QUEUE_CONFLICT",
-                           f"queue {name} is declared again with other settings than before", WARNING,
-                           element_id=node.get("id"))
-            queues.setdefault(queue.name, queue)
-            return queue.name
-        name = default_queue_name(department or process.key, groups)
-        sla = next((t.minutes for t in timers if t.minutes), None)
-        if sla is None and due_date and not is_expression(due_date):
-            sla = duration_minutes(due_date)
-        queues.setdefault(name, Queue(name, "STANDARD", sla or DEFAULT_QUEUE_SLA_MINUTES, DEFAULT_QUEUE_CAPACITY,
-                                      department, declared=False))
-        return name
-
-    def _declared_roles(self, process) -> dict[str, tuple[str | None, str | None]]:
-        declared = {}
-        for role in self._onecms(process, "role"):
+    def _declared_roles(self, process, extensions: list) -> dict[str, tuple[str | None, str | None]]:
+        declared: dict[str, tuple[str | None, str | None]] = {}
+        for role in (r for ext in extensions for r in ext.iterchildren(_ONECMS + "role")):
             code, kind = role.get("code"), role.get("type")
             if not code:
                 self.issue(role, "BAD_EXTENSION", "<onecms:role> needs a code", element_id=process.get("id"))
@@ -803,44 +850,78 @@ class _Reader:
             declared[code] = (kind, role.get("name"))
         return declared
 
-    @staticmethod
-    def _roles(process: Process, declared) -> tuple[list[Role], list[tuple[str, str]]]:
-        departments: dict[str, set] = {}
-        home: dict[str, str] = {}
-        assignments: list[tuple[str, str]] = []
-        for task in process.user_tasks:
-            for group in task.candidate_groups:
-                if is_expression(group):
-                    continue
-                departments.setdefault(group, set()).add(task.department)
-                home.setdefault(group, task.queue)
-                if (group, task.queue) not in assignments:
-                    assignments.append((group, task.queue))
-        for code in declared:
-            departments.setdefault(code, set())
-        roles = []
-        for code, seen in departments.items():
-            kind, name = declared.get(code, (None, None))
-            single = next(iter(seen)) if len(seen) == 1 else None
-            kind = kind or ("DEPARTMENT" if single else "CUSTOM")
-            roles.append(Role(code, name or _role_name(code), kind,
-                              single if kind == "DEPARTMENT" else None, home.get(code)))
-        return roles, assignments
 
-    def _routes(self, gateways, nodes, outgoing, lane_of, department_of_lane) -> list[Route]:
-        routes = []
-        for node in gateways:
-            default = node.get("default")
-            for flow in outgoing.get(node.get("id"), ()):
-                condition = _child(flow, "conditionExpression")
-                target = nodes.get(flow.get("targetRef"))
-                target_lane = self._lane_of(target, lane_of, nodes) if target is not None else None
-                routes.append(Route(
-                    gateway_id=node.get("id"), flow_id=flow.get("id") or "", name=flow.get("name"),
-                    condition=(condition.text or "").strip() if condition is not None else None,
-                    is_default=flow.get("id") == default, target_id=flow.get("targetRef") or "",
-                    target_department=department_of_lane.get(target_lane) if target_lane else None))
-        return routes
+# -- what follows from the scan, without touching the XML again ---------------------------------------
+
+def _formal_expression(resource) -> str | None:
+    assignment = _first_child(resource, _BPMN + "resourceAssignmentExpression")
+    expression = _first_child(assignment, _BPMN + "formalExpression") if assignment is not None else None
+    return expression.text if expression is not None else None
+
+
+def _lane_of(node: _Node, lane_of: dict[str, str], nodes: dict[str, _Node]) -> str | None:
+    """A node's lane; a boundary event is in its task's lane, a sub-process's nodes in the sub-process's."""
+    current: _Node | None = node
+    while current is not None:
+        lane = lane_of.get(current.id)
+        if lane is not None:
+            return lane
+        attached = nodes.get(current.attrs.get("attachedToRef")) if current.kind == "boundaryEvent" else None
+        current = attached if attached is not None else current.scope
+    return None
+
+
+def _default_queue(process: Process, department, groups, due_date, timers, queues: dict[str, Queue]) -> str:
+    name = default_queue_name(department or process.key, groups)
+    if name not in queues:
+        sla = next((t.minutes for t in timers if t.minutes), None)
+        if sla is None and due_date and not is_expression(due_date):
+            sla = duration_minutes(due_date)
+        queues[name] = Queue(name, "STANDARD", sla or DEFAULT_QUEUE_SLA_MINUTES, DEFAULT_QUEUE_CAPACITY,
+                             department, declared=False)
+    return name
+
+
+def _roles(process: Process, declared) -> tuple[list[Role], list[tuple[str, str]]]:
+    departments: dict[str, set] = {}
+    home: dict[str, str] = {}
+    assignments: list[tuple[str, str]] = []
+    for task in process.user_tasks:
+        for group in task.candidate_groups:
+            if is_expression(group):
+                continue
+            departments.setdefault(group, set()).add(task.department)
+            home.setdefault(group, task.queue)
+            if (group, task.queue) not in assignments:
+                assignments.append((group, task.queue))
+    for code in declared:
+        departments.setdefault(code, set())
+    roles = []
+    for code, seen in departments.items():
+        kind, name = declared.get(code, (None, None))
+        single = next(iter(seen)) if len(seen) == 1 else None
+        kind = kind or ("DEPARTMENT" if single else "CUSTOM")
+        roles.append(Role(code, name or _role_name(code), kind,
+                          single if kind == "DEPARTMENT" else None, home.get(code)))
+    return roles, assignments
+
+
+def _routes(scan: _Scan, outgoing, lane_of, department_of_lane) -> list[Route]:
+    routes = []
+    gateways = scan.by_kind.get("exclusiveGateway", []) + scan.by_kind.get("inclusiveGateway", [])
+    for gateway in gateways:
+        default = gateway.attrs.get("default")
+        for flow in outgoing.get(gateway.id, ()):
+            condition = _first_child(flow.element, _BPMN + "conditionExpression")
+            target_ref = flow.attrs.get("targetRef")
+            target = scan.nodes.get(target_ref)
+            target_lane = _lane_of(target, lane_of, scan.nodes) if target is not None and lane_of else None
+            routes.append(Route(
+                gateway_id=gateway.id, flow_id=flow.id or "", name=flow.attrs.get("name"),
+                condition=(condition.text or "").strip() if condition is not None else None,
+                is_default=flow.id == default, target_id=target_ref or "",
+                target_department=department_of_lane.get(target_lane) if target_lane else None))
+    return routes
 
 
 def _role_name(code: str) -> str:
