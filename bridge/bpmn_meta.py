@@ -279,12 +279,6 @@ def _is_bpmn(element, *names: str) -> bool:
     return not names or tag[len(_BPMN):] in names
 
 
-def _attributes(element) -> dict[str, str]:
-    """An element's attributes as a dict, read out of lxml in one call: each element.get() with a
-    namespaced key parses that key again, and the reader asks a node for several."""
-    return dict(element.items())
-
-
 def _engine_attr(attributes, name: str) -> str | None:
     """An attribute in the flowable namespace, else the legacy activiti one (from a dict or element.attrib)."""
     value = attributes.get(_FLOWABLE + name)
@@ -376,7 +370,9 @@ def _safe_parser() -> etree.XMLParser:
     if parser is None:
         parser = _PARSERS.parser = etree.XMLParser(
             resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
-            remove_pis=True)
+            # Nothing the reader uses lives in comments, PIs or whitespace-only text (it strips what it
+            # reads), and a tree without them is quicker to build and to walk.
+            remove_pis=True, remove_comments=True, remove_blank_text=True, collect_ids=False)
     return parser
 
 
@@ -451,7 +447,8 @@ def load_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
 
 
 class _Node:
-    """A flow node or sequence flow met in the scan, its attributes read out of lxml once."""
+    """A flow node or sequence flow met in the scan, its attributes read out of lxml once (as a dict):
+    every element.get() with a namespaced key parses that key again, and a user task is asked for seven."""
 
     __slots__ = ("element", "kind", "attrs", "id", "scope", "event_definition")
 
@@ -526,7 +523,7 @@ class _Reader:
     # -- one process --
 
     def _process(self, element) -> Process:
-        attrs = _attributes(element)
+        attrs = dict(element.items())
         key = attrs.get("id")
         if not key:
             self.issue(element, "MISSING_ID", "<process> has no id (the id is the process key)")
@@ -584,7 +581,7 @@ class _Reader:
                     elif name not in _OTHER_PROCESS_CHILDREN:
                         self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
                     continue
-                node = _Node(child, name, _attributes(child), scope_node)
+                node = _Node(child, name, dict(child.items()), scope_node)
                 self._check_attributes(child, name, node.attrs)
                 if not node.id:
                     # The engine invents ids for these; a user task needs a stable one (its queue, its mirror rows).
@@ -679,9 +676,7 @@ class _Reader:
         return lane_of, list(departments.values())
 
     def _check_attributes(self, element, name: str, attrs: dict[str, str]) -> None:
-        allowed = _ALLOWED_ATTRIBUTES.get(name)
-        if allowed is None:
-            return
+        allowed = _ALLOWED_ATTRIBUTES[name]
         for attribute in attrs:
             if attribute[0] != "{" and attribute not in allowed:
                 self.issue(element, "UNKNOWN_ATTRIBUTE",
