@@ -295,7 +295,7 @@ def _first_child(element, tag: str):
 
 
 def is_expression(value: str) -> bool:
-    return _EXPRESSION.search(value) is not None
+    return "{" in value and _EXPRESSION.search(value) is not None
 
 
 def split_candidates(value: str | None) -> tuple[str, ...]:
@@ -331,9 +331,12 @@ def default_queue_name(base: str, candidate_groups: Iterable[str]) -> str:
     """The documented default queue: <BASE>_<first literal group | DYNAMIC | DIRECT>, in UPPER_SNAKE.
 
     BASE is the task's department code, or the process key where there are no lanes."""
-    groups = list(candidate_groups)
-    literal = [g for g in groups if not is_expression(g)]
-    qualifier = literal[0] if literal else ("DYNAMIC" if groups else "DIRECT")
+    qualifier = "DIRECT"
+    for group in candidate_groups:
+        if not is_expression(group):
+            qualifier = group
+            break
+        qualifier = "DYNAMIC"
     return upper_snake(f"{base}_{qualifier}")[:100]
 
 
@@ -478,6 +481,9 @@ class _Scan:
         return outgoing
 
 
+# A scope's children by Clark tag: those the scan records as nodes and flows, and the rest it accepts.
+_SCANNED = {_BPMN + name: name for name in FLOW_NODES | {"sequenceFlow"}}
+_SCOPE_CONTENT = {_BPMN + name: name for name in _OTHER_PROCESS_CHILDREN}
 _EVENTS_WITH_TIMERS = {"startEvent", "intermediateCatchEvent", "boundaryEvent"}
 _TIME_KINDS = ("timeDuration", "timeDate", "timeCycle")
 
@@ -564,22 +570,19 @@ class _Reader:
         while stack:
             scope, scope_node = stack.pop()
             none_starts, has_start = [], False
-            for child in scope:
+            for child in scope:  # elements only: the parser drops comments and PIs
                 tag = child.tag
-                if not isinstance(tag, str):
-                    continue  # a comment
-                if not tag.startswith(_BPMN):
-                    if tag[0] != "{":
-                        self.issue(child, "UNKNOWN_ELEMENT", f"<{tag}> is not a BPMN element (no namespace)")
-                    continue
-                name = tag[len(_BPMN):]
-                if name not in FLOW_NODES and name != "sequenceFlow":
-                    if name == "laneSet":
+                name = _SCANNED.get(tag)
+                if name is None:
+                    other = _SCOPE_CONTENT.get(tag)
+                    if other == "laneSet":
                         scan.lane_sets.append(child)
-                    elif name == "extensionElements" and scope_node is None:
+                    elif other == "extensionElements" and scope_node is None:
                         scan.extensions.append(child)
-                    elif name not in _OTHER_PROCESS_CHILDREN:
-                        self.issue(child, "UNKNOWN_ELEMENT", f"<{name}> is not a BPMN process element")
+                    elif other is None and tag.startswith(_BPMN):
+                        self.issue(child, "UNKNOWN_ELEMENT", f"<{tag[len(_BPMN):]}> is not a BPMN process element")
+                    elif other is None and tag[0] != "{":
+                        self.issue(child, "UNKNOWN_ELEMENT", f"<{tag}> is not a BPMN element (no namespace)")
                     continue
                 node = _Node(child, name, dict(child.items()), scope_node)
                 self._check_attributes(child, name, node.attrs)
@@ -777,7 +780,7 @@ class _Reader:
         users = list(split_candidates(_engine_attr(attrs, "candidateUsers")))
         assignee = _engine_attr(attrs, "assignee")
         declared_queue = None
-        for child in element:  # most tasks have no children
+        for child in (element if len(element) else ()):  # most tasks have no children
             tag = child.tag
             if tag == _BPMN + "potentialOwner":
                 for part in split_candidates(_formal_expression(child)):
@@ -869,7 +872,7 @@ def _lane_of(node: _Node, lane_of: dict[str, str], nodes: dict[str, _Node]) -> s
 def _default_queue(process: Process, department, groups, due_date, timers, queues: dict[str, Queue]) -> str:
     name = default_queue_name(department or process.key, groups)
     if name not in queues:
-        sla = next((t.minutes for t in timers if t.minutes), None)
+        sla = next((t.minutes for t in timers if t.minutes), None) if timers else None
         if sla is None and due_date and not is_expression(due_date):
             sla = duration_minutes(due_date)
         queues[name] = Queue(name, "STANDARD", sla or DEFAULT_QUEUE_SLA_MINUTES, DEFAULT_QUEUE_CAPACITY,
