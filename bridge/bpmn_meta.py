@@ -421,7 +421,7 @@ def _prolog_doctype(data: bytes) -> int | None:
 
 _COUNT_ELEMENTS = etree.XPath("count(//*)")
 # Every BPMN id as a plain string, collected inside libxml2 (for the duplicate-id check).
-_BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False)
+_BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False, regexp=False)
 
 
 def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
@@ -651,6 +651,8 @@ class _Reader:
         departments), in document order."""
         lane_of: dict[str, str] = {}
         departments: dict[str, Department] = {}
+        if not lane_sets:
+            return lane_of, []
         pending = [lane for lane_set in reversed(lane_sets) for lane in reversed(lane_set)]
         while pending:
             lane = pending.pop()
@@ -680,6 +682,8 @@ class _Reader:
 
     def _check_attributes(self, element, name: str, attrs: dict[str, str]) -> None:
         allowed = _ALLOWED_ATTRIBUTES[name]
+        if allowed.issuperset(attrs):  # the usual case (no engine attributes either), settled in one C call
+            return
         for attribute in attrs:
             if attribute[0] != "{" and attribute not in allowed:
                 self.issue(element, "UNKNOWN_ATTRIBUTE",
@@ -836,6 +840,8 @@ class _Reader:
 
     def _declared_roles(self, process, extensions: list) -> dict[str, tuple[str | None, str | None]]:
         declared: dict[str, tuple[str | None, str | None]] = {}
+        if not extensions:
+            return declared
         for role in (r for ext in extensions for r in ext.iterchildren(_ONECMS + "role")):
             code, kind = role.get("code"), role.get("type")
             if not code:
