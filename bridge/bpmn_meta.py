@@ -257,26 +257,22 @@ _BPMN = f"{{{BPMN_NS}}}"
 _FLOWABLE = f"{{{FLOWABLE_NS}}}"
 _ACTIVITI = f"{{{ACTIVITI_NS}}}"
 _ONECMS = f"{{{ONECMS_NS}}}"
+_DEFINITIONS_TAG = _BPMN + "definitions"
 _PROCESS_TAG = _BPMN + "process"
 _EXTENSIONS_TAG = _BPMN + "extensionElements"
 _LANE_TAG = _BPMN + "lane"
+_TIMER_TAG = _BPMN + "timerEventDefinition"
 _FLOW_NODE_REF_TAG = _BPMN + "flowNodeRef"
 _CHILD_LANE_SET_TAG = _BPMN + "childLaneSet"
 _EXPRESSION = re.compile(r"[$#]\{")
 _NOT_UPPER_ALNUM = re.compile(r"[^A-Z0-9]+")
+_UPPER_SNAKE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")
 _GROUP_OR_USER = re.compile(r"(user|group)\((.*)\)")
 
 
 def _local(element) -> str:
     tag = element.tag
     return tag.rpartition("}")[2] if isinstance(tag, str) else ""
-
-
-def _is_bpmn(element, *names: str) -> bool:
-    tag = element.tag
-    if not isinstance(tag, str) or not tag.startswith(_BPMN):
-        return False
-    return not names or tag[len(_BPMN):] in names
 
 
 def _engine_attr(attributes, name: str) -> str | None:
@@ -324,7 +320,10 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
 
 
 def upper_snake(text: str) -> str:
-    return _NOT_UPPER_ALNUM.sub("_", text.upper()).strip("_") or "UNNAMED"
+    upper = text.upper()
+    if _UPPER_SNAKE.fullmatch(upper):  # already in shape, as most keys and group codes are
+        return upper
+    return _NOT_UPPER_ALNUM.sub("_", upper).strip("_") or "UNNAMED"
 
 
 def default_queue_name(base: str, candidate_groups: Iterable[str]) -> str:
@@ -431,7 +430,7 @@ def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
     result.issues.extend(issues)
     if root is None:
         return result
-    if not _is_bpmn(root, "definitions"):
+    if root.tag != _DEFINITIONS_TAG:
         qname = etree.QName(root.tag)
         result.issues.append(Issue(filename, root.sourceline, None, "NOT_BPMN",
                                    f"root element is <{qname.localname}> in namespace '{qname.namespace or ''}'; "
@@ -464,21 +463,17 @@ class _Node:
 class _Scan:
     """What one pass over a process and its sub-processes found."""
 
-    __slots__ = ("nodes", "in_order", "by_kind", "flows", "lane_sets", "extensions")
+    __slots__ = ("nodes", "in_order", "by_kind", "flows", "outgoing", "timer_events", "lane_sets", "extensions")
 
     def __init__(self) -> None:
         self.nodes: dict[str, _Node] = {}  # flow nodes by id
         self.in_order: list[_Node] = []  # every flow node, scopes in walk order
         self.by_kind: dict[str, list[_Node]] = {}
         self.flows: list[_Node] = []
+        self.outgoing: dict[str | None, list[_Node]] = {}  # flows by sourceRef
+        self.timer_events: list[_Node] = []  # start, catch and boundary events with a timer definition
         self.lane_sets: list = []
         self.extensions: list = []  # the process's own <extensionElements>
-
-    def outgoing(self) -> dict[str | None, list[_Node]]:
-        outgoing: dict[str | None, list[_Node]] = {}
-        for flow in self.flows:
-            outgoing.setdefault(flow.attrs.get("sourceRef"), []).append(flow)
-        return outgoing
 
 
 # A scope's children by Clark tag: those the scan records as nodes and flows, and the rest it accepts.
@@ -544,7 +539,7 @@ class _Reader:
         process.departments = departments
         department_of_lane = {d.lane_id: d.code for d in departments}
 
-        outgoing = scan.outgoing()
+        outgoing = scan.outgoing
         self._check_event_gateways(scan, outgoing)
         if process.executable and lane_of:
             for node in scan.in_order:
@@ -592,6 +587,7 @@ class _Reader:
                                element_id="")
                 if name == "sequenceFlow":
                     scan.flows.append(node)
+                    scan.outgoing.setdefault(node.attrs.get("sourceRef"), []).append(node)
                     continue
                 if node.id:
                     scan.nodes.setdefault(node.id, node)
@@ -601,6 +597,8 @@ class _Reader:
                     for grandchild in child:
                         if isinstance(grandchild.tag, str) and grandchild.tag.endswith("EventDefinition"):
                             node.event_definition = grandchild
+                            if grandchild.tag == _TIMER_TAG and name in _EVENTS_WITH_TIMERS:
+                                scan.timer_events.append(node)
                             break
                 if name == "startEvent":
                     has_start = True
@@ -736,13 +734,9 @@ class _Reader:
     def _sla_timers(self, scan: _Scan) -> dict[str, list[SlaTimer]]:
         """Timer boundary events by the task they watch; every timer event's time is checked."""
         timers: dict[str, list[SlaTimer]] = {}
-        for node in scan.in_order:
-            definition = node.event_definition
-            if definition is None or definition.tag != _BPMN + "timerEventDefinition" \
-                    or node.kind not in _EVENTS_WITH_TIMERS:
-                continue
+        for node in scan.timer_events:
             specs = {}
-            for spec in definition:
+            for spec in node.event_definition:
                 kind = _local(spec)
                 if kind in _TIME_KINDS:
                     specs.setdefault(kind, spec)
