@@ -99,7 +99,8 @@ _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 _ISO_DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
-_PROLOG_ITEM = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->)", re.S)
+# XML declaration, processing instructions, comments and white space: what may come before a DOCTYPE.
+_PROLOG = re.compile(rb"(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*", re.S)
 _DOCTYPE_MESSAGE = ("DOCTYPE declarations are not allowed in BPMN files (they enable entity expansion and external "
                     "entities); remove the <!DOCTYPE ...> block")
 
@@ -380,27 +381,27 @@ def _safe_parser() -> etree.XMLParser:
 
 def _read_xml(data: bytes, filename: str) -> tuple[etree._Element | None, list[str], list[Issue]]:
     """(root element, every BPMN id in document order, issues); the root is None when the file is refused."""
-    def refuse(code: str, message: str, line: int | None = None) -> tuple[None, list[str], list[Issue]]:
-        return None, [], [Issue(filename, line, None, code, message)]
-
     if len(data) > MAX_BYTES:
-        return refuse("TOO_LARGE", f"file is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
-    doctype_at = _prolog_doctype(data)
-    if doctype_at is not None:
-        return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, data[:doctype_at].count(b"\n") + 1)
+        return _refusal(filename, "TOO_LARGE", f"file is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
+    readable = _byte_scan_reads(data)
+    if readable and (doctype_at := _prolog_doctype(data)) is not None:
+        return _refusal(filename, "DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, data[:doctype_at].count(b"\n") + 1)
     try:
         root = etree.fromstring(data, _safe_parser())
     except etree.XMLSyntaxError as err:
         if "Excessive depth" in err.msg:
-            return refuse("TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep", err.lineno)
-        return refuse("XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
-    # The byte scan reads ASCII-compatible encodings; for others (UTF-16, UTF-32) ask the parsed document.
-    if not data[:4].strip(b"\xef\xbb\xbf").startswith(b"<") and _has_doctype(root):
-        return refuse("DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
+            return _refusal(filename, "TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep", err.lineno)
+        return _refusal(filename, "XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
+    if not readable and _has_doctype(root):  # UTF-16, UTF-32, EBCDIC, or a file not starting with '<'
+        return _refusal(filename, "DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
     # An element takes at least 4 bytes (<a/>), so a smaller file needs no count.
     if len(data) >= 4 * MAX_ELEMENTS and (count := int(_COUNT_ELEMENTS(root))) > MAX_ELEMENTS:
-        return refuse("TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
+        return _refusal(filename, "TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
     return root, _BPMN_IDS(root), []
+
+
+def _refusal(filename: str, code: str, message: str, line: int | None = None) -> tuple[None, list[str], list[Issue]]:
+    return None, [], [Issue(filename, line, None, code, message)]
 
 
 def _has_doctype(root) -> bool:
@@ -408,13 +409,16 @@ def _has_doctype(root) -> bool:
     return bool(info.doctype) or info.internalDTD is not None
 
 
+def _byte_scan_reads(data: bytes) -> bool:
+    """Whether the file starts with an ASCII '<' (after a UTF-8 BOM), so that a scan of its bytes can see a
+    DOCTYPE. A NUL next to it means UTF-16 or UTF-32 even without a BOM."""
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    return data[start:start + 1] == b"<" and data[start + 1:start + 2] not in (b"\x00", b"")
+
+
 def _prolog_doctype(data: bytes) -> int | None:
     """Offset of a <!DOCTYPE before the root element, found without parsing anything."""
-    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    while match := _PROLOG_ITEM.match(data, position):
-        position = match.end()
-    while position < len(data) and data[position:position + 1].isspace():
-        position += 1
+    position = _PROLOG.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0).end()
     return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
 
 

@@ -258,10 +258,12 @@ def test_external_entities_and_dtds_are_never_fetched(doctype: str):
         recorder.close()
 
 
-def test_a_doctype_the_prolog_scan_cannot_see_is_still_refused():
-    data = ('<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE definitions [<!ENTITY e "x">]>\n'
-            '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"/>').encode("utf-16")
-    assert [i.code for i in parse_bpmn(data, "u16.bpmn20.xml").issues] == ["DOCTYPE_FORBIDDEN"]
+# UTF-16 little-endian without a byte order mark starts with an ASCII '<': the byte scan must not be fooled.
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_doctype_the_prolog_scan_cannot_see_is_still_refused(encoding: str):
+    data = (f'<?xml version="1.0" encoding="{encoding.upper()[:6]}"?>\n<!DOCTYPE definitions [<!ENTITY e "x">]>\n'
+            '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL"/>').encode(encoding)
+    assert [i.code for i in parse_bpmn(data, "wide.bpmn20.xml").issues] == ["DOCTYPE_FORBIDDEN"]
 
 
 def test_size_depth_and_element_limits(monkeypatch):
