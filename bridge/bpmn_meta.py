@@ -299,6 +299,9 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
     """'a, b, ${svc.find(x, y)}' -> ('a', 'b', '${svc.find(x, y)}'): commas inside expressions stay."""
     if not value:
         return ()
+    if "," not in value:  # one candidate, the usual case
+        value = value.strip()
+        return (value,) if value else ()
     if "{" not in value:  # no expression: a plain split will do
         return tuple(part.strip() for part in value.split(",") if part.strip())
     parts, current, depth, quote = [], [], 0, None
