@@ -62,19 +62,12 @@ def parse(text: str, kind: str) -> Entitlements:
     problems: list[str] = []
     result = Entitlements()
     if kind == "csv":
-        raw_users: dict[str, dict] = {}
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "user_id" not in reader.fieldnames:
-            raise EntitlementsError(["line 1: the header must name user_id (and role, valid_from, valid_until, ...)"])
-        for line, row in enumerate(reader, start=2):
-            user = raw_users.setdefault(row.get("user_id") or f"<line {line}>", {
-                "id": row.get("user_id"), "email": row.get("email") or None, "first_name": row.get("first_name") or None,
-                "last_name": row.get("last_name") or None, "department": row.get("department") or None,
-                "active": (row.get("active") or "true").strip().lower() not in ("false", "0", "no"), "grants": [],
-                "_where": f"line {line}"})
-            if row.get("role"):
-                user["grants"].append({"role": row["role"], "valid_from": row.get("valid_from") or None,
-                                       "valid_until": row.get("valid_until") or None, "_where": f"line {line}"})
+        # newline="": the csv module reads line ends itself, so CRLF files and quoted line breaks work
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            raw_users = _csv_users(reader)
+        except csv.Error as err:
+            raise EntitlementsError([f"line {reader.line_num + 1}: not CSV: {err}"]) from None  # the line it failed on
         documents = {"users": list(raw_users.values())}
     else:
         try:
@@ -170,6 +163,25 @@ async def revoke_grant(conn: AsyncConnection, user_id: str, role: str) -> dict[s
         if revoked is not None:
             return dict(revoked)
     return None
+
+
+
+def _csv_users(reader: csv.DictReader) -> dict[str, dict]:
+    """One CSV row per grant -> users with their grants, in the shape the YAML file has."""
+    if not reader.fieldnames or "user_id" not in reader.fieldnames:
+        raise EntitlementsError(["line 1: the header must name user_id (and role, valid_from, valid_until, ...)"])
+    raw_users: dict[str, dict] = {}
+    for row in reader:
+        line = reader.line_num  # the row's last physical line: a quoted field may span several
+        user = raw_users.setdefault(row.get("user_id") or f"<line {line}>", {
+            "id": row.get("user_id"), "email": row.get("email") or None, "first_name": row.get("first_name") or None,
+            "last_name": row.get("last_name") or None, "department": row.get("department") or None,
+            "active": (row.get("active") or "true").strip().lower() not in ("false", "0", "no"), "grants": [],
+            "_where": f"line {line}"})
+        if row.get("role"):
+            user["grants"].append({"role": row["role"], "valid_from": row.get("valid_from") or None,
+                                   "valid_until": row.get("valid_until") or None, "_where": f"line {line}"})
+    return raw_users
 
 
 def _text(value: Any, limit: int) -> bool:
