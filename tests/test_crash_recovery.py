@@ -83,7 +83,9 @@ async def test_killed_mid_stream_and_restarted_loses_nothing_and_doubles_nothing
         if e["type"].startswith("PROCESS_COMPLETED") and e.get("processInstanceId") in wanted) >= 15)
     batches = [d for d in webhook_receiver.deliveries if ours(d)]
     event_ids = {e["eventId"] for d in batches for e in d.events}
-    assert len(batches) >= 90
+    # Enough deliveries to kill the bridge a third of the way in. How many there are varies: the emitter
+    # puts back-to-back transactions into one POST (about 90 here for some 105 transactions, 705 events).
+    assert len(batches) >= 30
 
     port = free_tcp_port()
     bridge = start_bridge(db_url, engine, port, "crash-1.log")
