@@ -70,7 +70,10 @@ def dashboard_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.R
         return _page("dashboard.html", **_context(figures, where, hours, user, departments))
 
     async def sign_in(request: web.Request) -> web.Response:
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError:  # a multipart type without its boundary, a body that is not in its charset, ...
+            return _page("sign_in.html", status=400, message="The form could not be read; send it again.")
         token = str(form.get("token", "")).strip()
         user, status, why = await check(request.app, token)
         if user is None:
