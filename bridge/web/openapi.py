@@ -26,7 +26,8 @@ def _errors(*codes: int) -> dict:
 
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
-CASE_ID = {"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"},
+CASE_ID = {"name": "case_id", "in": "path", "required": True,
+           "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},  # parse_case_id's range
            "description": "a positive whole number"}
 IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
