@@ -70,6 +70,9 @@ class ReportFilter:
                 "queue": self.queue, "atRiskMinutes": self.at_risk_minutes}
 
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
+
 def _moment(query: Mapping[str, str], name: str) -> datetime | None:
     value = query.get(name)
     if not value:
@@ -80,6 +83,9 @@ def _moment(query: Mapping[str, str], name: str) -> datetime | None:
         raise BadFilter(f"{name}: an ISO-8601 date-time, e.g. 2026-11-25T08:00:00Z") from None
     if moment.tzinfo is None:
         raise BadFilter(f"{name}: give a time zone (Z or +hh:mm), or the hours are ambiguous")
+    # Far enough from datetime's year 1 and 9999 that the default range and a time zone cannot overflow.
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise BadFilter(f"{name}: a date between the years {FIRST_YEAR} and {LAST_YEAR}")
     return moment
 
 

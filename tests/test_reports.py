@@ -258,7 +258,9 @@ def test_bad_filters_are_named():
     for query, field in [({"since": "yesterday"}, "since"), ({"until": "2026-01-01T00:00:00"}, "until"),
                          ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since"),
                          ({"since": "2020-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since/until"),
-                         ({"limit": "0"}, "limit"), ({"at_risk_minutes": "soon"}, "at_risk_minutes")]:
+                         ({"limit": "0"}, "limit"), ({"at_risk_minutes": "soon"}, "at_risk_minutes"),
+                         # schemathesis: the default 24 h before year 1 overflowed into a 500
+                         ({"until": "0001-01-01T02:00:00Z"}, "until"), ({"since": "9999-12-31T00:00:00Z"}, "since")]:
         with pytest.raises(BadFilter, match=f"^{field}:"):
             ReportFilter.parse(query)
     parsed = ReportFilter.parse({"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00+01:00",

@@ -217,6 +217,7 @@ DOCUMENT["paths"].update({
         "parameters": [{"name": "department", "in": "query", "schema": STRING},
                        {"name": "hours", "in": "query", "schema": {"enum": ["6", "24", "72", "168"]}}],
         "responses": {"200": {"description": "the page", "content": _HTML},
+                      "400": _json(ERROR, "a query value holds a NUL character or a lone surrogate"),
                       "401": {"description": "the sign-in page", "content": _HTML},
                       "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},
     "/dashboard/login": {"post": {
@@ -224,6 +225,7 @@ DOCUMENT["paths"].update({
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
             "schema": _object({"token": STRING}, ["token"])}}},
         "responses": {"303": {"description": "signed in: to /dashboard"},
+                      "400": {"description": "the sign-in page: the form could not be read", "content": _HTML},
                       "401": {"description": "the sign-in page with the reason", "content": _HTML},
                       "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},
     "/dashboard/logout": {"post": {
