@@ -119,11 +119,33 @@ async def test_bad_signatures_get_401_and_write_nothing(intake, db, engine, case
     (b'{"events": [{"eventId": "e", "type": "X", "seq": "one"}]}', "events[0].seq: not an integer"),
     (b'{"events": [{"eventId": "e", "type": "X", "timestamp": "yesterday"}]}', "events[0].timestamp: not an ISO"),
     (b'{"events": [{"eventId": "e", "type": "X\\u0000"}]}', "the body holds a NUL character"),
+    # Values the inbox columns cannot hold: each made the INSERT fail with a 500 (found by a signed fuzzer),
+    # and the engine would have sent the batch again forever.
+    (b'{"events": [{"eventId": "e", "type": "X", "processInstanceId": "' + b"p" * 65 + b'"}]}',
+     "events[0].processInstanceId: not a string of at most 64 characters"),
+    (b'{"events": [{"eventId": "e", "type": "X", "entityType": {"a": 1}}]}', "events[0].entityType: not a string"),
+    (b'{"events": [{"eventId": "' + b"e" * 101 + b'", "type": "X"}]}', "events[0].eventId: not a string of at most"),
+    (b'{"events": [{"eventId": "e", "type": "X", "seq": 2147483648}]}', "events[0].seq: not an integer from"),
+    (b'{"events": [{"eventId": "e", "type": "X", "seq": true}]}', "events[0].seq: not an integer from"),
+    (b'{"events": [{"eventId": "e", "type": "X", "timestamp": "2026-W48-3"}]}', "events[0].timestamp: not an ISO"),
+    (b'{"events": [{"eventId": "e", "type": "X", "timestamp": "2026-11-25T11:03:44,5Z"}]}',
+     "events[0].timestamp: not an ISO"),
+    (b'{"events": [], "committedAt": "20261125T110344Z"}', "committedAt: not an ISO"),
+    (b'{"events": [], "batchSeq": 9223372036854775808}', "batchSeq: not an integer from"),
+    (b'{"events": [], "engine": "' + b"x" * 101 + b'"}', "engine: not a string of at most 100"),
 ])
 async def test_malformed_bodies_get_400_naming_the_field(intake, db, engine, body: bytes, message: str):
     response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
     assert response.status == 400
     assert (await response.json())["error"].startswith(message)
+    assert await count(db, "flowable.webhook_batches") == 0
+
+
+async def test_a_webhook_id_longer_than_the_inbox_takes_gets_400(intake, db, engine):
+    body = b'{"events": []}'
+    response = await intake.post("/webhooks/flowable", data=body,
+                                 headers=signed(body, engine.webhook_secret, msg_id="m" * 101))
+    assert response.status == 400 and (await response.json())["error"] == "webhook-id: at most 100 characters"
     assert await count(db, "flowable.webhook_batches") == 0
 
 

@@ -7,6 +7,7 @@ for shape and stored. Every problem with a body is a BadBatch whose message name
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,9 @@ from bridge.mirror.apply import apply_events
 
 SQL = queries("intake")
 log = logging.getLogger(__name__)
+
+
+MAX_WEBHOOK_ID = 100  # flowable.webhook_batches.webhook_id
 
 
 class BadBatch(ValueError):
@@ -51,6 +55,12 @@ def parse_batch(body: bytes) -> dict[str, Any]:
     events = batch.get("events")
     if not isinstance(events, list):
         raise BadBatch("events: missing, or not an array")
+    # Everything the inbox columns take is checked here, to their sizes (migration 0009): a value they
+    # cannot hold would otherwise fail the INSERT, answer 500, and have the engine send it again forever.
+    _text(batch, "engine", "engine", 100)
+    _text(batch, "engineInstanceId", "engineInstanceId", 100)
+    _integer(batch, "batchSeq", "batchSeq", 2**63)
+    _timestamp(batch, "committedAt", "committedAt")
     for index, event in enumerate(events):
         where = f"events[{index}]"
         if not isinstance(event, dict):
@@ -58,18 +68,39 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         for name in ("eventId", "type"):
             if not isinstance(event.get(name), str) or not event[name]:
                 raise BadBatch(f"{where}.{name}: missing or not a non-empty string")
-        if "seq" in event and event["seq"] is not None and not isinstance(event["seq"], int):
-            raise BadBatch(f"{where}.seq: not an integer")
-        if event.get("timestamp") is not None:
-            _timestamp(event["timestamp"], f"{where}.timestamp")
-    if batch.get("committedAt") is not None:
-        _timestamp(batch["committedAt"], "committedAt")
+            _text(event, name, f"{where}.{name}", 100)
+        _text(event, "entityType", f"{where}.entityType", 50)
+        _text(event, "processInstanceId", f"{where}.processInstanceId", 64)
+        _integer(event, "seq", f"{where}.seq", 2**31)
+        _timestamp(event, "timestamp", f"{where}.timestamp")
     return batch
 
 
-def _timestamp(value: Any, where: str) -> None:
+def _text(owner: dict[str, Any], name: str, where: str, limit: int) -> None:
+    value = owner.get(name)
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise BadBatch(f"{where}: not a string of at most {limit} characters")
+
+
+def _integer(owner: dict[str, Any], name: str, where: str, bound: int) -> None:
+    value = owner.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not -bound <= value < bound):
+        raise BadBatch(f"{where}: not an integer from {-bound} to {bound - 1}")
+
+
+# The extended ISO-8601 form the engine writes; Python and PostgreSQL both read it the same way (each also
+# takes forms the other refuses, e.g. week dates or a decimal comma).
+_ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?")
+
+
+def _timestamp(owner: dict[str, Any], name: str, where: str) -> None:
+    value = owner.get(name)
+    if value is None:
+        return
     try:
-        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if not isinstance(value, str) or not _ISO_TIMESTAMP.fullmatch(value):
+            raise ValueError
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadBatch(f"{where}: not an ISO-8601 timestamp: {value!r}") from None
 

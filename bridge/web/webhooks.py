@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge import metrics
-from bridge.mirror.intake import BadBatch, Received, parse_batch, store_batch
+from bridge.mirror.intake import MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, store_batch
 from bridge.mirror.signature import SignatureError, verify
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -33,6 +33,8 @@ def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDe
             webhook_id = verify(request.app[keys_key], headers, body)
         except SignatureError as err:
             return _refused("bad_signature", 401, f"signature check failed: {err}")
+        if len(webhook_id) > MAX_WEBHOOK_ID:
+            return _refused("malformed", 400, f"webhook-id: at most {MAX_WEBHOOK_ID} characters")
         try:
             batch = parse_batch(body)
         except BadBatch as err:
