@@ -160,13 +160,16 @@ async def test_events_of_unknown_types_or_shapes_are_stored_and_skipped(intake, 
     events = [{"eventId": str(uuid.uuid4()), "type": "SOMETHING_NEW", "entityType": "gadget"},
               {"eventId": str(uuid.uuid4()), "type": "TASK_CREATED", "entityType": "task"},  # no task payload
               {"eventId": str(uuid.uuid4()), "type": "PROCESS_STARTED", "entityType": "processInstance",
-               "processInstance": "not an object"}]
+               "processInstance": "not an object"},
+              # found by a signed fuzzer: a variable that is not an object was a 500, so the engine resent it
+              {"eventId": str(uuid.uuid4()), "type": "VARIABLE_DELETED", "entityType": "variable", "variable": 7,
+               "timestamp": "2026-11-25T11:03:43.794Z"}]
     body = json.dumps({"events": events}).encode()
     response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
-    assert response.status == 200 and (await response.json())["newEvents"] == 3
+    assert response.status == 200 and (await response.json())["newEvents"] == 4
     async with db.connect() as conn:
         applied = (await conn.execute(text("SELECT count(applied_at) FROM flowable.engine_events"))).scalar()
-    assert applied == 3  # looked at once; the reconciler owns whatever they should have changed
+    assert applied == 4  # looked at once; the reconciler owns whatever they should have changed
 
 
 async def test_a_batch_the_mirror_cannot_apply_is_stored_parked_and_answered(intake, db, engine):

@@ -42,12 +42,18 @@ _TASK_EVENTS = {"TASK_ASSIGNED", "TASK_COMPLETED", "TASK_PRIORITY_CHANGED", "TAS
                 "TASK_NAME_CHANGED"}
 
 
+# The entity types whose event carries that entity as an object under the same key.
+_PAYLOAD_OF = {"task", "processInstance", "identityLink", "activity", "variable"}
+
+
 def _usable(events: list[dict]) -> list[dict]:
     """Events with the fields their kind needs; the others stay in the inbox for the reconciler."""
     usable = []
     for event in events:
         try:
             entity = event.get("entityType")
+            if entity in _PAYLOAD_OF and not isinstance(event.get(entity), dict):
+                raise TypeError(f"a {entity} object")
             if entity == "task":
                 task = event["task"]
                 task["id"], task["processInstanceId"]  # noqa: B018 - presence check
