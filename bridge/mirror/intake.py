@@ -71,6 +71,9 @@ def parse_batch(body: bytes) -> dict[str, Any]:
             _text(event, name, f"{where}.{name}", 100)
         _text(event, "entityType", f"{where}.entityType", 50)
         _text(event, "processInstanceId", f"{where}.processInstanceId", 64)
+        for entity, key in (("task", "id"), ("identityLink", "taskId")):  # the task_id column (migration 0014)
+            if isinstance(event.get(entity), dict):
+                _text(event[entity], key, f"{where}.{entity}.{key}", 64)
         _integer(event, "seq", f"{where}.seq", 2**31)
         _timestamp(event, "timestamp", f"{where}.timestamp")
     return batch
