@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 
@@ -78,6 +79,60 @@ async def test_real_engine_batches_are_stored_once_in_order(intake, db, flowable
             "SELECT e.event_type FROM flowable.engine_events e JOIN flowable.webhook_batches b USING (webhook_id) "
             "WHERE e.process_instance_id = :p ORDER BY b.batch_seq, e.seq"), {"p": instance["id"]})).scalars().all()
     assert stored[0] == "VARIABLE_CREATED" and "TASK_CREATED" in stored and stored[-1] == "PROCESS_COMPLETED"
+
+
+ODD_VALUES = [None, 0, -1, 2**63, 2**64, 1.5, 1e308, "", "x" * 5000, "2026-13-45T99:00:00Z", "2026-W48-3", [], {},
+              True, "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "${x}", "'; DROP TABLE x; --", "\U0001f642"]
+
+
+def _oddly(value, rng: random.Random, rate: float):
+    """The value with some of its fields (at any depth) swapped for odd values or dropped."""
+    if isinstance(value, dict):
+        changed = {}
+        for key, item in value.items():
+            roll = rng.random()
+            if roll < rate:
+                changed[key] = rng.choice(ODD_VALUES)
+            elif roll >= rate * 1.3:
+                changed[key] = _oddly(item, rng, rate)
+        return changed
+    if isinstance(value, list):
+        return [_oddly(item, rng, rate) for item in value]
+    return value
+
+
+async def test_signed_batches_of_odd_values_get_200_or_400_and_every_200_stores_its_events(
+        intake, db, engine, flowable, webhook_receiver):
+    """What a signed fuzzer found as 500s (which the engine resends forever): values the inbox columns cannot
+    hold, and payloads that apply trips over. Real engine events, some fields swapped for odd values."""
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    instance = await flowable.start_process(key, business_key="odd-1", variables={"caseType": "FRAUD"})
+    [task] = await flowable.tasks(processInstanceId=instance["id"])
+    await flowable.complete_task(task["id"])
+    await webhook_receiver.wait_for(lambda: any(
+        e["type"] == "PROCESS_COMPLETED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    samples = [e for batch in webhook_receiver.events_for(instance["id"]) for e in batch]
+
+    rng = random.Random(20261125)
+    outcomes: dict[int, int] = {}
+    for _ in range(150):
+        events = [_oddly(rng.choice(samples), rng, rate=rng.choice((0.03, 0.1))) for _ in range(rng.randint(1, 4))]
+        fresh = set()
+        for event in events:
+            if isinstance(event, dict) and rng.random() < 0.9:
+                event["eventId"] = str(uuid.uuid4())  # never seen: a 200 must store it
+                fresh.add(event["eventId"])
+        body = json.dumps({"events": events}).encode()
+        before = await count(db, "flowable.engine_events")
+        response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+        outcomes[response.status] = outcomes.get(response.status, 0) + 1
+        assert response.status in (200, 400), (response.status, await response.text(), body[:2000])
+        if response.status == 200:
+            answer = await response.json()
+            assert len(fresh) <= answer["newEvents"] <= len(events)
+            assert await count(db, "flowable.engine_events") == before + answer["newEvents"]
+    assert outcomes.get(200, 0) > 20 and outcomes.get(400, 0) > 20, outcomes  # both sides were exercised
 
 
 async def test_a_rotated_secret_is_still_accepted_and_an_event_seen_before_is_not_stored_again(intake, db):
