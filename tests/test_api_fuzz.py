@@ -48,7 +48,10 @@ async def test_no_generated_request_gets_a_server_error(db_url, flowable, engine
         report = ARTIFACTS / "schemathesis.txt"
         command = [st, "run", f"http://127.0.0.1:{port}/api/openapi.json", "--checks", "not_a_server_error",
                    "--header", f"Authorization: Bearer {token}", "--max-examples", "20",
-                   "--phases", "examples,coverage,fuzzing,stateful", "--workers", "2", "--no-color"]
+                   # Not the coverage phase: with 2 workers it fails about one run in seven inside the tool
+                   # (hypothesis parsing lambdas: "SystemError: AST constructor recursion depth mismatch").
+                   # What it found this far is pinned by its own tests (test_dashboard's unreadable forms).
+                   "--phases", "examples,fuzzing,stateful", "--workers", "2", "--no-color"]
         finished = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=600,
                                            cwd=ARTIFACTS)
         report.write_text(finished.stdout + finished.stderr)
