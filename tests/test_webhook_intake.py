@@ -50,14 +50,20 @@ def signed(body: bytes, secret: str, *, msg_id: str | None = None, ts: int | Non
             "content-type": "application/json"}
 
 
-async def test_real_engine_batches_are_stored_once_in_order(intake, db, flowable, webhook_receiver):
+async def run_one_task_instance(flowable, webhook_receiver, business_key: str) -> dict:
+    """A one-task process started and completed on the real engine, its webhooks all received."""
     key = f"p{uuid.uuid4().hex[:8]}"
     await deploy(flowable, key, one_task_process(key))
-    instance = await flowable.start_process(key, business_key="intake-1", variables={"caseType": "FRAUD"})
+    instance = await flowable.start_process(key, business_key=business_key, variables={"caseType": "FRAUD"})
     [task] = await flowable.tasks(processInstanceId=instance["id"])
     await flowable.complete_task(task["id"])
     await webhook_receiver.wait_for(lambda: any(
         e["type"] == "PROCESS_COMPLETED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    return instance
+
+
+async def test_real_engine_batches_are_stored_once_in_order(intake, db, flowable, webhook_receiver):
+    instance = await run_one_task_instance(flowable, webhook_receiver, "intake-1")
     deliveries = [d for d in webhook_receiver.deliveries if any(
         e.get("processInstanceId") == instance["id"] for e in d.events)]
 
@@ -105,13 +111,7 @@ async def test_signed_batches_of_odd_values_get_200_or_400_and_every_200_stores_
         intake, db, engine, flowable, webhook_receiver):
     """What a signed fuzzer found as 500s (which the engine resends forever): values the inbox columns cannot
     hold, and payloads that apply trips over. Real engine events, some fields swapped for odd values."""
-    key = f"p{uuid.uuid4().hex[:8]}"
-    await deploy(flowable, key, one_task_process(key))
-    instance = await flowable.start_process(key, business_key="odd-1", variables={"caseType": "FRAUD"})
-    [task] = await flowable.tasks(processInstanceId=instance["id"])
-    await flowable.complete_task(task["id"])
-    await webhook_receiver.wait_for(lambda: any(
-        e["type"] == "PROCESS_COMPLETED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    instance = await run_one_task_instance(flowable, webhook_receiver, "odd-1")
     samples = [e for batch in webhook_receiver.events_for(instance["id"]) for e in batch]
 
     rng = random.Random(20261125)
