@@ -17,6 +17,8 @@ YAML (every key but the ids optional):
 CSV: one grant per row, header `user_id,role,valid_from,valid_until,email,first_name,last_name,department,active`
 (user_id and role required; a user with no grant: leave role empty).
 
+A grant's bound is an ISO-8601 date-time or a date; one without a time zone is UTC.
+
 The whole file is checked first (shape, dates, windows, that every role and department exists) and every
 problem reported with its place; nothing is written unless all is well, and then all of it in one
 transaction. Grants take effect at once: claims and row-level security read the grant tables directly.
@@ -28,7 +30,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Any
 
 import yaml
@@ -76,20 +78,21 @@ def parse(text: str, kind: str) -> Entitlements:
             raise EntitlementsError([f"not YAML: {err}"]) from None
         if not isinstance(documents, dict):
             raise EntitlementsError(["the file must be a mapping with departments and/or users"])
-    for index, department in enumerate(documents.get("departments") or []):
+    for index, department in enumerate(_list(documents, "departments", "departments", problems)):
         where = f"departments[{index}]"
         if not isinstance(department, dict) or not _text(department.get("code"), 50):
             problems.append(f"{where}: needs a code (up to 50 characters)")
             continue
-        result.departments.append({"code": department["code"], "name": str(department.get("name") or department["code"])[:100],
-                                   "parent": department.get("parent")})
-    for index, user in enumerate(documents.get("users") or []):
+        result.departments.append({"code": department["code"],
+                                   "name": _optional_text(department, "name", 100, where, problems) or department["code"],
+                                   "parent": _optional_text(department, "parent", 50, where, problems)})
+    for index, user in enumerate(_list(documents, "users", "users", problems)):
         where = user.get("_where") if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
         if not isinstance(user, dict) or not _text(user.get("id"), 50):
             problems.append(f"{where}: needs an id (up to 50 characters)")
             continue
         grants = []
-        for g_index, grant in enumerate(user.get("grants") or []):
+        for g_index, grant in enumerate(_list(user, "grants", f"{where}.grants", problems)):
             g_where = grant.get("_where") if isinstance(grant, dict) and grant.get("_where") else f"{where}.grants[{g_index}]"
             if not isinstance(grant, dict) or not _text(grant.get("role"), 50):
                 problems.append(f"{g_where}: needs a role code")
@@ -105,9 +108,14 @@ def parse(text: str, kind: str) -> Entitlements:
             if window[0] and window[1] and window[1] <= window[0]:
                 problems.append(f"{g_where}: valid_until must be after valid_from")
             grants.append({"role": grant["role"], "valid_from": window[0], "valid_until": window[1], "_where": g_where})
-        result.users.append({"id": user["id"], "email": user.get("email"), "first_name": user.get("first_name"),
-                             "last_name": user.get("last_name"), "department": user.get("department"),
-                             "active": user.get("active", True) is not False, "grants": grants, "_where": where})
+        active = user.get("active", True)
+        if active is not None and not isinstance(active, bool):
+            problems.append(f"{where}.active: true or false, not {active!r}")
+        result.users.append({"id": user["id"], "email": _optional_text(user, "email", 255, where, problems),
+                             "first_name": _optional_text(user, "first_name", 100, where, problems),
+                             "last_name": _optional_text(user, "last_name", 100, where, problems),
+                             "department": _optional_text(user, "department", 50, where, problems),
+                             "active": active is not False, "grants": grants, "_where": where})
     if problems:
         raise EntitlementsError(problems)
     return result
@@ -188,9 +196,34 @@ def _text(value: Any, limit: int) -> bool:
     return isinstance(value, str) and 0 < len(value) <= limit
 
 
+def _list(owner: dict, key: str, where: str, problems: list[str]) -> list:
+    value = owner.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{where}: a list, not {type(value).__name__}")
+        return []
+    return value
+
+
+def _optional_text(owner: dict, key: str, limit: int, where: str, problems: list[str]) -> str | None:
+    value = owner.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        problems.append(f"{where}.{key}: text of up to {limit} characters, not {value!r}"[:300])
+        return None
+    return value
+
+
 def _when(value: Any) -> datetime | None:
+    """A grant's bound: ISO-8601 text, or a YAML date or date-time; one without a zone is UTC."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        moment = value
+    elif isinstance(value, (date, str)):
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    else:
+        raise ValueError(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)

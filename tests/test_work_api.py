@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import text
@@ -386,6 +387,28 @@ users:
         refused = await client.post("/api/admin/entitlements", headers=csv_headers, data=body.encode())
         assert refused.status == 422, await refused.text()
         assert (await refused.json())["problems"][0].startswith(problem)
+
+    # YAML of the wrong shapes or types: each a 422 naming the place, not a 500 (a date-time without a zone
+    # beside one with a zone made the window check raise TypeError; lists that were numbers, likewise).
+    odd = """
+departments: [{code: ANNEX, parent: [INTAKE]}]
+users:
+  - {id: una, email: 5, active: maybe, grants: 7}
+  - id: uli
+    grants: [{role: INTAKE_CLERK, valid_from: "2027-01-01T00:00:00Z", valid_until: "2026-06-01T00:00:00"}]
+"""
+    refused = await client.post("/api/admin/entitlements", data=odd, headers=yaml_headers)
+    assert refused.status == 422, await refused.text()
+    assert (await refused.json())["problems"] == [
+        "departments[0].parent: text of up to 50 characters, not ['INTAKE']", "users[0].grants: a list, not int",
+        "users[0].active: true or false, not 'maybe'", "users[0].email: text of up to 255 characters, not 5",
+        "users[1].grants[0]: valid_until must be after valid_from"]
+    dated = "users:\n  - {id: uli, grants: [{role: INTAKE_CLERK, valid_from: 2020-01-01}]}\n"  # a YAML date: UTC
+    assert (await client.post("/api/admin/entitlements", data=dated, headers=yaml_headers)).status == 200
+    async with db.connect() as conn:
+        since = (await conn.execute(text("SELECT valid_from FROM entitlements.user_workflow_roles "
+                                         "WHERE user_id = 'uli'"))).scalar()
+    assert since == datetime(2020, 1, 1, tzinfo=timezone.utc)
 
     csv_file = tmp_path / "grants.csv"
     csv_file.write_text("user_id,role,valid_from,valid_until,email\nkim,INTAKE_CLERK,,,kim@example.org\n"
