@@ -135,6 +135,25 @@ async def test_signed_batches_of_odd_values_get_200_or_400_and_every_200_stores_
     assert outcomes.get(200, 0) > 20 and outcomes.get(400, 0) > 20, outcomes  # both sides were exercised
 
 
+async def test_a_json_variable_holding_an_integer_beyond_64_bits_is_mirrored_whole(
+        intake, db, flowable, webhook_receiver):
+    """orjson reads such an integer as a float and cannot write one: the mirror kept 1.7e38, or failed."""
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    instance = await flowable.start_process(key, business_key="big-1", variables={"ledger": {"total": 2**127}})
+    await webhook_receiver.wait_for(lambda: any(
+        e["type"] == "TASK_CREATED" for b in webhook_receiver.events_for(instance["id"]) for e in b))
+    for delivery in webhook_receiver.deliveries:
+        if any(e.get("processInstanceId") == instance["id"] for e in delivery.events):
+            response = await intake.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+            assert response.status == 200 and (await response.json())["parked"] == 0, await response.text()
+    async with db.connect() as conn:
+        mirrored = (await conn.execute(text(
+            "SELECT variable_json FROM flowable.workflow_variables WHERE process_instance_id = :p "
+            "AND variable_name = 'ledger'"), {"p": instance["id"]})).scalar()
+    assert mirrored == {"total": 2**127}
+
+
 async def test_a_rotated_secret_is_still_accepted_and_an_event_seen_before_is_not_stored_again(intake, db):
     event = {"eventId": str(uuid.uuid4()), "type": "TASK_CREATED", "seq": 1, "timestamp": "2026-11-25T10:00:00.000Z"}
     body = json.dumps({"batchId": "b1", "events": [event]}).encode()

@@ -282,6 +282,24 @@ async def test_a_case_starts_its_workflow_and_shows_where_it_stands(db, db_url, 
     bad_vars = await client.post("/api/cases/777001/workflows", headers=h,
                                  json={"process_key": KEY, "variables": {"bad name": 1}})
     assert bad_vars.status == 400
+    # The engine stored 0 for 2**127 and the long's limit for -2**63 - 1, without a word: refused here instead.
+    # A big number inside an object (a json variable) the engine keeps as it is.
+    for huge in (2**127, -2**63 - 1):
+        refused = await client.post("/api/cases/777003/workflows", headers=h,
+                                    json={"process_key": KEY, "variables": {"amount": huge}})
+        assert refused.status == 400 and (await refused.json())["error"].startswith("variables.amount: a whole number")
+    for constant in (b"NaN", b"Infinity"):  # Python's json reads them; JSON has no such numbers
+        refused = await client.post("/api/cases/777003/workflows", data=b'{"process_key": "%s", "variables": '
+                                    b'{"amount": %s}}' % (KEY.encode(), constant),
+                                    headers={**h, "Content-Type": "application/json"})
+        assert refused.status == 400 and "is not a JSON number" in (await refused.json())["error"]
+    assert (await client.get("/api/cases/777003", headers=h)).status == 404  # nothing was started
+    kept = await client.post("/api/cases/777004/workflows", headers=h, json={
+        "process_key": KEY, "variables": {"caseType": "FRAUD", "severity": "LOW", "ledger": {"total": 2**127}}})
+    assert kept.status == 201
+    ledger = await flowable.request(
+        "GET", f"runtime/process-instances/{(await kept.json())['processInstanceId']}/variables/ledger")
+    assert (ledger["type"], ledger["value"]) == ("json", {"total": 2**127})
 
 
 async def test_round_robin_auto_assignment_spreads_evenly_and_respects_max_tasks_per_user(db, flowable):

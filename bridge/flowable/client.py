@@ -60,6 +60,8 @@ def to_rest_variables(variables: Mapping[str, Any] | None) -> list[dict[str, Any
         if isinstance(value, bool):
             kind = "boolean"
         elif isinstance(value, int):
+            if not -2**63 <= value < 2**63:  # the engine would store 0 or the limit instead
+                raise ValueError(f"variable {name}: {value} does not fit in the engine's long")
             kind = "long"
         elif isinstance(value, float):
             kind = "double"

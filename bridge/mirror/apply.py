@@ -401,7 +401,10 @@ def _row_json(row: TaskRow) -> dict:
 
 def _json(value) -> str:
     """Rows for jsonb_to_recordset: orjson, compact (datetimes as RFC 3339, which PostgreSQL reads)."""
-    return orjson.dumps(value, default=_iso).decode()
+    try:
+        return orjson.dumps(value, default=_iso).decode()
+    except TypeError:  # an integer beyond 64 bits in a json variable: orjson cannot write it, jsonb keeps it
+        return json.dumps(value, default=_iso, separators=(",", ":"))
 
 
 def _iso(value):

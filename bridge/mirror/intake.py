@@ -6,6 +6,7 @@ for shape and stored. Every problem with a body is a BadBatch whose message name
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_WEBHOOK_ID = 100  # flowable.webhook_batches.webhook_id
+_LONG_DIGITS = re.compile(rb"\d{20}")  # 2**64 has 20 digits
 
 
 class BadBatch(ValueError):
@@ -48,6 +50,10 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         batch = orjson.loads(body)  # strict: invalid UTF-8 and lone surrogates are refused here
     except orjson.JSONDecodeError as err:
         raise BadBatch(f"the body is not JSON: {err}") from None
+    if _LONG_DIGITS.search(body):
+        # orjson reads an integer beyond 64 bits (a json variable may hold one) as a float; the standard
+        # parser keeps it whole, and the text is already known to be strict JSON.
+        batch = json.loads(body)
     if b"\\u0000" in body:  # the one JSON text jsonb refuses to store
         raise BadBatch("the body holds a NUL character (\\u0000), which PostgreSQL cannot store")
     if not isinstance(batch, dict):

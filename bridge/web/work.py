@@ -175,12 +175,16 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
     ]
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")  # Python's json reads NaN and Infinity; JSON does not
+
+
 async def _body(request: web.Request) -> dict | web.Response:
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as err:
         return problem(400, f"the body is not JSON: {err}")
     if not isinstance(body, dict):

@@ -35,6 +35,7 @@ HELD = ("CLAIMED", "DELEGATED", "ESCALATED")
 OPEN_STATES = ("OPEN", *HELD)
 CLAIM_NEXT_ATTEMPTS = 5
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+LONG_MIN, LONG_MAX = -2**63, 2**63 - 1
 
 
 class WorkError(Exception):
@@ -61,9 +62,14 @@ def check_variables(variables: Any) -> dict[str, Any]:
         return {}
     if not isinstance(variables, dict):
         raise WorkError(400, "variables: must be an object of name: value")
-    for name in variables:
+    for name, value in variables.items():
         if not VARIABLE_NAME.match(name):
             raise WorkError(400, f"variables.{name}: a name is a letter or _ then letters, digits or _")
+        # The engine keeps a whole number as a Java long and silently stores 0 or the limit for one
+        # outside it; inside an object or list (a json variable) it keeps any number.
+        if isinstance(value, int) and not isinstance(value, bool) and not LONG_MIN <= value <= LONG_MAX:
+            raise WorkError(400, f"variables.{name}: a whole number from {LONG_MIN} to {LONG_MAX} "
+                                 "(put larger ones in a string)")
     return variables
 
 
