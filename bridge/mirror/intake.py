@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 
 MAX_WEBHOOK_ID = 100  # flowable.webhook_batches.webhook_id
-_LONG_DIGITS = re.compile(rb"\d{20}")  # 2**64 has 20 digits
 
 
 class BadBatch(ValueError):
@@ -50,10 +49,6 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         batch = orjson.loads(body)  # strict: invalid UTF-8 and lone surrogates are refused here
     except orjson.JSONDecodeError as err:
         raise BadBatch(f"the body is not JSON: {err}") from None
-    if _LONG_DIGITS.search(body):
-        # orjson reads an integer beyond 64 bits (a json variable may hold one) as a float; the standard
-        # parser keeps it whole, and the text is already known to be strict JSON.
-        batch = json.loads(body)
     if b"\\u0000" in body:  # the one JSON text jsonb refuses to store
         raise BadBatch("the body holds a NUL character (\\u0000), which PostgreSQL cannot store")
     if not isinstance(batch, dict):
@@ -82,7 +77,21 @@ def parse_batch(body: bytes) -> dict[str, Any]:
                 _text(event[entity], key, f"{where}.{entity}.{key}", 64)
         _integer(event, "seq", f"{where}.seq", 2**31)
         _timestamp(event, "timestamp", f"{where}.timestamp")
+    if any(isinstance(e.get("variable"), dict) and _has_float(e["variable"].get("value")) for e in events):
+        # orjson reads an integer beyond 64 bits (a json or biginteger variable may hold one) as a float; the
+        # standard parser keeps it whole, and orjson has already vouched for the text as strict JSON.
+        batch = json.loads(body)
     return batch
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_float(item) for item in value)
+    return False
 
 
 def _text(owner: dict[str, Any], name: str, where: str, limit: int) -> None:
