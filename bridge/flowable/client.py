@@ -53,6 +53,10 @@ class RetryPolicy:
     max_wait_s: float = 2.0
 
 
+# A whole-number variable is a Java long in the engine.
+LONG_MIN, LONG_MAX = -2**63, 2**63 - 1
+
+
 def to_rest_variables(variables: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """Python values -> Flowable's typed REST variables (always with a type, objects as json)."""
     result = []
@@ -60,7 +64,7 @@ def to_rest_variables(variables: Mapping[str, Any] | None) -> list[dict[str, Any
         if isinstance(value, bool):
             kind = "boolean"
         elif isinstance(value, int):
-            if not -2**63 <= value < 2**63:  # the engine would store 0 or the limit instead
+            if not LONG_MIN <= value <= LONG_MAX:  # the engine would store 0 or the limit instead
                 raise ValueError(f"variable {name}: {value} does not fit in the engine's long")
             kind = "long"
         elif isinstance(value, float):

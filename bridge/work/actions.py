@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
 from bridge.db.queries import queries
-from bridge.flowable.client import (EngineUnavailable, FlowableClient, FlowableError, engine_time,
-                                    to_rest_variables)
+from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, FlowableClient, FlowableError,
+                                    engine_time, to_rest_variables)
 from bridge.mirror.reconcile import resync_instances
 
 SQL = queries("work")
@@ -35,7 +35,6 @@ HELD = ("CLAIMED", "DELEGATED", "ESCALATED")
 OPEN_STATES = ("OPEN", *HELD)
 CLAIM_NEXT_ATTEMPTS = 5
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-LONG_MIN, LONG_MAX = -2**63, 2**63 - 1
 
 
 class WorkError(Exception):
