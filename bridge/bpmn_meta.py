@@ -272,8 +272,7 @@ _GROUP_OR_USER = re.compile(r"(user|group)\((.*)\)")
 
 
 def _local(element) -> str:
-    tag = element.tag
-    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
+    return element.tag.rpartition("}")[2]  # every node is an element: the parser drops comments and PIs
 
 
 def _engine_attr(attributes, name: str) -> str | None:
@@ -602,7 +601,7 @@ class _Reader:
                 scan.by_kind.setdefault(name, []).append(node)
                 if name in _EVENTS and len(child):
                     for grandchild in child:
-                        if isinstance(grandchild.tag, str) and grandchild.tag.endswith("EventDefinition"):
+                        if grandchild.tag.endswith("EventDefinition"):
                             node.event_definition = grandchild
                             if grandchild.tag == _TIMER_TAG and name in _EVENTS_WITH_TIMERS:
                                 scan.timer_events.append(node)
