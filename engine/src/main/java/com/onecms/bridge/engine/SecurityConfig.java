@@ -17,23 +17,30 @@ import org.springframework.security.core.userdetails.UserDetailsService;
 import org.springframework.security.crypto.password.PasswordEncoder;
 import org.springframework.security.provisioning.InMemoryUserDetailsManager;
 import org.springframework.security.web.SecurityFilterChain;
+import org.springframework.security.web.access.intercept.AuthorizationFilter;
 import org.springframework.security.web.servlet.util.matcher.PathPatternRequestMatcher;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
  * HTTP Basic on everything except the health probe; CSRF off (Boot's default chain would 403 every POST/PUT).
- * One user from FLOWABLE_REST_USER / FLOWABLE_REST_PASSWORD.
+ * One user from FLOWABLE_REST_USER / FLOWABLE_REST_PASSWORD; that user may name the person it acts for in
+ * X-Acting-User ({@link ActingUserFilter}).
  */
 @Configuration(proxyBeanMethods = false)
 public class SecurityConfig {
 
     public SecurityConfig() {
         // Flowable's authenticated user (e.g. a process instance's startUserId) = the Spring Security user.
-        // Flowable only wires this itself when the IDM engine is on, which we switch off.
-        Authentication.setAuthenticationContext(new SpringSecurityAuthenticationContext());
+        // Flowable only wires this itself when the IDM engine is on, which we switch off. X-Acting-User, when the
+        // REST user sends it, takes its place for that request (see ActingUserAuthenticationContext).
+        Authentication.setAuthenticationContext(
+                new ActingUserAuthenticationContext(new SpringSecurityAuthenticationContext()));
     }
 
     @Bean
-    public SecurityFilterChain securityFilterChain(HttpSecurity http) throws Exception {
+    public SecurityFilterChain securityFilterChain(HttpSecurity http, @Value("${onecms.rest.user}") String user,
+                                                   ObjectMapper objectMapper) throws Exception {
         http.csrf(csrf -> csrf.disable())
                 .sessionManagement(s -> s.sessionCreationPolicy(SessionCreationPolicy.STATELESS))
                 .authorizeHttpRequests(auth -> auth
@@ -41,7 +48,9 @@ public class SecurityConfig {
                         .requestMatchers(PathPatternRequestMatcher.withDefaults().matcher(HttpMethod.GET, "/bridge-emitter/health"))
                         .permitAll()
                         .anyRequest().authenticated())
-                .httpBasic(Customizer.withDefaults());
+                .httpBasic(Customizer.withDefaults())
+                // Not a bean (Boot would register a Filter bean for every request outside this chain too).
+                .addFilterAfter(new ActingUserFilter(user, objectMapper), AuthorizationFilter.class);
         return http.build();
     }
 

@@ -5,8 +5,6 @@ import java.math.BigInteger;
 import java.time.Instant;
 import java.time.LocalDate;
 import java.time.LocalDateTime;
-import java.time.ZoneOffset;
-import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Date;
 import java.util.LinkedHashMap;
@@ -39,6 +37,7 @@ import org.flowable.task.service.impl.persistence.entity.TaskEntity;
 import org.flowable.variable.api.event.FlowableVariableEvent;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.onecms.bridge.engine.EngineTime;
 
 /**
  * Copies a Flowable event into a plain, Jackson-serializable map. Runs inside the engine transaction, so lazy
@@ -46,9 +45,6 @@ import com.fasterxml.jackson.databind.JsonNode;
  * maps and JsonNode copies afterwards.
  */
 final class EventMapper {
-
-    static final DateTimeFormatter ISO_MILLIS = DateTimeFormatter.ofPattern("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
-            .withZone(ZoneOffset.UTC);
 
     /** @return the DTO, or null when the event is not forwarded. */
     Map<String, Object> map(FlowableEvent event) {
@@ -255,7 +251,7 @@ final class EventMapper {
         Map<String, Object> dto = new LinkedHashMap<>();
         dto.put("eventId", UUID.randomUUID().toString());
         dto.put("type", type.name());
-        dto.put("timestamp", ISO_MILLIS.format(Instant.now()));
+        dto.put("timestamp", EngineTime.now());
         dto.put("seq", null); // set when buffered
         dto.put("entityType", entityType);
         if (event instanceof FlowableEngineEvent engineEvent) {
@@ -392,7 +388,7 @@ final class EventMapper {
             return date(d);
         }
         if (value instanceof Instant i) {
-            return ISO_MILLIS.format(i);
+            return EngineTime.ISO_MILLIS.format(i);
         }
         if (value instanceof LocalDate || value instanceof LocalDateTime || value instanceof UUID) {
             return value.toString();
@@ -411,7 +407,7 @@ final class EventMapper {
     }
 
     static String date(Date date) {
-        return date == null ? null : ISO_MILLIS.format(date.toInstant());
+        return date == null ? null : EngineTime.ISO_MILLIS.format(date.toInstant());
     }
 
     private static String emptyToNull(String s) {

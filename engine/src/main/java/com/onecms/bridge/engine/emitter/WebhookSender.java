@@ -29,6 +29,7 @@ import org.slf4j.LoggerFactory;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.onecms.bridge.engine.EngineTime;
 
 /**
  * Delivers committed event batches to WEBHOOK_URL, off the engine threads.
@@ -114,7 +115,7 @@ public class WebhookSender {
             return;
         }
         Batch batch = new Batch(UUID.randomUUID().toString(), batchSeq.incrementAndGet(),
-                EventMapper.ISO_MILLIS.format(Instant.now()), events, 1);
+                EngineTime.now(), events, 1);
         if (!accepting) {
             drop(batch, "shutdown", stats.droppedShutdown);
             return;
@@ -328,7 +329,7 @@ public class WebhookSender {
 
     private void recordError(String error) {
         stats.lastError = error;
-        stats.lastErrorAt = EventMapper.ISO_MILLIS.format(Instant.now());
+        stats.lastErrorAt = EngineTime.now();
     }
 
     public Map<String, Object> snapshot() {
