@@ -171,8 +171,9 @@ def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url, provisioned_engine(settings, url) as engine:
         outcome = asyncio.run(_escalate(url, engine))
     for task in outcome.escalated:
-        print(f"{task['task_id']} ({task['queue_name']}): {task['old_status']} -> ESCALATED, level "
-              f"{task['escalation_level']}, priority {task['priority']}")
+        moved = f", moved to {task['moved_to']}" if task.get("moved_to") else ""
+        print(f"{task['task_id']} ({task['queue_name']}, {task['status']}): level {task['escalation_level']}, "
+              f"priority {task['priority']}{moved}")
     print(outcome.summary(), file=sys.stderr)
     return 1 if outcome.engine_failures else 0
 

@@ -1,4 +1,6 @@
-"""flowable.claim_next_task: one task per call, never twice, best first, only for entitled users."""
+"""flowable.claim_next_task picks and locks (it writes nothing, migration 0019); a claim is the pick plus a
+BRIDGE_CLAIM event through the mirror's apply path in the same transaction, as the work API does it. Together:
+one task per call, never twice, best first (escalated first), only for entitled users."""
 
 from __future__ import annotations
 
@@ -8,10 +10,34 @@ import random
 import psycopg
 import pytest
 
+from sqlalchemy import text
+
+from bridge.db.engine import create_engine
+from bridge.mirror import bridge_events
 from tests import seed
 from tests.seed import hours, now
 
-CLAIM = "SELECT task_id, task_name, priority, queue_name, process_instance_id FROM flowable.claim_next_task(%s, %s)"
+PICK = "SELECT task_id, task_name, priority, queue_name, process_instance_id FROM flowable.claim_next_task(%s, %s)"
+
+
+class Claimer:
+    """Pick + apply the claim event in one transaction: the work API's claim-next without the engine."""
+
+    def __init__(self, db_url: str, pool_size: int = 2) -> None:
+        self.db = create_engine(db_url, pool_size=pool_size)
+
+    async def __call__(self, user: str, queues: list[str] | None):
+        async with self.db.begin() as c:
+            row = (await c.execute(text("SELECT task_id, task_name, priority, queue_name, process_instance_id "
+                                        "FROM flowable.claim_next_task(:u, CAST(:q AS text[]))"),
+                                   {"u": user, "q": queues})).first()
+            if row is not None:
+                await bridge_events.record(c, bridge_events.claimed(row.task_id, row.process_instance_id, user=user,
+                                                                    actor=user, at=None, client_info={"t": 1}))
+            return row
+
+    async def close(self) -> None:
+        await self.db.dispose()
 
 
 async def _queue_with_role(conn, queue_name: str, role_code: str) -> int:
@@ -43,14 +69,16 @@ async def test_concurrent_claimers_take_every_task_exactly_once_in_priority_orde
     order_key = {task_id: (-priority, created) for task_id, priority, created in await (await conn.execute(
         "SELECT task_id, priority, created_at FROM flowable.workflow_tasks")).fetchall()}
 
+    claim = Claimer(db_url, pool_size=8)
+
     async def claim_until_empty(user_id: str) -> list[str]:
         claimed = []
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as c:
-            while row := await (await c.execute(CLAIM, [user_id, None])).fetchone():
-                claimed.append(row[0])
+        while row := await claim(user_id, None):
+            claimed.append(row[0])
         return claimed
 
     per_worker = await asyncio.gather(*(claim_until_empty(w) for w in workers))
+    await claim.close()
 
     everything = [t for claims in per_worker for t in claims]
     assert len(everything) == total and len(set(everything)) == total
@@ -71,7 +99,7 @@ async def test_concurrent_claimers_take_every_task_exactly_once_in_priority_orde
         assert (claim_rows, action_by, old, new) == (1, owner[task_id], "OPEN", "CLAIMED")
 
 
-async def test_best_task_first_priority_then_age_then_id(conn):
+async def test_best_task_first_escalated_then_priority_then_age_then_id(conn, db_url):
     role_id = await _queue_with_role(conn, "INTAKE", "INTAKE_CLERK")
     await seed.user(conn, "ann")
     await seed.grant(conn, "ann", role_id)
@@ -81,15 +109,19 @@ async def test_best_task_first_priority_then_age_then_id(conn):
     await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(1), candidate_groups=["INTAKE_CLERK"], task_id="new-urgent")
     await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(2), candidate_groups=["INTAKE_CLERK"], task_id="old-urgent")
     await seed.task(conn, pi, "INTAKE", priority=99, status="CLAIMED", assignee="zed", candidate_groups=["INTAKE_CLERK"])
+    await seed.task(conn, pi, "INTAKE", priority=10, created_at=t0, escalation_level=1,
+                    candidate_groups=["INTAKE_CLERK"], task_id="escalated-low")
 
+    claim = Claimer(db_url)
     order = []
-    while row := await (await conn.execute(CLAIM, ["ann", ["INTAKE"]])).fetchone():
+    while row := await claim("ann", ["INTAKE"]):
         order.append(row[0])
         assert row[3:] == ("INTAKE", pi)
-    assert order == ["old-urgent", "new-urgent", "old-normal"]
+    await claim.close()
+    assert order == ["escalated-low", "old-urgent", "new-urgent", "old-normal"]
 
 
-async def test_only_the_named_queues_are_searched(conn):
+async def test_only_the_named_queues_are_searched(conn, db_url):
     role_intake = await _queue_with_role(conn, "INTAKE", "INTAKE_CLERK")
     role_legal = await _queue_with_role(conn, "LEGAL_REVIEW", "LEGAL_REVIEWER")
     await seed.user(conn, "ann")
@@ -99,9 +131,11 @@ async def test_only_the_named_queues_are_searched(conn):
     legal = await seed.task(conn, pi, "LEGAL_REVIEW", priority=90, candidate_groups=["LEGAL_REVIEWER"])
     intake = await seed.task(conn, pi, "INTAKE", priority=10, candidate_groups=["INTAKE_CLERK"])
 
-    assert (await (await conn.execute(CLAIM, ["ann", ["INTAKE"]])).fetchone())[0] == intake
-    assert await (await conn.execute(CLAIM, ["ann", ["INTAKE"]])).fetchone() is None
-    assert (await (await conn.execute(CLAIM, ["ann", None])).fetchone())[0] == legal
+    claim = Claimer(db_url)
+    assert (await claim("ann", ["INTAKE"]))[0] == intake
+    assert await claim("ann", ["INTAKE"]) is None
+    assert (await claim("ann", None))[0] == legal
+    await claim.close()
 
 
 @pytest.mark.parametrize("case", ["expired", "not_started", "role_inactive", "user_inactive", "no_grant"])
@@ -119,24 +153,45 @@ async def test_a_user_without_a_current_grant_claims_nothing(conn, case):
     pi = await seed.instance(conn, await seed.definition(conn))
     task_id = await seed.task(conn, pi, "INTAKE", candidate_groups=["INTAKE_CLERK"])
 
-    assert await (await conn.execute(CLAIM, ["ann", None])).fetchone() is None
+    assert await (await conn.execute(PICK, ["ann", None])).fetchone() is None
     status, = await (await conn.execute("SELECT status FROM flowable.workflow_tasks WHERE task_id = %s", [task_id])).fetchone()
     assert status == "OPEN"
     assert await (await conn.execute("SELECT count(*) FROM flowable.task_history")).fetchone() == (0,)
 
 
-async def test_a_task_offered_to_a_user_directly_can_be_claimed_without_any_role(conn):
+async def test_a_task_offered_to_a_user_directly_can_be_claimed_without_any_role(conn, db_url):
     await seed.queue(conn, "INTAKE")
     pi = await seed.instance(conn, await seed.definition(conn))
     mine = await seed.task(conn, pi, "INTAKE", candidate_users=["bea", "cid"])
     await seed.task(conn, pi, "INTAKE", candidate_users=["cid"], priority=99)
 
-    row = await (await conn.execute(CLAIM, ["bea", None])).fetchone()
+    claim = Claimer(db_url)
+    row = await claim("bea", None)
     assert row[0] == mine
-    assert await (await conn.execute(CLAIM, ["bea", None])).fetchone() is None
+    assert await claim("bea", None) is None
+    await claim.close()
 
 
-async def test_a_claim_is_held_until_commit_and_others_skip_it(conn, db_url):
+async def test_a_task_in_a_queue_of_the_users_role_is_takeable_without_naming_the_role(conn, db_url):
+    """An escalation that moves a task to a supervisors' queue leaves its candidates as they were: the
+    queue's roles (queue_assignments) may still take it."""
+    await seed.queue(conn, "INTAKE")
+    supervisors = await _queue_with_role(conn, "SUPERVISION", "SUPERVISOR")
+    await conn.execute("INSERT INTO flowable.queue_assignments (queue_id, role_id) SELECT queue_id, %s "
+                       "FROM flowable.workflow_queues WHERE queue_name = 'SUPERVISION'", [supervisors])
+    await seed.user(conn, "sue")
+    await seed.grant(conn, "sue", supervisors)
+    pi = await seed.instance(conn, await seed.definition(conn))
+    moved = await seed.task(conn, pi, "SUPERVISION", candidate_groups=["INTAKE_CLERK"], escalation_level=1)
+    await seed.task(conn, pi, "INTAKE", candidate_groups=["INTAKE_CLERK"])
+
+    claim = Claimer(db_url)
+    assert (await claim("sue", None))[0] == moved
+    assert await claim("sue", None) is None
+    await claim.close()
+
+
+async def test_a_pick_is_held_until_commit_and_others_skip_it(conn, db_url):
     role_id = await _queue_with_role(conn, "INTAKE", "INTAKE_CLERK")
     for u in ("ann", "bob"):
         await seed.user(conn, u)
@@ -147,7 +202,7 @@ async def test_a_claim_is_held_until_commit_and_others_skip_it(conn, db_url):
 
     async with await psycopg.AsyncConnection.connect(db_url) as ann, \
             await psycopg.AsyncConnection.connect(db_url, autocommit=True) as bob:
-        assert (await (await ann.execute(CLAIM, ["ann", None])).fetchone())[0] == first  # not committed yet
-        assert (await (await bob.execute(CLAIM, ["bob", None])).fetchone())[0] == second  # skipped, no wait
+        assert (await (await ann.execute(PICK, ["ann", None])).fetchone())[0] == first  # not committed yet
+        assert (await (await bob.execute(PICK, ["bob", None])).fetchone())[0] == second  # skipped, no wait
         await ann.rollback()  # ann's claim never happened
-        assert (await (await bob.execute(CLAIM, ["bob", None])).fetchone())[0] == first
+        assert (await (await bob.execute(PICK, ["bob", None])).fetchone())[0] == first

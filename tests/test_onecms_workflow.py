@@ -329,8 +329,8 @@ async def test_a_decision_the_gateways_do_not_know_is_refused_and_the_task_stays
     await case.complete("registerCase")
     with pytest.raises(FlowableError) as missing:
         await case.complete("triageCase")  # no triageDecision
-    assert missing.value.status == 500  # the engine's message is in `exception`
-    assert "Unknown property used in expression: ${triageDecision == 'REJECT'}" in missing.value.exception
+    assert missing.value.status == 400  # the engine's own message (engine/EngineErrorAdvice.java)
+    assert "Unknown property used in expression: ${triageDecision == 'REJECT'}" in missing.value.message
     await case.expect("triageCase")
     await case.complete("triageCase", triageDecision="ACCEPT")
 
@@ -338,8 +338,8 @@ async def test_a_decision_the_gateways_do_not_know_is_refused_and_the_task_stays
     await sign_offs(case)
     with pytest.raises(FlowableError) as unknown:
         await case.complete("supervisorApproval", approvalDecision="MAYBE")
-    assert unknown.value.status == 500
-    assert "No outgoing sequence flow of the exclusive gateway 'approvalDecision'" in unknown.value.exception
+    assert unknown.value.status == 400
+    assert "No outgoing sequence flow of the exclusive gateway 'approvalDecision'" in unknown.value.message
     await case.expect("supervisorApproval")
     await approve_and_close(case)
 
@@ -350,7 +350,7 @@ async def test_the_start_variables_are_required(flowable, definition_id):
     case = Case(flowable, no_severity["id"], "?")
     with pytest.raises(FlowableError) as failed:  # the triage task's priority reads the severity
         await case.complete("registerCase")
-    assert "Unknown property used in expression: ${severity == 'CRITICAL' ? 90 : 60}" in failed.value.exception
+    assert "Unknown property used in expression: ${severity == 'CRITICAL' ? 90 : 60}" in failed.value.message
     assert list(await case.open_tasks()) == ["registerCase"]
     await flowable.cancel_process(case.pid, reason="test over")
 
@@ -359,6 +359,6 @@ async def test_the_start_variables_are_required(flowable, definition_id):
     await no_type.complete("registerCase")
     with pytest.raises(FlowableError) as failed:
         await no_type.complete("triageCase", triageDecision="ACCEPT")
-    assert "Unknown property used in expression: ${caseType == 'FRAUD'}" in failed.value.exception
+    assert "Unknown property used in expression: ${caseType == 'FRAUD'}" in failed.value.message
     await no_type.expect("triageCase")
     await flowable.cancel_process(no_type.pid, reason="test over")

@@ -24,7 +24,7 @@ async def test_inserts_updates_and_deletes_of_any_writer_move_the_load(conn):
     a1 = await seed.task(conn, pi, "A")
     await seed.task(conn, pi, "A", status="CLAIMED", assignee="ann")
     await seed.task(conn, pi, "A", status="COMPLETED")
-    b1 = await seed.task(conn, pi, "B", status="ESCALATED")
+    b1 = await seed.task(conn, pi, "B", status="DELEGATED", assignee="bob")
     assert await loads(conn) == {"A": (0, 2), "B": (0, 1)}  # logged, not yet folded; the view is exact
 
     await conn.execute("SELECT flowable.fold_queue_load()")

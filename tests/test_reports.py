@@ -41,7 +41,7 @@ async def test_queue_report_counts_live_work_breaches_and_risk_per_queue_and_dep
     await seed.task(conn, pid, "intake", status="CLAIMED", assignee="ann", due_date=t + hours(5))
     await seed.task(conn, pid, "intake", status="COMPLETED", created_at=t - hours(3), completed_at=t - hours(1),
                     due_date=t - hours(2), completed_by="ann")                                # late: 2 h
-    await seed.task(conn, pid, "review", status="ESCALATED", escalation_level=1, due_date=t - hours(1))
+    await seed.task(conn, pid, "review", escalation_level=1, due_date=t - hours(1))
     await seed.task(conn, pid, "review", status="COMPLETED", created_at=t - hours(4), completed_at=t - hours(3))
     await seed.task(conn, pid, "fraud", status="DELEGATED", assignee="bob")
 
@@ -54,7 +54,7 @@ async def test_queue_report_counts_live_work_breaches_and_risk_per_queue_and_dep
     assert (review["escalated_tasks"], review["breached_tasks"], review["completed_in_range"]) == (1, 1, 1)
     assert (fraud["delegated_tasks"], fraud["department_code"]) == (1, "FRAUD")
     claims = next(d for d in body["departments"] if d["department_code"] == "CLAIMS")
-    assert (claims["queues"], claims["open_tasks"], claims["breached_tasks"], claims["completed_in_range"]) == (2, 2, 2, 2)
+    assert (claims["queues"], claims["open_tasks"], claims["breached_tasks"], claims["completed_in_range"]) == (2, 3, 2, 2)
 
     only_fraud = await report(db, "queues", department="FRAUD")
     assert [q["queue_name"] for q in only_fraud["queues"]] == ["fraud"]
@@ -165,8 +165,8 @@ async def test_age_distribution_of_live_tasks(conn, db):
 
 async def test_escalations_by_level_live_and_made_in_the_range(conn, db):
     pid = await two_departments(conn)
-    first = await seed.task(conn, pid, "intake", status="ESCALATED", escalation_level=1)
-    second = await seed.task(conn, pid, "review", status="ESCALATED", escalation_level=2)
+    first = await seed.task(conn, pid, "intake", escalation_level=1)
+    second = await seed.task(conn, pid, "review", status="CLAIMED", assignee="ann", escalation_level=2)
     await seed.task(conn, pid, "review", status="COMPLETED", escalation_level=2, completed_at=now())  # not live
     for task_id, level, when in [(first, 1, now()), (second, 1, now() - hours(3)), (second, 2, now()),
                                  (first, 1, now() - hours(48))]:  # the last one is outside the range
@@ -313,7 +313,7 @@ async def test_over_the_same_span_the_reports_agree_with_the_seeds_views(conn, d
     t = now()
     for _ in range(120):
         created = t - timedelta(minutes=rng.randrange(20, 60 * 24 * 90))
-        status = rng.choice(["OPEN", "CLAIMED", "ESCALATED", "COMPLETED", "COMPLETED", "COMPLETED"])
+        status = rng.choice(["OPEN", "CLAIMED", "DELEGATED", "COMPLETED", "COMPLETED", "COMPLETED"])
         user = rng.choice(["ann", "bob", "cy"])
         done = created + timedelta(minutes=rng.randrange(5, 3000)) if status == "COMPLETED" else None
         await seed.task(conn, pid, rng.choice(["intake", "review", "fraud"]), status=status, created_at=created,

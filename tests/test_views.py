@@ -23,8 +23,9 @@ async def test_active_tasks_by_queue(conn):
     await seed.queue(conn, "C")
     pi = await seed.instance(conn, await seed.definition(conn))
     t0 = now()
-    for status in ("OPEN", "OPEN", "CLAIMED", "ESCALATED", "CANCELLED"):
+    for status in ("OPEN", "OPEN", "CLAIMED", "CANCELLED"):
         await seed.task(conn, pi, "A", status=status)
+    await seed.task(conn, pi, "A", status="CLAIMED", escalation_level=1)  # escalated: a level, not a status
     await seed.task(conn, pi, "A", status="COMPLETED", created_at=t0 - hours(6), completed_at=t0 - hours(4))
     await seed.task(conn, pi, "A", status="COMPLETED", created_at=t0 - hours(10), completed_at=t0 - hours(6))
     await seed.task(conn, pi, "B", status="OPEN")
@@ -33,7 +34,7 @@ async def test_active_tasks_by_queue(conn):
     assert [r["queue_name"] for r in rows] == ["A", "C"]
     a, c = rows
     assert (a["department_id"], a["department_name"]) == (legal, "Legal")
-    assert (a["open_tasks"], a["claimed_tasks"], a["escalated_tasks"]) == (2, 1, 1)
+    assert (a["open_tasks"], a["claimed_tasks"], a["escalated_tasks"]) == (2, 2, 1)
     assert float(a["avg_completion_hours"]) == pytest.approx(3.0)
     assert (c["open_tasks"], c["claimed_tasks"], c["escalated_tasks"], c["avg_completion_hours"]) == (0, 0, 0, None)
 

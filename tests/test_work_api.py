@@ -212,25 +212,27 @@ async def test_engine_down_during_complete_is_503_and_the_same_idempotency_key_c
     assert tuple(rows) == ("COMPLETED", "REGISTERED") and completes == 1
 
 
-async def test_overdue_tasks_escalate_once_per_level_in_the_engine_too(db, db_url, flowable, engine, aiohttp_client):
+async def test_escalation_keeps_work_takeable_first_raises_priority_in_the_engine_and_climbs(
+        db, db_url, flowable, engine, aiohttp_client):
     from bridge.work.escalation import escalate_once
 
-    first, second = await start_cases(flowable, db, 2)
+    first, second, third = await start_cases(flowable, db, 3)
     late = (await flowable.tasks(processInstanceId=first))[0]["id"]
     claimed_late = (await flowable.tasks(processInstanceId=second))[0]["id"]
+    on_time = (await flowable.tasks(processInstanceId=third))[0]["id"]
     client = await app_client(aiohttp_client, db_url, engine)
     h = await worker(db, "gus", "INTAKE_CLERK")
     assert (await client.post(f"/api/tasks/{claimed_late}/claim", json={}, headers=h)).status == 200
-    async with db.begin() as conn:  # a due date in the past, and the queue's escalation rules
-        await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '1 minute' "
+    async with db.begin() as conn:  # due dates in the past, and the queue's escalation rules
+        await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '20 seconds' "
                                 "WHERE task_id = ANY(:t)"), {"t": [late, claimed_late]})
-        await conn.execute(text("""UPDATE flowable.workflow_queues
-                                   SET escalation_config = '{"raise_priority_by": 15, "notify_role": "CASE_SUPERVISOR"}'
+        await conn.execute(text("""UPDATE flowable.workflow_queues SET sla_minutes = 1,
+                                   escalation_config = '{"raise_priority_by": 15, "notify_role": "CASE_SUPERVISOR"}'
                                    WHERE queue_name = 'INTAKE_REGISTRATION'"""))
 
     round_one = await escalate_once(db, flowable)
-    assert {t["task_id"]: (t["old_status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
-            if t["task_id"] in (late, claimed_late)} == {late: ("OPEN", 1, 65), claimed_late: ("CLAIMED", 1, 65)}
+    assert {t["task_id"]: (t["status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
+            if t["task_id"] in (late, claimed_late, on_time)} == {late: ("OPEN", 1, 65), claimed_late: ("CLAIMED", 1, 65)}
     assert (await flowable.task(late))["priority"] == 65  # the engine too
     links = await flowable.task_identity_links(late)
     assert {l["group"] for l in links if l["type"] == "candidate"} == {"INTAKE_CLERK", "CASE_SUPERVISOR"}
@@ -239,12 +241,31 @@ async def test_overdue_tasks_escalate_once_per_level_in_the_engine_too(db, db_ur
     assert (await flowable.task(claimed_late))["assignee"] == "gus"  # escalation takes nothing away
     assert [t for t in (await escalate_once(db, flowable)).escalated if t["task_id"] in (late, claimed_late)] == []
 
+    # still overdue one SLA interval (1 minute here) later: the next level
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '90 seconds' "
+                                "WHERE task_id = ANY(:t)"), {"t": [late, claimed_late]})
+    climbed = {t["task_id"]: t["escalation_level"] for t in (await escalate_once(db, flowable)).escalated}
+    assert (climbed.get(late), climbed.get(claimed_late)) == (2, 2)
+    assert (await flowable.task(late))["priority"] == 80
+
+    # the escalated open task stays takeable, and is offered before the on-time one
+    other = await worker(db, "ivy", "INTAKE_CLERK")
+    taken = await client.post("/api/work/next", json={"queues": ["INTAKE_REGISTRATION"]}, headers=other)
+    assert taken.status == 200 and (await taken.json())["task_id"] == late
+    assert (await flowable.task(late))["assignee"] == "ivy"
     detail = await (await client.get(f"/api/tasks/{claimed_late}", headers=h)).json()
-    assert (detail["status"], detail["escalation_level"], detail["priority"]) == ("ESCALATED", 1, 65)
+    assert (detail["status"], detail["escalation_level"], detail["priority"]) == ("CLAIMED", 2, 80)
     assert [(r["action_type"], r["old_status"], r["new_status"]) for r in detail["history"]][-1] == (
-        "ESCALATE", "CLAIMED", "ESCALATED")
-    # the owner completes an escalated task as any other of theirs
+        "ESCALATE", "CLAIMED", "CLAIMED")
+    # the owner completes an escalated task as any other of theirs; a user escalates by hand a level more
     assert (await client.post(f"/api/tasks/{claimed_late}/complete", json={}, headers=h)).status == 200
+    by_hand = await client.post(f"/api/tasks/{on_time}/escalate", json={"reason": "customer called"}, headers=other)
+    assert by_hand.status == 200 and (await by_hand.json())["escalationLevel"] == 1, await by_hand.text()
+    assert (await flowable.task(on_time))["priority"] == 65
+    # mirror and engine agree on status, assignee, priority and candidates (the due dates were moved in the mirror
+    # alone; the second case's next task was never pushed to this module's mirror)
+    assert [d for d in await drift_of(db, flowable, [first, third]) if "due_date" not in d] == []
 
 
 async def test_only_one_bridge_escalates_at_a_time(db, flowable):

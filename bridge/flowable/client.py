@@ -3,7 +3,15 @@
 Errors come in two kinds: FlowableError for an answer the engine gave (4xx/5xx with its message),
 EngineUnavailable when it could not be reached after retries. Retries (tenacity, exponential
 backoff with jitter) cover only what is safe to repeat: a connection that was never made, for
-any method, and 502/503/504 answers for reads.
+any method, 502/503/504 answers for reads, and an optimistic-locking conflict for any method (the engine
+rolled the whole transaction back, e.g. two users completing the two branches of a join at once; our
+engine answers it 409 naming FlowableOptimisticLockingException). A conflict still there after the
+retries is a FlowableError whose `conflict` is true.
+
+Task actions take `acting_user`: the engine records that user, not the bridge's REST login, as the one who
+acted (header X-Acting-User, honoured by our engine for the bridge's credentials only), and they return the
+engine's clock at the start of the request (header X-Engine-Time), in which the bridge orders its own
+mirror events (bridge/mirror/bridge_events.py); None from an engine that does not send it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ class FlowableError(RuntimeError):
         self.status, self.method, self.path = status, method, path
         self.message, self.exception = message, exception
         super().__init__(f"Flowable {method} {path} -> {status}: {message}")
+
+    @property
+    def conflict(self) -> bool:
+        """The engine rolled the request back for a concurrent change: doing it again may succeed."""
+        return self.status == 409 and (self.exception or "").endswith("OptimisticLockingException")
 
 
 class EngineUnavailable(RuntimeError):
@@ -83,7 +96,7 @@ def to_rest_variables(variables: Mapping[str, Any] | None) -> list[dict[str, Any
 
 
 def _retryable(err: BaseException) -> bool:
-    return isinstance(err, _Retry)
+    return isinstance(err, _Retry) or (isinstance(err, FlowableError) and err.conflict)
 
 
 class _Retry(Exception):
@@ -117,7 +130,17 @@ class FlowableClient:
 
     async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                       json_body: Any = None, data: Any = None, raw: bool = False,
-                      retry: RetryPolicy | None = None) -> Any:
+                      retry: RetryPolicy | None = None, acting_user: str | None = None) -> Any:
+        return (await self._request(method, path, params=params, json_body=json_body, data=data, raw=raw,
+                                    retry=retry, acting_user=acting_user))[0]
+
+    async def act(self, method: str, path: str, *, json_body: Any = None, acting_user: str | None) -> str | None:
+        """A task action as `acting_user`; returns the engine's clock at the start of the request."""
+        return (await self._request(method, path, json_body=json_body, acting_user=acting_user))[1]
+
+    async def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                       json_body: Any = None, data: Any = None, raw: bool = False,
+                       retry: RetryPolicy | None = None, acting_user: str | None = None) -> tuple[Any, str | None]:
         url = f"{self.base_url}/{path.lstrip('/')}"
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         policy = retry or self._retry
@@ -128,7 +151,7 @@ class FlowableClient:
                     retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.attempts),
                     wait=wait_random_exponential(multiplier=0.1, max=policy.max_wait_s), reraise=True):
                 with attempt:
-                    return await self._once(method, url, path, query, json_body, data, raw)
+                    return await self._once(method, url, path, query, json_body, data, raw, acting_user)
         except _Retry as err:
             outcome = "unavailable"
             raise EngineUnavailable(f"Flowable {method} {path}: {err.cause}") from None
@@ -142,10 +165,12 @@ class FlowableClient:
             metrics.ENGINE_REQUESTS.labels(method, outcome).inc()
             metrics.ENGINE_SECONDS.labels(method).observe(time.perf_counter() - began)
 
-    async def _once(self, method, url, path, query, json_body, data, raw):
+    async def _once(self, method, url, path, query, json_body, data, raw, acting_user=None):
         try:
             rid = logs.REQUEST_ID.get()
             headers = {**self._headers, "X-Request-Id": rid} if rid else self._headers
+            if acting_user:
+                headers = {**headers, "X-Acting-User": acting_user}
             log.debug("engine %s %s", method, path)
             async with self._session.request(method, url, params=query, json=json_body, data=data,
                                              headers=headers) as response:
@@ -154,9 +179,10 @@ class FlowableClient:
                     if response.status in (502, 503, 504) and method == "GET":
                         raise _Retry(f"HTTP {response.status}")
                     raise _error(response.status, method, path, body)
+                engine_at = response.headers.get("X-Engine-Time")
                 if raw:
-                    return body
-                return json.loads(body) if body else None
+                    return body, engine_at
+                return (json.loads(body) if body else None), engine_at
         except aiohttp.ClientConnectorError as err:  # never connected: safe to repeat any method
             raise _Retry(err) from err
         except (aiohttp.ServerDisconnectedError, TimeoutError) as err:
@@ -190,12 +216,17 @@ class FlowableClient:
     # -- runtime -----------------------------------------------------------------------------------
 
     async def start_process(self, process_key: str, *, business_key: str | None = None,
-                            variables: Mapping[str, Any] | None = None) -> dict:
+                            variables: Mapping[str, Any] | None = None, acting_user: str | None = None) -> dict:
         body: dict[str, Any] = {"processDefinitionKey": process_key, "returnVariables": True,
                                 "variables": to_rest_variables(variables)}
         if business_key is not None:
             body["businessKey"] = business_key
-        return await self.request("POST", "runtime/process-instances", json_body=body)
+        return await self.request("POST", "runtime/process-instances", json_body=body, acting_user=acting_user)
+
+    async def process_instances(self, **filters: Any) -> list[dict]:
+        """Running instances (runtime/process-instances filters: businessKey, processDefinitionKey, ...)."""
+        filters.setdefault("size", 1000)
+        return (await self.request("GET", "runtime/process-instances", params=filters))["data"]
 
     async def process_instance(self, instance_id: str) -> dict:
         return await self.request("GET", f"runtime/process-instances/{instance_id}")
@@ -210,15 +241,37 @@ class FlowableClient:
     async def task(self, task_id: str) -> dict:
         return await self.request("GET", f"runtime/tasks/{task_id}")
 
-    async def claim_task(self, task_id: str, assignee: str | None) -> None:
-        await self.request("POST", f"runtime/tasks/{task_id}", json_body={"action": "claim", "assignee": assignee})
+    async def claim_task(self, task_id: str, assignee: str | None, *, acting_user: str | None = None) -> str | None:
+        """Claim for `assignee`, or unclaim with None."""
+        return await self.act("POST", f"runtime/tasks/{task_id}", acting_user=acting_user,
+                              json_body={"action": "claim", "assignee": assignee})
 
-    async def complete_task(self, task_id: str, variables: Mapping[str, Any] | None = None) -> None:
-        await self.request("POST", f"runtime/tasks/{task_id}",
-                           json_body={"action": "complete", "variables": to_rest_variables(variables)})
+    async def complete_task(self, task_id: str, variables: Mapping[str, Any] | None = None, *,
+                            acting_user: str | None = None) -> str | None:
+        return await self.act("POST", f"runtime/tasks/{task_id}", acting_user=acting_user,
+                              json_body={"action": "complete", "variables": to_rest_variables(variables)})
 
-    async def delegate_task(self, task_id: str, assignee: str) -> None:
-        await self.request("POST", f"runtime/tasks/{task_id}", json_body={"action": "delegate", "assignee": assignee})
+    async def delegate_task(self, task_id: str, assignee: str, *, acting_user: str | None = None) -> str | None:
+        return await self.act("POST", f"runtime/tasks/{task_id}", acting_user=acting_user,
+                              json_body={"action": "delegate", "assignee": assignee})
+
+    async def resolve_task(self, task_id: str, *, acting_user: str | None = None) -> str | None:
+        """A delegate hands the task back: it returns to its owner (Flowable's delegation)."""
+        return await self.act("POST", f"runtime/tasks/{task_id}", acting_user=acting_user,
+                              json_body={"action": "resolve"})
+
+    async def comment_task(self, task_id: str, message: str, *, acting_user: str | None = None) -> str | None:
+        return await self.act("POST", f"runtime/tasks/{task_id}/comments", acting_user=acting_user,
+                              json_body={"message": message, "saveProcessInstanceId": True})
+
+    async def add_candidate_group(self, task_id: str, group: str, *, acting_user: str | None = None) -> str | None:
+        """Offer the task to a group too; an engine that has it already (409) changes nothing and says so."""
+        return await self.act("POST", f"runtime/tasks/{task_id}/identitylinks", acting_user=acting_user,
+                              json_body={"group": group, "type": "candidate"})
+
+    async def set_task_priority(self, task_id: str, priority: int, *, acting_user: str | None = None) -> str | None:
+        return await self.act("PUT", f"runtime/tasks/{task_id}", acting_user=acting_user,
+                              json_body={"priority": priority})
 
     async def update_task(self, task_id: str, **fields: Any) -> dict:
         return await self.request("PUT", f"runtime/tasks/{task_id}", json_body=fields)

@@ -32,14 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.bpmn_meta import default_queue_name
 from bridge.db.queries import queries
-from bridge.mirror.fold import PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row, fold_task
+from bridge.mirror.fold import (BRIDGE_KINDS, PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row,
+                                fold_task)
 
 SQL = queries("apply")
 log = logging.getLogger(__name__)
 
 DEFAULT_SLA_MINUTES = 480
 _TASK_EVENTS = {"TASK_ASSIGNED", "TASK_COMPLETED", "TASK_PRIORITY_CHANGED", "TASK_DUEDATE_CHANGED",
-                "TASK_NAME_CHANGED"}
+                "TASK_NAME_CHANGED", *BRIDGE_KINDS}
 
 
 # The entity types whose event carries that entity as an object under the same key.
@@ -86,6 +87,16 @@ async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> N
     await _route_cases(conn, new_tasks)
     if ended:
         await conn.execute(SQL.close_case_mappings, {"ids": sorted(ended)})
+
+
+async def lock_entities(conn: AsyncConnection, ids: list[str]) -> None:
+    """Take the locks apply_events takes for these instances and tasks (for the rest of the transaction),
+    before reading the rows an action checks: so a push for them applies before or after, never between."""
+    await conn.execute(SQL.lock_entities, {"ids": sorted(ids)})
+
+
+async def try_lock_entities(conn: AsyncConnection, ids: list[str]) -> bool:
+    return bool((await conn.execute(SQL.try_lock_entities, {"ids": sorted(ids)})).scalar())
 
 
 async def fold_pending_counts(conn: AsyncConnection) -> None:
@@ -388,7 +399,9 @@ def _task_row(r) -> TaskRow:
                    completed_at=_iso(r.completed_at), completed_by=r.completed_by, priority=r.priority,
                    due_date=_iso(r.due_date), task_name=r.task_name, outcome_reason=r.outcome_reason,
                    candidate_groups=tuple(r.candidate_groups or ()), candidate_users=tuple(r.candidate_users or ()),
-                   last_event_at=r.last_event_at, outcome=r.outcome,
+                   last_event_at=r.last_event_at, outcome=r.outcome, queue_name=r.queue_name,
+                   escalation_level=r.escalation_level, escalated_at=_iso(r.escalated_at),
+                   queue_moved_at=r.queue_moved_at,
                    candidate_clock=tuple((k, v[0], v[1]) for k, v in sorted((r.candidate_clock or {}).items())))
 
 

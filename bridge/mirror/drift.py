@@ -10,9 +10,11 @@ and the engine says running, a row the engine does not have) is reported and lef
 
 What is compared:
   * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key;
-  * task: exists, status (OPEN/CLAIMED/DELEGATED/ESCALATED all count as open: escalation and
-    delegation are the bridge's own states), assignee, priority, name, due date (when the engine has
-    one; otherwise the mirror keeps the queue's SLA date), candidate groups and users (when read).
+  * task: exists, status (ended or not; and for a live task, OPEN exactly when the engine has no
+    assignee: a CLAIMED or DELEGATED task has one, since escalation is a level and not a state, migration
+    0019), assignee, priority, name, due date (when the engine has one; otherwise the mirror keeps the
+    queue's SLA date), candidate groups and users (when read). History does not say whether a live task
+    is delegated, so CLAIMED and DELEGATED are not told apart.
   * variables: the process-scope ones (type and value); task-local ones are not compared.
 Not compared: current_activity (history has no "current activity"), task_history, the case mapping.
 """
@@ -236,6 +238,11 @@ def _compare_task(result: Comparison, task: dict, row: dict | None, read_at: str
         return
     if status != "OPEN":
         return  # both ended the same way; what an ended task held is history
+    live = "CLAIMED" if task.get("assignee") else "OPEN"
+    if (row["status"] == "OPEN") != (live == "OPEN") and row["assignee_id"] == task.get("assignee"):
+        # a state its own assignee does not explain (the ESCALATED of old was one); a differing assignee is
+        # reported, and repaired, as such below
+        differ("status", row["status"], live, [], repairable=False)
     if row["assignee_id"] != task.get("assignee"):
         differ("assignee", row["assignee_id"], task.get("assignee"), [_event("TASK_ASSIGNED", "task", read_at, task=task)])
     if task.get("priority") is not None and row["priority"] != task["priority"]:

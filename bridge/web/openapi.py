@@ -118,7 +118,7 @@ DOCUMENT: dict[str, Any] = {
             "security": BEARER,
             "parameters": [{"name": "queue", "in": "query", "schema": STRING},
                            {"name": "status", "in": "query", "schema": {"enum": [
-                               "OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED", "ESCALATED"]}},
+                               "OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED"]}},
                            {"name": "assignee", "in": "query", "schema": STRING},
                            {"name": "due_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
@@ -142,7 +142,8 @@ DOCUMENT: dict[str, Any] = {
             "outcome": {"type": "string", "minLength": 1, "maxLength": 100}, "variables": VARIABLES})),
         "/api/tasks/{task_id}/delegate": _action("delegate the user's task", _object(
             {"to": {"type": "string", "minLength": 1, "maxLength": 50}}, ["to"])),
-        "/api/tasks/{task_id}/escalate": _action("escalate a task", _object(
+        "/api/tasks/{task_id}/resolve": _action("hand a task delegated to the user back to its owner", _object({})),
+        "/api/tasks/{task_id}/escalate": _action("escalate a task one level (it stays takeable, offered first)", _object(
             {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
         "/api/tasks/{task_id}/comment": _action("comment on a task", _object(
             {"message": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["message"])),

@@ -1,7 +1,10 @@
 """/api/tasks and /api/work: the queue work API over HTTP (the work itself: bridge/work/).
 
-Actions honour an Idempotency-Key header: the first answer (anything but a 5xx) is kept per user and
-key, and a retry gets it again instead of acting twice; the same key with a different request is 422.
+Actions honour an Idempotency-Key header: the first definitive answer is kept per user and key, and a
+retry gets it again instead of acting twice; the same key with a different request is 422. A success is
+stored in the transaction of the action's mirror write (the service calls `remember` there), so a crash
+cannot leave the action done and its answer forgotten; a definitive refusal (4xx) is stored on its own; a
+conflict, a 5xx or a 503 is never stored: the retry must act.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
-TASK_STATUSES = ("OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED", "ESCALATED")
+DEFINITIVE = web.ResponseKey("definitive", bool)  # may the answer be stored under an Idempotency-Key
+TASK_STATUSES = ("OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED")
 
 
 def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
@@ -79,39 +83,40 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
                 "requestId": request.headers.get("X-Request-Id"), "path": request.path})
             key = request.headers.get("Idempotency-Key")
             if key is None:
-                return await _answer(run, request, actor, body, created)
+                return await _answer(run, request, actor, body, created, None)
             if not 0 < len(key) <= 200:
                 return problem(400, "Idempotency-Key: 1 to 200 characters")
-            return await _idempotent(request, db_key, key, body,
-                                     lambda: _answer(run, request, actor, body, created))
+            return await _idempotent(request, db_key, key, body, created,
+                                     lambda remember: _answer(run, request, actor, body, created, remember))
         return handler
 
-    async def _answer(run, request: web.Request, actor: Actor, body: dict, created: bool) -> web.Response:
+    async def _answer(run, request: web.Request, actor: Actor, body: dict, created: bool, remember) -> web.Response:
         try:
-            result = await run(request.app[work_key], actor, request, body)
+            result = await run(request.app[work_key], actor, request, body, remember)
         except WorkError as err:
             headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
-            return web.json_response({"error": err.message}, status=err.status, headers=headers)
-        if result is None:
-            return web.Response(status=204)
-        return _json(result, status=201 if created else 200)
+            response = web.json_response({"error": err.message}, status=err.status, headers=headers)
+            response[DEFINITIVE] = err.definitive
+            return response
+        return _success(result, created)
 
-    async def next_task(service: WorkService, actor: Actor, request: web.Request, body: dict):
+    async def next_task(service: WorkService, actor: Actor, request: web.Request, body: dict, remember):
         queues = body.get("queues")
         if queues is not None and (not isinstance(queues, list) or not all(isinstance(q, str) for q in queues)):
             raise WorkError(400, "queues: a list of queue names")
-        return await service.claim_next(actor, queues or None)
+        return await service.claim_next(actor, queues or None, remember=remember)
 
     def on_task(method: str, *fields: str):
-        async def run(service: WorkService, actor: Actor, request: web.Request, body: dict):
-            return await getattr(service, method)(actor, request.match_info["task_id"], *(body.get(f) for f in fields))
+        async def run(service: WorkService, actor: Actor, request: web.Request, body: dict, remember):
+            return await getattr(service, method)(actor, request.match_info["task_id"],
+                                                  *(body.get(f) for f in fields), remember=remember)
         run.__name__ = method
         return run
 
-    async def start_workflow(service: WorkService, actor: Actor, request: web.Request, body: dict):
+    async def start_workflow(service: WorkService, actor: Actor, request: web.Request, body: dict, remember):
         case_id = parse_case_id(request.match_info["case_id"])
         return await start_case_workflow(service.db, service.flowable, actor, case_id, body.get("process_key"),
-                                         body.get("variables"))
+                                         body.get("variables"), remember=remember)
 
     async def case(request: web.Request) -> web.Response:
         try:
@@ -170,6 +175,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
         web.post("/api/tasks/{task_id}/unclaim", action(on_task("unclaim"))),
         web.post("/api/tasks/{task_id}/complete", action(on_task("complete", "outcome", "variables"))),
         web.post("/api/tasks/{task_id}/delegate", action(on_task("delegate", "to"))),
+        web.post("/api/tasks/{task_id}/resolve", action(on_task("resolve"))),
         web.post("/api/tasks/{task_id}/escalate", action(on_task("escalate", "reason"))),
         web.post("/api/tasks/{task_id}/comment", action(on_task("comment", "message"))),
     ]
@@ -195,10 +201,17 @@ async def _body(request: web.Request) -> dict | web.Response:
     return body
 
 
-async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: dict, act) -> web.Response:
+async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: dict, created: bool,
+                      act) -> web.Response:
     db: AsyncEngine = request.app[db_key]
     user = request[USER_ID]
     fingerprint = hashlib.sha256(json.dumps([request.method, request.path, body], sort_keys=True).encode()).hexdigest()
+
+    async def remember(conn, result: Any) -> None:
+        """Called by the action inside its transaction, after its mirror write: both commit or neither."""
+        response = _success(result, created)
+        await _store(conn, user, key, fingerprint, response.status, json.loads(response.body) if response.body else None)
+
     async with db.connect() as lock:  # one request per (user, key) at a time: a concurrent retry waits
         await lock.execute(SQL.lock_idempotency_key, {"user_id": user, "key": key})
         await lock.commit()
@@ -209,17 +222,26 @@ async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: 
                 if seen.request_hash != fingerprint:
                     return problem(422, "Idempotency-Key was used before for a different request")
                 return _replay(seen.response_status, seen.response_body)
-            response = await act()
-            if response.status < 500:  # a 5xx changed nothing: the retry must act
-                stored = json.loads(response.body) if response.body else None
+            response = await act(remember)
+            if response.status >= 400 and response.get(DEFINITIVE, response.status < 500):
+                # a definitive refusal changed nothing to commit beside: stored on its own
                 async with db.begin() as conn:
-                    await conn.execute(SQL.remember_answer, {
-                        "user_id": user, "key": key, "request_hash": fingerprint, "status": response.status,
-                        "body": json.dumps(stored)})
+                    await _store(conn, user, key, fingerprint, response.status, json.loads(response.body))
             return response
         finally:
             await lock.execute(SQL.unlock_idempotency_key, {"user_id": user, "key": key})
             await lock.commit()
+
+
+async def _store(conn, user: str, key: str, fingerprint: str, status: int, body: Any) -> None:
+    await conn.execute(SQL.remember_answer, {"user_id": user, "key": key, "request_hash": fingerprint,
+                                             "status": status, "body": json.dumps(body)})
+
+
+def _success(result: Any, created: bool) -> web.Response:
+    if result is None:
+        return web.Response(status=204)
+    return _json(result, status=201 if created else 200)
 
 
 def _replay(status: int, body: Any) -> web.Response:

@@ -1,23 +1,31 @@
 """Case workers' actions, each through the engine and the mirror, consistently.
 
-The engine is the source of truth for task state. Each action locks the mirror row, asks the engine,
-and writes the mirror (state, lastEventAt, a task_history row with the acting user and client info) only
-when the engine said yes, in the same transaction: an engine that refuses or is down leaves both as they
-were. When the engine says the mirror was stale (404: the task is gone; 409: someone holds it), the
-instance is re-read from the engine and the mirror repaired before answering.
+The engine is the source of truth for task state. Each action takes the mirror's locks for the task and its
+instance (the ones a pushed batch takes, so a push applies before or after the action, never between),
+checks the row, asks the engine as the acting user, and then records what the engine accepted as a bridge
+event through the mirror's one apply path (bridge/mirror/bridge_events.py), in the same transaction, with
+the acting user and client info. An engine that refuses or is down leaves both as they were. A conflict
+the engine rolled back (two users finishing the branches of a join at once) is retried by the client; one
+still there after that is a 503 to retry, never a stored failure. When the engine says the mirror was
+stale (404: the task is gone; 409: someone holds it), the instance is re-read from the engine and the
+mirror repaired before answering.
 
-Who may do what: a user acts on tasks row-level security lets them see (their own, their queues',
-those offered to them or their roles); claiming needs the task OPEN; completing, unclaiming and
-delegating need the task to be theirs.
+Who may do what: a user acts on tasks row-level security lets them see (their own, their queues', those
+offered to them or their roles); claiming needs the task OPEN; completing, unclaiming and delegating need
+it CLAIMED by them; resolving needs it DELEGATED to them (it then returns to its owner, who completes).
+Escalation is a level with consequences (bridge/work/escalation.py), not a state: an escalated task stays
+takeable and is offered first.
+
+`remember`, when given, runs in the action's transaction after the mirror write with the result: the
+web layer stores the answer under the request's Idempotency-Key there, so the two commit together.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,35 +33,38 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bridge import metrics
 from bridge.db.queries import queries
 from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, FlowableClient, FlowableError,
-                                    engine_time, to_rest_variables)
+                                    to_rest_variables)
+from bridge.mirror import bridge_events
+from bridge.mirror.apply import lock_entities, try_lock_entities
 from bridge.mirror.reconcile import resync_instances
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
 
-HELD = ("CLAIMED", "DELEGATED", "ESCALATED")
-OPEN_STATES = ("OPEN", *HELD)
+LIVE_STATES = ("OPEN", "CLAIMED", "DELEGATED")
 CLAIM_NEXT_ATTEMPTS = 5
+CLAIM_NEXT_BUSY_SKIPS = 20  # tasks passed over because a push for them was being applied at that moment
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+Remember = Callable[[AsyncConnection, Any], Awaitable[None]]
 
 
 class WorkError(Exception):
-    """An action that cannot be done; status is the HTTP status that says why."""
+    """An action that cannot be done; status is the HTTP status that says why. `definitive` is false for
+    an answer that a retry of the same request may change (a conflict, the engine down): such an answer is
+    never stored under an Idempotency-Key."""
 
-    def __init__(self, status: int, message: str, *, retry_after: int | None = None) -> None:
+    def __init__(self, status: int, message: str, *, retry_after: int | None = None,
+                 definitive: bool | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.retry_after = status, message, retry_after
+        self.definitive = status < 500 if definitive is None else definitive
 
 
 @dataclass(frozen=True)
 class Actor:
     user_id: str
     client_info: dict[str, Any]
-
-
-def event_time_now() -> str:
-    """Now, in the engine's timestamp form: what an action writes as the mirror row's lastEventAt."""
-    return engine_time(datetime.now(timezone.utc))
 
 
 def check_variables(variables: Any) -> dict[str, Any]:
@@ -72,6 +83,17 @@ def check_variables(variables: Any) -> dict[str, Any]:
     return variables
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One action: who may do it, what the engine is asked, and the bridge event that records it."""
+    name: str
+    allowed: tuple[str, ...]
+    mine: bool
+    engine: Callable[[dict], Awaitable[str | None]] | None
+    event: Callable[[dict, str | None], dict]
+    answer: Callable[[dict], dict]
+
+
 class WorkService:
     def __init__(self, db: AsyncEngine, flowable: FlowableClient) -> None:
         self.db = db
@@ -79,22 +101,35 @@ class WorkService:
 
     # -- claim-next ------------------------------------------------------------------------------
 
-    async def claim_next(self, actor: Actor, queues: list[str] | None) -> dict | None:
+    async def claim_next(self, actor: Actor, queues: list[str] | None, *, remember: Remember | None = None) -> dict | None:
         """The best open task the user may take, claimed in the engine and the mirror; None if none."""
-        for _ in range(CLAIM_NEXT_ATTEMPTS):
+        busy = 0
+        attempts = 0
+        while attempts < CLAIM_NEXT_ATTEMPTS:
             stale = None
             async with self.db.connect() as conn:
                 async with conn.begin():
                     with metrics.CLAIM_NEXT_SECONDS.time():
-                        row = (await conn.execute(SQL.claim_next, {
-                            "user_id": actor.user_id, "queues": queues,
-                            "client_info": json.dumps(actor.client_info)})).first()
+                        row = (await conn.execute(SQL.claim_next, {"user_id": actor.user_id, "queues": queues})).first()
                     if row is None:
-                        return None
+                        result = None
+                        if remember:
+                            await remember(conn, result)
+                        return result
                     task = dict(row._mapping)
+                    if not await try_lock_entities(conn, [task["task_id"], task["process_instance_id"]]):
+                        # a push for this task or case is being applied: let it finish, then look again
+                        await conn.rollback()
+                        busy += 1
+                        if busy > CLAIM_NEXT_BUSY_SKIPS:
+                            raise WorkError(503, "every task offered was being changed meanwhile; try again",
+                                            retry_after=1)
+                        continue
                     try:
-                        await self.flowable.claim_task(task["task_id"], actor.user_id)
+                        at = await self.flowable.claim_task(task["task_id"], actor.user_id, acting_user=actor.user_id)
                     except FlowableError as err:
+                        if err.conflict:
+                            raise _engine_conflict(err) from None
                         if err.status not in (404, 409):
                             raise _engine_refused(err) from None
                         stale = task  # the mirror offered what the engine no longer has open: repair, retry
@@ -102,83 +137,139 @@ class WorkService:
                     except EngineUnavailable as err:
                         raise _engine_down(err) from None
                     else:
-                        await conn.execute(SQL.touch_task, {"task_id": task["task_id"], "event_at": event_time_now()})
+                        await bridge_events.record(conn, bridge_events.claimed(
+                            task["task_id"], task["process_instance_id"], user=actor.user_id, actor=actor.user_id,
+                            at=at, client_info=actor.client_info))
+                        if remember:
+                            await remember(conn, task)
                         return task
+            attempts += 1
             log.info("claim-next: task %s was taken in the engine meanwhile; mirror repaired, trying the next",
                      stale["task_id"])
             await resync_instances(self.db, self.flowable, [stale["process_instance_id"]])
-        raise WorkError(409, "every task offered was taken in the engine meanwhile; try again")
+        raise WorkError(409, "every task offered was taken in the engine meanwhile; try again", definitive=False)
 
     # -- actions on one task ---------------------------------------------------------------------
 
-    async def claim(self, actor: Actor, task_id: str) -> dict:
-        return await self._act(actor, task_id, "CLAIM", allowed=("OPEN",), mine=False,
-                               engine=lambda: self.flowable.claim_task(task_id, actor.user_id),
-                               status="CLAIMED", assignee=actor.user_id, claimed=True)
+    async def claim(self, actor: Actor, task_id: str, *, remember: Remember | None = None) -> dict:
+        user = actor.user_id
+        return await self._act(actor, task_id, _Step(
+            "claim", ("OPEN",), False,
+            lambda row: self.flowable.claim_task(task_id, user, acting_user=user),
+            lambda row, at: bridge_events.claimed(task_id, row["process_instance_id"], user=user, actor=user, at=at,
+                                                  client_info=actor.client_info),
+            lambda row: {"status": "CLAIMED", "assignee": user}), remember)
 
-    async def unclaim(self, actor: Actor, task_id: str) -> dict:
-        return await self._act(actor, task_id, "UNCLAIM", allowed=HELD, mine=True,
-                               engine=lambda: self.flowable.claim_task(task_id, None),
-                               status="OPEN", assignee=None)
+    async def unclaim(self, actor: Actor, task_id: str, *, remember: Remember | None = None) -> dict:
+        user = actor.user_id
+        return await self._act(actor, task_id, _Step(
+            "unclaim", ("CLAIMED",), True,
+            lambda row: self.flowable.claim_task(task_id, None, acting_user=user),
+            lambda row, at: bridge_events.unclaimed(task_id, row["process_instance_id"], actor=user, at=at,
+                                                    client_info=actor.client_info),
+            lambda row: {"status": "OPEN", "assignee": None}), remember)
 
-    async def complete(self, actor: Actor, task_id: str, outcome: str | None, variables: Any) -> dict:
+    async def complete(self, actor: Actor, task_id: str, outcome: str | None, variables: Any, *,
+                       remember: Remember | None = None) -> dict:
         variables = dict(check_variables(variables))
         if outcome is not None:
             if not isinstance(outcome, str) or not 0 < len(outcome) <= 100:
                 raise WorkError(400, "outcome: a string of 1 to 100 characters")
             variables.setdefault("outcome", outcome)
         try:
-            rest_variables = to_rest_variables(variables)
+            to_rest_variables(variables)
         except (TypeError, ValueError) as err:
             raise WorkError(400, f"variables: {err}") from None
-        return await self._act(actor, task_id, "COMPLETE", allowed=HELD, mine=True,
-                               engine=lambda: self.flowable.request(
-                                   "POST", f"runtime/tasks/{task_id}",
-                                   json_body={"action": "complete", "variables": rest_variables}),
-                               status="COMPLETED", assignee=actor.user_id, outcome=outcome)
+        user = actor.user_id
+        return await self._act(actor, task_id, _Step(
+            "complete", ("CLAIMED",), True,
+            lambda row: self.flowable.complete_task(task_id, variables, acting_user=user),
+            lambda row, at: bridge_events.completed(task_id, row["process_instance_id"], actor=user, at=at,
+                                                    outcome=outcome, client_info=actor.client_info),
+            lambda row: {"status": "COMPLETED", "assignee": user}), remember)
 
-    async def delegate(self, actor: Actor, task_id: str, to: Any) -> dict:
+    async def delegate(self, actor: Actor, task_id: str, to: Any, *, remember: Remember | None = None) -> dict:
         if not isinstance(to, str) or not 0 < len(to) <= 50:
             raise WorkError(400, "to: the user id to delegate to (1 to 50 characters)")
-        return await self._act(actor, task_id, "DELEGATE", allowed=HELD, mine=True,
-                               engine=lambda: self.flowable.delegate_task(task_id, to),
-                               status="DELEGATED", assignee=to, delegate_to=to)
+        user = actor.user_id
+        if to == user:
+            raise WorkError(400, "to: someone other than yourself")
+        return await self._act(actor, task_id, _Step(
+            "delegate", ("CLAIMED",), True,
+            lambda row: self.flowable.delegate_task(task_id, to, acting_user=user),
+            lambda row, at: bridge_events.delegated(task_id, row["process_instance_id"], to=to, actor=user, at=at,
+                                                    client_info=actor.client_info),
+            lambda row: {"status": "DELEGATED", "assignee": to, "owner": user}), remember)
 
-    async def escalate(self, actor: Actor, task_id: str, reason: Any) -> dict:
+    async def resolve(self, actor: Actor, task_id: str, *, remember: Remember | None = None) -> dict:
+        """The delegate is done: the task returns to its owner (who delegated it), CLAIMED by them."""
+        user = actor.user_id
+        owner: dict[str, str | None] = {}
+
+        async def engine(row: dict) -> str | None:
+            at = await self.flowable.resolve_task(task_id, acting_user=user)
+            owner["id"] = (await self.flowable.task(task_id)).get("assignee")  # Flowable hands it to the owner
+            return at
+
+        return await self._act(actor, task_id, _Step(
+            "resolve", ("DELEGATED",), True, engine,
+            lambda row, at: bridge_events.resolved(task_id, row["process_instance_id"], owner=owner["id"], actor=user,
+                                                   at=at, client_info=actor.client_info),
+            lambda row: {"status": "CLAIMED" if owner["id"] else "OPEN", "assignee": owner["id"]}), remember)
+
+    async def escalate(self, actor: Actor, task_id: str, reason: Any, *, remember: Remember | None = None) -> dict:
         if not isinstance(reason, str) or not 0 < len(reason) <= 2000:
             raise WorkError(400, "reason: why the task is escalated (1 to 2000 characters)")
-        # escalation is the bridge's own state: the engine keeps the task as it is
-        return await self._act(actor, task_id, "ESCALATE", allowed=OPEN_STATES, mine=False, engine=None,
-                               status="ESCALATED", assignee=None, keep_assignee=True, comments=reason)
+        from bridge.work.escalation import escalate_task  # escalation builds on these actions
+        async with self.db.connect() as conn:
+            async with conn.begin():
+                row = await self._locked_visible(conn, actor.user_id, task_id)
+                if row["status"] not in LIVE_STATES:
+                    raise WorkError(409, f"the task is {row['status']}; escalate needs it {' or '.join(LIVE_STATES)}")
+                try:
+                    result = await escalate_task(conn, self.flowable, row, actor=actor.user_id, reason=reason,
+                                                 client_info=actor.client_info)
+                except FlowableError as err:
+                    raise (_engine_conflict(err) if err.conflict else _engine_refused(err)) from None
+                except EngineUnavailable as err:
+                    raise _engine_down(err) from None
+                if result is None:
+                    raise WorkError(409, f"the task is at the top escalation level ({row['escalation_level']})")
+                answer = {"taskId": task_id, "action": "escalate", "status": row["status"],
+                          "assignee": row["assignee_id"], **result}
+                if remember:
+                    await remember(conn, answer)
+                return answer
 
-    async def comment(self, actor: Actor, task_id: str, message: Any) -> dict:
+    async def comment(self, actor: Actor, task_id: str, message: Any, *, remember: Remember | None = None) -> dict:
         if not isinstance(message, str) or not 0 < len(message) <= 4000:
             raise WorkError(400, "message: the comment (1 to 4000 characters)")
-        return await self._act(actor, task_id, "COMMENT", allowed=None, mine=False,
-                               engine=lambda: self.flowable.request(
-                                   "POST", f"runtime/tasks/{task_id}/comments",
-                                   json_body={"message": message, "saveProcessInstanceId": True}),
-                               status=None, assignee=None, keep_assignee=True, comments=message)
+        user = actor.user_id
+        return await self._act(actor, task_id, _Step(
+            "comment", LIVE_STATES, False,
+            lambda row: self.flowable.comment_task(task_id, message, acting_user=user),
+            lambda row, at: bridge_events.commented(task_id, row["process_instance_id"], message=message, actor=user,
+                                                    at=at, client_info=actor.client_info),
+            lambda row: {"status": row["status"], "assignee": row["assignee_id"]}), remember)
 
-    async def _act(self, actor: Actor, task_id: str, action: str, *, allowed: tuple[str, ...] | None, mine: bool,
-                   engine, status: str | None, assignee: str | None, keep_assignee: bool = False,
-                   claimed: bool = False, outcome: str | None = None, delegate_to: str | None = None,
-                   comments: str | None = None) -> dict:
+    async def _act(self, actor: Actor, task_id: str, step: _Step, remember: Remember | None) -> dict:
         stale_instance = None
         async with self.db.connect() as conn:
             async with conn.begin():
-                await self._visible_or_404(conn, actor.user_id, task_id)
-                row = dict((await conn.execute(SQL.lock_task, {"task_id": task_id})).one()._mapping)
-                if allowed is not None and row["status"] not in allowed:
-                    raise WorkError(409, f"the task is {row['status']}; {action.lower()} needs it "
-                                         f"{' or '.join(allowed)}")
-                if mine and row["assignee_id"] != actor.user_id:
+                row = await self._locked_visible(conn, actor.user_id, task_id)
+                if row["status"] not in step.allowed:
+                    if step.name == "complete" and row["status"] == "DELEGATED" and row["assignee_id"] == actor.user_id:
+                        raise WorkError(409, "the task is delegated to you: resolve it (POST .../resolve) to hand "
+                                             "it back to its owner, who completes it")
+                    raise WorkError(409, f"the task is {row['status']}; {step.name} needs it {' or '.join(step.allowed)}")
+                if step.mine and row["assignee_id"] != actor.user_id:
                     holder = f"held by {row['assignee_id']}" if row["assignee_id"] else "unclaimed"
                     raise WorkError(409, f"the task is not yours ({holder}); claim it first")
                 try:
-                    if engine is not None:
-                        await engine()
+                    at = await step.engine(row) if step.engine else None
                 except FlowableError as err:
+                    if err.conflict:
+                        raise _engine_conflict(err) from None
                     if err.status not in (404, 409):
                         raise _engine_refused(err) from None
                     # the mirror was stale: nothing is written here; the instance is re-read below
@@ -188,33 +279,32 @@ class WorkService:
                 except EngineUnavailable as err:
                     raise _engine_down(err) from None
                 else:
-                    new_status = status or row["status"]
-                    new_assignee = row["assignee_id"] if keep_assignee else assignee
-                    if status is not None:
-                        await conn.execute(SQL.set_task, {
-                            "task_id": task_id, "status": new_status, "assignee": new_assignee,
-                            "claimed": claimed, "user_id": actor.user_id, "outcome": outcome, "event_at": event_time_now()})
-                    await conn.execute(SQL.add_history, {
-                        "task_id": task_id, "process_instance_id": row["process_instance_id"], "action": action,
-                        "user_id": actor.user_id, "old_status": row["status"], "new_status": new_status,
-                        "old_assignee": row["assignee_id"], "new_assignee": new_assignee,
-                        "delegate_to": delegate_to, "comments": comments,
-                        "client_info": json.dumps(actor.client_info)})
-                    return {"taskId": task_id, "action": action.lower(), "status": new_status,
-                            "assignee": new_assignee}
+                    await bridge_events.record(conn, step.event(row, at))
+                    answer = {"taskId": task_id, "action": step.name, **step.answer(row)}
+                    if remember:
+                        await remember(conn, answer)
+                    return answer
         await resync_instances(self.db, self.flowable, [stale_instance])
         raise WorkError(refusal[0], f"{refusal[1]}; the mirror has been brought up to date")
 
-    async def _visible_or_404(self, conn: AsyncConnection, user_id: str, task_id: str) -> None:
+    async def _locked_visible(self, conn: AsyncConnection, user_id: str, task_id: str) -> dict:
+        """The task's row, locked (with the locks pushes take), if the user may see it; else 404."""
         await conn.execute(SQL.act_as_user, {"user_id": user_id})
         visible = (await conn.execute(SQL.visible_task, {"task_id": task_id})).first()
         await conn.execute(SQL.act_as_bridge)
         if visible is None:  # unknown and invisible look the same: no probing for other queues' tasks
             raise WorkError(404, f"no task {task_id} that you may see")
+        await lock_entities(conn, [task_id, visible.process_instance_id])
+        return dict((await conn.execute(SQL.lock_task, {"task_id": task_id})).one()._mapping)
 
 
 def _engine_refused(err: FlowableError) -> WorkError:
     return WorkError(422, f"the engine refused: {err.message}")
+
+
+def _engine_conflict(err: FlowableError) -> WorkError:
+    return WorkError(503, f"the engine kept rolling this back for concurrent changes; nothing was changed, "
+                          f"try again ({err.message})", retry_after=1)
 
 
 def _engine_down(err: EngineUnavailable) -> WorkError:

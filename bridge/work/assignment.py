@@ -9,11 +9,12 @@ Eligible: holds a valid grant of a role whose assignment to the queue auto-assig
 the queue's tasks than max_tasks_per_user (the most generous of their roles'). A queue whose load is over
 max_capacity assigns nothing; its new tasks go to routing_rules.overflowQueue when one is configured.
 A task nobody may take yet stays OPEN for claim-next and the next round. One bridge assigns at a time.
+Each assignment and overflow move is a bridge event through the mirror's apply path (actor SYSTEM); a task
+a push is being applied to at that moment waits for the next round.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -21,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
+from bridge.mirror import bridge_events
+from bridge.mirror.apply import try_lock_entities
 from bridge.mirror.reconcile import resync_instances
-from bridge.work.actions import event_time_now
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
 SYSTEM = "SYSTEM"
+JOB = {"job": "auto-assignment"}
 
 
 @dataclass
@@ -56,12 +59,15 @@ async def auto_assign_once(db: AsyncEngine, flowable: FlowableClient, *, limit: 
             for task in tasks:
                 queue = task["queue_name"]
                 last.setdefault(queue, task["last_assigned"])
+                if not await try_lock_entities(conn, [task["task_id"], task["process_instance_id"]]):
+                    continue  # a push for it is being applied (we hold its row: waiting could deadlock)
                 if task["current_load"] > task["max_capacity"]:
-                    if task["overflow_queue"] and task["overflow_queue"] != queue:
-                        await conn.execute(SQL.move_to_queue, {"task_id": task["task_id"],
-                                                               "queue": task["overflow_queue"]})
-                        await _history(conn, task, "UPDATE", None, f"queue over capacity: moved to {task['overflow_queue']}")
-                        result.overflowed[task["task_id"]] = task["overflow_queue"]
+                    overflow = task["overflow_queue"]
+                    if overflow and overflow != queue and (await conn.execute(SQL.queue_exists, {"queue": overflow})).scalar():
+                        await bridge_events.record(conn, bridge_events.moved(
+                            task["task_id"], task["process_instance_id"], queue=overflow, actor=SYSTEM, at=None,
+                            reason=f"queue over capacity: moved to {overflow}", client_info=JOB))
+                        result.overflowed[task["task_id"]] = overflow
                     continue
                 users = [dict(r._mapping) for r in await conn.execute(SQL.assignable_users, {"queue": queue})]
                 if not users:
@@ -69,7 +75,7 @@ async def auto_assign_once(db: AsyncEngine, flowable: FlowableClient, *, limit: 
                     continue
                 user = choose(task["strategy"], users, last[queue])
                 try:
-                    await flowable.claim_task(task["task_id"], user)
+                    at = await flowable.claim_task(task["task_id"], user, acting_user=SYSTEM)
                 except FlowableError as err:
                     if err.status in (404, 409):
                         stale.append(task["process_instance_id"])
@@ -79,10 +85,9 @@ async def auto_assign_once(db: AsyncEngine, flowable: FlowableClient, *, limit: 
                 except EngineUnavailable as err:
                     log.warning("auto-assignment stopped, the engine is unavailable: %s", err)
                     break
-                await conn.execute(SQL.set_task, {"task_id": task["task_id"], "status": "CLAIMED", "assignee": user,
-                                                  "claimed": True, "user_id": SYSTEM, "outcome": None,
-                                                  "event_at": event_time_now()})
-                await _history(conn, task, "CLAIM", user, f"auto-assigned ({task['strategy']})")
+                await bridge_events.record(conn, bridge_events.claimed(
+                    task["task_id"], task["process_instance_id"], user=user, actor=SYSTEM, at=at, client_info=JOB,
+                    comments=f"auto-assigned ({task['strategy']})"))
                 await conn.execute(SQL.remember_auto_assigned, {"queue": queue, "user_id": user})
                 last[queue] = user
                 result.assigned[task["task_id"]] = user
@@ -91,11 +96,3 @@ async def auto_assign_once(db: AsyncEngine, flowable: FlowableClient, *, limit: 
     if result.assigned or result.overflowed:
         log.info("auto-assigned %d task(s), %d moved to overflow queues", len(result.assigned), len(result.overflowed))
     return result
-
-
-async def _history(conn, task: dict, action: str, assignee: str | None, comments: str) -> None:
-    await conn.execute(SQL.add_history, {
-        "task_id": task["task_id"], "process_instance_id": task["process_instance_id"], "action": action,
-        "user_id": SYSTEM, "old_status": "OPEN", "new_status": "CLAIMED" if assignee else "OPEN",
-        "old_assignee": None, "new_assignee": assignee, "delegate_to": None, "comments": comments,
-        "client_info": json.dumps({"job": "auto-assignment"})})

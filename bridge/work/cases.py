@@ -1,12 +1,20 @@
 """Case routing: starting a case's workflow in the engine and reading where each of its workflows stands.
 
-A workflow starts with the case id as its business key and as the caseId variable; the mirror learns
-the new instance from the engine at once (bridge/mirror/reconcile.py resync_instances: the same path as
-any repair), so the answer already shows the case mapping, its department and phase.
+A workflow starts with the case id as its business key and as the caseId variable, as the acting user
+(the engine records them as its starter); the mirror learns the new instance from the engine at once
+(bridge/mirror/reconcile.py resync_instances: the same path as any repair), so the answer already shows the
+case mapping, its department and phase.
+
+A start is idempotent: while the engine runs an instance of the same process for the case, a start (a
+retry, or a second click) answers with that instance (`alreadyStarted`) instead of starting another; starts
+of one case and process are serialized by an advisory lock. Once the engine has started an instance the
+answer is a success: a mirror that cannot take it at that moment (a deadlock, the database going away) is
+logged and left to the pushes and the reconciler, never reported as a failed start.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +25,7 @@ from bridge.mirror.reconcile import resync_instances
 from bridge.work.actions import Actor, WorkError, check_variables
 
 SQL = queries("work")
+log = logging.getLogger(__name__)
 
 
 def parse_case_id(raw: str) -> int:
@@ -26,7 +35,7 @@ def parse_case_id(raw: str) -> int:
 
 
 async def start_case_workflow(db: AsyncEngine, flowable: FlowableClient, actor: Actor, case_id: int,
-                              process_key: Any, variables: Any) -> dict:
+                              process_key: Any, variables: Any, *, remember=None) -> dict:
     if not isinstance(process_key, str) or not process_key:
         raise WorkError(400, "process_key: the key of a deployed workflow")
     variables = {**check_variables(variables), "caseId": case_id}
@@ -34,19 +43,49 @@ async def start_case_workflow(db: AsyncEngine, flowable: FlowableClient, actor: 
         definition = (await conn.execute(SQL.active_definition, {"process_key": process_key})).first()
     if definition is None:
         raise WorkError(404, f"no active workflow {process_key!r}: deploy it first")
+    async with db.connect() as lock:
+        await lock.execute(SQL.lock_case_start, {"key": f"{case_id}:{process_key}"})
+        await lock.commit()
+        try:
+            try:
+                running = await flowable.process_instances(businessKey=str(case_id), processDefinitionKey=process_key)
+                if running:
+                    return await _answer(db, flowable, case_id, running[0]["id"], already=True, remember=remember)
+                started = await flowable.start_process(process_key, business_key=str(case_id), variables=variables,
+                                                       acting_user=actor.user_id)
+            except FlowableError as err:
+                # the engine answers a start it cannot do (a missing start variable, an expression that fails)
+                # with its own message: the request, not the bridge, needs changing
+                raise WorkError(422, f"the engine refused to start it: {err.message}") from None
+            except EngineUnavailable as err:
+                raise WorkError(503, f"the engine is unavailable, nothing was started: {err}", retry_after=5) from None
+            return await _answer(db, flowable, case_id, started["id"], already=False, remember=remember,
+                                 initiator=actor.user_id)
+        finally:
+            await lock.execute(SQL.unlock_case_start, {"key": f"{case_id}:{process_key}"})
+            await lock.commit()
+
+
+async def _answer(db: AsyncEngine, flowable: FlowableClient, case_id: int, instance_id: str, *, already: bool,
+                  remember, initiator: str | None = None) -> dict:
+    """Where the started instance stands, mirrored now if the mirror can take it; the start stands either way."""
     try:
-        started = await flowable.start_process(process_key, business_key=str(case_id), variables=variables)
-    except FlowableError as err:
-        # the engine answers a start it cannot do (a missing start variable, an expression that fails)
-        # with 400 or 500 and its message: either way the request, not the bridge, needs changing
-        raise WorkError(422, f"the engine refused to start it: {err.message}") from None
-    except EngineUnavailable as err:
-        raise WorkError(503, f"the engine is unavailable, nothing was started: {err}", retry_after=5) from None
-    await resync_instances(db, flowable, [started["id"]])
-    async with db.begin() as conn:
-        await conn.execute(SQL.record_initiator, {"user_id": actor.user_id, "process_instance_id": started["id"]})
-    workflows = await case_workflows(db, case_id)
-    return next(w for w in workflows if w["processInstanceId"] == started["id"])
+        await resync_instances(db, flowable, [instance_id])
+        async with db.begin() as conn:
+            if initiator:
+                await conn.execute(SQL.record_initiator, {"user_id": initiator, "process_instance_id": instance_id})
+            workflows = await case_workflows(db, case_id)
+            found = next((w for w in workflows if w["processInstanceId"] == instance_id), None)
+            answer = {**(found or {"caseId": case_id, "processInstanceId": instance_id, "status": "ACTIVE"}),
+                      "alreadyStarted": already, "mirrored": found is not None}
+            if remember:
+                await remember(conn, answer)
+            return answer
+    except Exception:  # noqa: BLE001 - the engine started it: that is the answer, the mirror catches up
+        log.exception("case %s: instance %s started, mirroring it now failed; pushes and the reconciler will",
+                      case_id, instance_id)
+        return {"caseId": case_id, "processInstanceId": instance_id, "status": "ACTIVE", "alreadyStarted": already,
+                "mirrored": False}
 
 
 async def case_workflows(db: AsyncEngine, case_id: int) -> list[dict]:

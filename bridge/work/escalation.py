@@ -1,29 +1,43 @@
-"""SLA escalation: overdue tasks escalate one level (escalate_overdue_tasks, migration 0006), then each
-queue's escalation_config is carried out, in the engine too where the engine has the field.
+"""SLA escalation: a level with consequences, never a state that takes a task out of its queue.
 
-escalation_config (workflow_queues), every key optional:
-  raise_priority_by  whole number: the task's priority goes up by it (at most 100), in the engine and mirror;
-  move_to_queue      a queue name: the task moves to that queue in the mirror (queues are the bridge's);
-  notify_role        a role code: that role becomes a candidate group of the task in the engine (and so in
-                     the mirror), e.g. the department's supervisors, who can then see and take it.
-Other keys are reported in the history row and otherwise ignored. Only one bridge runs a round at a time
-(advisory lock); a round that cannot reach the engine leaves the escalation recorded and says so.
+A live task (OPEN, CLAIMED or DELEGATED) past its due date climbs one level per SLA interval of its queue:
+level 1 once overdue, level 2 one `sla_minutes` later, and so on up to the queue's `max_level` (default 3).
+Each level is one escalation, by the background job (`escalate_once`, `bridge escalate`) or by a user
+(`POST /api/tasks/{id}/escalate`), carried out in the engine where the engine has the field and recorded
+as a BRIDGE_ESCALATE event through the mirror's apply path (bridge/mirror/bridge_events.py). The task keeps
+its state and assignee: an escalated OPEN task is offered first by claim-next and auto-assignment.
+
+escalation_config (workflow_queues; from the BPMN's queue extension, or `PUT /api/queues/{name}`), every
+key optional:
+  raise_priority_by  whole number: the task's priority goes up by it (at most 100), in the engine;
+  move_to_queue      a queue name: the task moves to that queue (queues are the bridge's; the queue's roles
+                     may then take it through claim-next);
+  notify_role        a role code: that role becomes a candidate group of the task in the engine, e.g. the
+                     department's supervisors, who can then see and take it;
+  max_level          the top level (default 3).
+Other keys are logged and ignored. Only one bridge runs a round at a time (advisory lock); each task is
+escalated in its own transaction, under the locks pushes take, so a round never escalates a task twice for
+one level and a push never lands in the middle.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
-from bridge.work.actions import event_time_now
+from bridge.mirror import bridge_events
+from bridge.mirror.apply import lock_entities
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
-KNOWN_KEYS = {"raise_priority_by", "move_to_queue", "notify_role"}
+KNOWN_KEYS = {"raise_priority_by", "move_to_queue", "notify_role", "max_level"}
+DEFAULT_MAX_LEVEL = 3
+SYSTEM = "SYSTEM"
 
 
 @dataclass
@@ -39,7 +53,47 @@ class EscalationRound:
                 + (f", {len(self.engine_failures)} not carried out in the engine" if self.engine_failures else ""))
 
 
-async def escalate_once(db: AsyncEngine, flowable: FlowableClient) -> EscalationRound:
+async def escalate_task(conn: AsyncConnection, flowable: FlowableClient, row: dict, *, actor: str, reason: str,
+                        client_info: dict[str, Any]) -> dict | None:
+    """Escalate a locked live task one level and carry out its queue's escalation_config; None when it is at
+    the top level. Engine refusals and outages propagate (nothing is recorded then)."""
+    queue = (await conn.execute(SQL.queue_escalation, {"queue": row["queue_name"]})).one()
+    config = queue.escalation_config or {}
+    unknown = sorted(set(config) - KNOWN_KEYS)
+    if unknown:
+        log.warning("queue %s: escalation_config keys %s are not known, ignored", row["queue_name"], unknown)
+    max_level = config.get("max_level") if isinstance(config.get("max_level"), int) else DEFAULT_MAX_LEVEL
+    level = row["escalation_level"] + 1
+    if level > max_level:
+        return None
+    times: list[str | None] = []
+    priority = None
+    raise_by = config.get("raise_priority_by")
+    if isinstance(raise_by, int) and not isinstance(raise_by, bool) and raise_by > 0:
+        priority = min(row["priority"] + raise_by, 100)
+        times.append(await flowable.set_task_priority(row["task_id"], priority, acting_user=actor))
+    role = config.get("notify_role") if isinstance(config.get("notify_role"), str) and config.get("notify_role") else None
+    if role and role not in (row.get("candidate_groups") or ()):  # the engine would add the link twice
+        try:
+            times.append(await flowable.add_candidate_group(row["task_id"], role, acting_user=actor))
+        except FlowableError as err:
+            if err.status != 409:  # 409: a candidate already
+                raise
+    target = config.get("move_to_queue")
+    if isinstance(target, str) and target and target != row["queue_name"]:
+        if not (await conn.execute(SQL.queue_exists, {"queue": target})).scalar():
+            log.warning("queue %s: move_to_queue %s is not a queue, not moved", row["queue_name"], target)
+            target = None
+    else:
+        target = None
+    at = next((t for t in times if t), None)  # the first engine call's start: before all it fired
+    await bridge_events.record(conn, bridge_events.escalated(
+        row["task_id"], row["process_instance_id"], level=level, reason=reason, actor=actor, at=at,
+        priority=priority, queue=target, candidate_group=role, client_info=client_info))
+    return {"escalationLevel": level, "priority": priority, "queue": target or row["queue_name"], "notified": role}
+
+
+async def escalate_once(db: AsyncEngine, flowable: FlowableClient, *, limit: int = 500) -> EscalationRound:
     result = EscalationRound()
     async with db.connect() as lock:
         if not (await lock.execute(SQL.try_lock_escalation)).scalar():
@@ -47,50 +101,45 @@ async def escalate_once(db: AsyncEngine, flowable: FlowableClient) -> Escalation
             return EscalationRound(skipped=True)
         await lock.commit()
         try:
-            async with db.begin() as conn:
-                result.escalated = [dict(r._mapping) for r in await conn.execute(SQL.escalate_overdue)]
-            for task in result.escalated:
-                await _carry_out(db, flowable, task, result)
+            async with db.connect() as conn:
+                due = [dict(r._mapping) for r in await conn.execute(SQL.escalation_due, {"task_id": None, "limit": limit})]
+            for task in due:
+                try:
+                    escalated = await _escalate_if_still_due(db, flowable, task)
+                except EngineUnavailable as err:
+                    result.engine_failures.append(task["task_id"])
+                    log.warning("escalation round stopped, the engine is unavailable: %s", err)
+                    break
+                except FlowableError as err:
+                    result.engine_failures.append(task["task_id"])
+                    log.warning("escalation of %s refused by the engine: %s", task["task_id"], err)
+                    continue
+                if escalated is not None:
+                    result.escalated.append(escalated)
         finally:
             await lock.execute(SQL.unlock_escalation)
             await lock.commit()
-    if result.escalated:
+    if result.escalated or result.engine_failures:
         log.info(result.summary())
     return result
 
 
-async def _carry_out(db: AsyncEngine, flowable: FlowableClient, task: dict, result: EscalationRound) -> None:
-    config = task["escalation_config"] or {}
-    unknown = sorted(set(config) - KNOWN_KEYS)
-    if unknown:
-        log.warning("queue %s: escalation_config keys %s are not known, ignored", task["queue_name"], unknown)
-    raise_by = config.get("raise_priority_by")
-    if isinstance(raise_by, int) and raise_by > 0:
-        priority = min(task["priority"] + raise_by, 100)
-        try:
-            await flowable.update_task(task["task_id"], priority=priority)
-        except (EngineUnavailable, FlowableError) as err:
-            result.engine_failures.append(task["task_id"])
-            log.warning("escalation of %s: priority not raised in the engine: %s", task["task_id"], err)
-        else:
-            async with db.begin() as conn:
-                await conn.execute(SQL.set_priority, {"task_id": task["task_id"], "priority": priority,
-                                                      "event_at": event_time_now()})
-            task["priority"] = priority
-    role = config.get("notify_role")
-    if isinstance(role, str) and role:
-        try:
-            await flowable.request("POST", f"runtime/tasks/{task['task_id']}/identitylinks",
-                                   json_body={"group": role, "type": "candidate"})
-        except (EngineUnavailable, FlowableError) as err:
-            if not (isinstance(err, FlowableError) and err.status == 409):  # 409: already a candidate
-                result.engine_failures.append(task["task_id"])
-                log.warning("escalation of %s: %s not made a candidate: %s", task["task_id"], role, err)
-        else:
-            async with db.begin() as conn:
-                await conn.execute(SQL.add_candidate_group, {"task_id": task["task_id"], "group": role,
-                                                              "event_at": event_time_now()})
-    target = config.get("move_to_queue")
-    if isinstance(target, str) and target:
-        async with db.begin() as conn:
-            await conn.execute(SQL.move_to_queue, {"task_id": task["task_id"], "queue": target})
+async def _escalate_if_still_due(db: AsyncEngine, flowable: FlowableClient, task: dict) -> dict | None:
+    async with db.connect() as conn:
+        async with conn.begin():
+            await lock_entities(conn, [task["task_id"], task["process_instance_id"]])
+            row = (await conn.execute(SQL.lock_task, {"task_id": task["task_id"]})).first()
+            still = (await conn.execute(SQL.escalation_due, {"task_id": task["task_id"], "limit": 1})).first()
+            if row is None or still is None:
+                return None  # completed, claimed away from the SLA or escalated meanwhile
+            row = dict(row._mapping)
+            done = await escalate_task(conn, flowable, row, actor=SYSTEM,
+                                       reason=f"SLA breach: due {row['due_date'].isoformat()}",
+                                       client_info={"job": "escalation"})
+            if done is None:
+                return None
+            return {"task_id": row["task_id"], "process_instance_id": row["process_instance_id"],
+                    "queue_name": row["queue_name"], "status": row["status"], "assignee_id": row["assignee_id"],
+                    "escalation_level": done["escalationLevel"], "priority": done["priority"] or row["priority"],
+                    "moved_to": done["queue"] if done["queue"] != row["queue_name"] else None,
+                    "notified": done["notified"]}

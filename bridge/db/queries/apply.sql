@@ -58,7 +58,8 @@ ON CONFLICT (queue_name) DO NOTHING;
 -- name: lock_tasks
 SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
        priority, due_date, task_name, outcome_reason, outcome, candidate_groups, candidate_users,
-       metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock
+       metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock,
+       queue_name, escalation_level, escalated_at, metadata ->> 'queueMovedAt' AS queue_moved_at
 FROM flowable.workflow_tasks
 WHERE task_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
@@ -89,24 +90,29 @@ SET status = x.status, assignee_id = x.assignee_id, claimed_at = x.claimed_at, c
     task_name = x.task_name, outcome_reason = x.outcome_reason, outcome = x.outcome,
     candidate_groups = ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
     candidate_users = ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
-    metadata = t.metadata || jsonb_build_object('lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock)
+    queue_name = x.queue_name, escalation_level = x.escalation_level, escalated_at = x.escalated_at,
+    metadata = t.metadata || jsonb_strip_nulls(jsonb_build_object(
+        'lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock, 'queueMovedAt', x.queue_moved_at))
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          task_id text, status text, assignee_id text, claimed_at timestamptz, claimed_by text,
          completed_at timestamptz, completed_by text, priority int, due_date timestamptz, task_name text,
          outcome_reason text, outcome text, candidate_groups jsonb, candidate_users jsonb, last_event_at text,
-         candidate_clock jsonb)
+         candidate_clock jsonb, queue_name text, escalation_level int, escalated_at timestamptz,
+         queue_moved_at text)
 WHERE t.task_id = x.task_id;
 
 -- name: insert_history
+-- One row per action, engine's or bridge's; a bridge action's row carries the acting client's info.
 INSERT INTO flowable.task_history
     (task_id, process_instance_id, action_type, action_by, action_at, old_status, new_status, old_assignee,
-     new_assignee, delegate_to, comments, action_data)
+     new_assignee, delegate_to, escalate_to, comments, action_data, client_info)
 SELECT x.task_id, x.process_instance_id, x.action_type, x.action_by, x.action_at, x.old_status, x.new_status,
-       x.old_assignee, x.new_assignee, x.delegate_to, x.comments, jsonb_build_object('eventId', x.event_id)
+       x.old_assignee, x.new_assignee, x.delegate_to, x.escalate_to, x.comments,
+       coalesce(x.data, '{}') || jsonb_build_object('eventId', x.event_id), coalesce(x.client_info, '{}')
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          ord int, task_id text, process_instance_id text, action_type text, action_by text, action_at timestamptz,
-         old_status text, new_status text, old_assignee text, new_assignee text, delegate_to text, comments text,
-         event_id text)
+         old_status text, new_status text, old_assignee text, new_assignee text, delegate_to text,
+         escalate_to text, comments text, event_id text, data jsonb, client_info jsonb)
 ORDER BY x.ord;
 
 -- name: upsert_variables
@@ -224,3 +230,9 @@ FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS te
 -- The task triggers' logged changes, added into workflow_queues.current_load (0013) and
 -- task_hourly_stats (0018); each fold returns at once when another caller is folding.
 SELECT flowable.fold_queue_load(), flowable.fold_task_stats();
+
+-- name: try_lock_entities
+-- The same locks without waiting, for a caller that already holds a task's row lock (claim-next, picked with
+-- SKIP LOCKED): waiting there could deadlock with a batch that holds the advisory lock and waits for the row.
+SELECT coalesce(bool_and(pg_try_advisory_xact_lock(key)), true) AS locked
+FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS text[])) AS id ORDER BY 1) AS keys;

@@ -17,7 +17,7 @@ WITH chosen AS (
            count(*) FILTER (WHERE t.status = 'OPEN')      AS open_tasks,
            count(*) FILTER (WHERE t.status = 'CLAIMED')   AS claimed_tasks,
            count(*) FILTER (WHERE t.status = 'DELEGATED') AS delegated_tasks,
-           count(*) FILTER (WHERE t.status = 'ESCALATED') AS escalated_tasks,
+           count(*) FILTER (WHERE t.escalation_level > 0) AS escalated_tasks,
            count(*) FILTER (WHERE t.due_date < now())     AS breached_tasks,
            count(*) FILTER (WHERE t.due_date >= now()
                               AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks,

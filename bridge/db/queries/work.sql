@@ -38,43 +38,14 @@ SELECT history_id, action_type, action_by, action_at, old_status, new_status, ol
 FROM flowable.task_history WHERE task_id = :task_id ORDER BY action_at, history_id;
 
 -- name: lock_task
-SELECT task_id, process_instance_id, queue_name, status, assignee_id, escalation_level
+SELECT task_id, process_instance_id, queue_name, status, assignee_id, escalation_level, priority, due_date,
+       candidate_groups
 FROM flowable.workflow_tasks WHERE task_id = :task_id FOR UPDATE;
 
 -- name: claim_next
-SELECT task_id, task_name, priority, queue_name, process_instance_id
-FROM flowable.claim_next_task(:user_id, CAST(:queues AS text[]), CAST(:client_info AS jsonb));
-
--- name: set_task
--- The mirror side of an action the engine has just accepted. lastEventAt: the engine's own event for it
--- (pushed later) then changes nothing, and an older push cannot undo it.
-WITH x AS (
-    SELECT CAST(:status AS text) AS status, CAST(:assignee AS text) AS assignee, CAST(:claimed AS boolean) AS claimed,
-           CAST(:user_id AS text) AS user_id, CAST(:outcome AS text) AS outcome, CAST(:event_at AS text) AS event_at
-)
-UPDATE flowable.workflow_tasks t
-SET status = x.status, assignee_id = x.assignee,
-    claimed_at = CASE WHEN x.claimed THEN now() ELSE t.claimed_at END,
-    claimed_by = CASE WHEN x.claimed THEN x.assignee ELSE t.claimed_by END,
-    completed_at = CASE WHEN x.status = 'COMPLETED' THEN now() ELSE t.completed_at END,
-    completed_by = CASE WHEN x.status = 'COMPLETED' THEN x.user_id ELSE t.completed_by END,
-    outcome = coalesce(x.outcome, t.outcome),
-    escalation_level = t.escalation_level + CASE WHEN x.status = 'ESCALATED' THEN 1 ELSE 0 END,
-    escalated_at = CASE WHEN x.status = 'ESCALATED' THEN now() ELSE t.escalated_at END,
-    metadata = t.metadata || jsonb_build_object('lastEventAt', x.event_at)
-FROM x
-WHERE t.task_id = :task_id;
-
--- name: touch_task
-UPDATE flowable.workflow_tasks SET metadata = metadata || jsonb_build_object('lastEventAt', CAST(:event_at AS text))
-WHERE task_id = :task_id;
-
--- name: add_history
-INSERT INTO flowable.task_history
-    (task_id, process_instance_id, action_type, action_by, old_status, new_status, old_assignee, new_assignee,
-     delegate_to, comments, client_info)
-VALUES (:task_id, :process_instance_id, :action, :user_id, :old_status, :new_status, :old_assignee,
-        :new_assignee, :delegate_to, :comments, CAST(:client_info AS jsonb));
+-- Picks and locks only (migration 0019); the claim is a bridge event applied in the same transaction.
+SELECT task_id, task_name, priority, queue_name, process_instance_id, escalation_level
+FROM flowable.claim_next_task(:user_id, CAST(:queues AS text[]));
 
 -- name: remembered_answer
 SELECT request_hash, response_status, response_body FROM flowable.api_idempotency
@@ -97,23 +68,37 @@ SELECT pg_try_advisory_lock(hashtext('bridge.escalation')) AS locked;
 -- name: unlock_escalation
 SELECT pg_advisory_unlock(hashtext('bridge.escalation'));
 
--- name: escalate_overdue
-SELECT e.task_id, e.process_instance_id, e.queue_name, e.old_status, e.escalation_level, e.assignee_id,
-       e.escalation_config, t.priority
-FROM flowable.escalate_overdue_tasks() e JOIN flowable.workflow_tasks t USING (task_id);
+-- name: escalation_due
+-- Live tasks due for their next escalation level: overdue, and a further SLA interval of their queue past
+-- the due date per level already reached, below the queue's max_level (default 3). Read without locks: the
+-- job locks each task and asks again for that task alone before escalating it.
+SELECT t.task_id, t.process_instance_id
+FROM flowable.workflow_tasks t
+JOIN flowable.workflow_queues q ON q.queue_name = t.queue_name
+WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED') AND t.due_date IS NOT NULL
+  AND (CAST(:task_id AS text) IS NULL OR t.task_id = CAST(:task_id AS text))
+  AND t.due_date + make_interval(mins => t.escalation_level * q.sla_minutes) < now()
+  AND t.escalation_level < CASE WHEN jsonb_typeof(q.escalation_config -> 'max_level') = 'number'
+                                THEN CAST(q.escalation_config ->> 'max_level' AS numeric) ELSE 3 END
+ORDER BY t.due_date, t.task_id
+LIMIT :limit;
 
--- name: set_priority
-UPDATE flowable.workflow_tasks
-SET priority = :priority, metadata = metadata || jsonb_build_object('lastEventAt', CAST(:event_at AS text))
-WHERE task_id = :task_id;
+-- name: queue_escalation
+SELECT escalation_config, sla_minutes FROM flowable.workflow_queues WHERE queue_name = :queue;
 
--- name: move_to_queue
-UPDATE flowable.workflow_tasks SET queue_name = :queue
-WHERE task_id = :task_id AND EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
+-- name: queue_exists
+SELECT EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
 
 -- name: active_definition
 SELECT workflow_id, process_key, process_version FROM flowable.workflow_definitions
 WHERE process_key = :process_key AND is_active;
+
+-- name: lock_case_start
+-- Starts of one case's workflow, one at a time (session lock: held across the engine call).
+SELECT pg_advisory_lock(hashtext('bridge.case_start'), hashtext(:key));
+
+-- name: unlock_case_start
+SELECT pg_advisory_unlock(hashtext('bridge.case_start'), hashtext(:key));
 
 -- name: record_initiator
 WITH m AS (
@@ -135,7 +120,7 @@ ORDER BY m.initiated_at, m.mapping_id;
 SELECT pg_try_advisory_xact_lock(hashtext('bridge.auto_assignment')) AS locked;
 
 -- name: tasks_to_auto_assign
--- Open tasks of queues where some active assignment says auto_assign, best first, with the queue's
+-- Open tasks of queues where some active assignment says auto_assign, best first (escalated first), with the queue's
 -- strategy (of its highest-priority auto-assigning assignment), capacity, load and overflow queue.
 SELECT t.task_id, t.process_instance_id, t.queue_name, q.max_capacity, v.current_load,
        q.routing_rules ->> 'overflowQueue' AS overflow_queue, q.metadata ->> 'lastAutoAssigned' AS last_assigned,
@@ -148,7 +133,7 @@ JOIN flowable.v_queue_load v ON v.queue_name = t.queue_name
 WHERE t.status = 'OPEN' AND t.assignee_id IS NULL
   AND EXISTS (SELECT 1 FROM flowable.queue_assignments qa
               WHERE qa.queue_id = q.queue_id AND qa.auto_assign AND qa.is_active)
-ORDER BY t.priority DESC, t.created_at, t.task_id
+ORDER BY t.escalation_level DESC, t.priority DESC, t.created_at, t.task_id
 LIMIT :limit
 FOR UPDATE OF t SKIP LOCKED;
 
@@ -158,7 +143,7 @@ FOR UPDATE OF t SKIP LOCKED;
 SELECT g.user_id, max(qa.max_tasks_per_user) AS allowed,
        (SELECT count(*) FROM flowable.workflow_tasks h
         WHERE h.queue_name = :queue AND h.assignee_id = g.user_id
-          AND h.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED')) AS held
+          AND h.status IN ('CLAIMED', 'DELEGATED')) AS held
 FROM flowable.queue_assignments qa
 JOIN flowable.workflow_queues q ON q.queue_id = qa.queue_id
 JOIN entitlements.v_active_role_grants g ON g.role_id = qa.role_id
@@ -166,21 +151,10 @@ WHERE q.queue_name = :queue AND qa.is_active AND qa.auto_assign
 GROUP BY g.user_id
 HAVING (SELECT count(*) FROM flowable.workflow_tasks h
         WHERE h.queue_name = :queue AND h.assignee_id = g.user_id
-          AND h.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED')) < max(qa.max_tasks_per_user)
+          AND h.status IN ('CLAIMED', 'DELEGATED')) < max(qa.max_tasks_per_user)
 ORDER BY g.user_id;
 
 -- name: remember_auto_assigned
 UPDATE flowable.workflow_queues SET metadata = metadata || jsonb_build_object('lastAutoAssigned', CAST(:user_id AS text))
 WHERE queue_name = :queue;
 
--- name: add_candidate_group
--- The engine's push of the new identity link arrives later and finds it there already; the candidate's
--- entry in the mirror's per-candidate clock (bridge/mirror/fold.py) says since when.
-UPDATE flowable.workflow_tasks
-SET candidate_groups = CASE WHEN CAST(:group AS text) = ANY(coalesce(candidate_groups, '{}')) THEN candidate_groups
-                            ELSE array_append(coalesce(candidate_groups, '{}'), CAST(:group AS text)) END,
-    metadata = CASE WHEN metadata ? 'candidateClock'
-                    THEN jsonb_set(metadata, ARRAY['candidateClock', 'group:' || CAST(:group AS text)],
-                                   jsonb_build_array(true, CAST(:event_at AS text)))
-                    ELSE metadata END
-WHERE task_id = :task_id;
