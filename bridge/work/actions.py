@@ -37,6 +37,7 @@ from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, Flowa
 from bridge.mirror import bridge_events
 from bridge.mirror.apply import lock_entities, try_lock_entities
 from bridge.mirror.reconcile import resync_instances
+from bridge.work.escalation import escalate_task
 
 SQL = queries("work")
 log = logging.getLogger(__name__)
@@ -220,7 +221,6 @@ class WorkService:
     async def escalate(self, actor: Actor, task_id: str, reason: Any, *, remember: Remember | None = None) -> dict:
         if not isinstance(reason, str) or not 0 < len(reason) <= 2000:
             raise WorkError(400, "reason: why the task is escalated (1 to 2000 characters)")
-        from bridge.work.escalation import escalate_task  # escalation builds on these actions
         async with self.db.connect() as conn:
             async with conn.begin():
                 row = await self._locked_visible(conn, actor.user_id, task_id)

@@ -84,7 +84,7 @@ ORDER BY t.due_date, t.task_id
 LIMIT :limit;
 
 -- name: queue_escalation
-SELECT escalation_config, sla_minutes FROM flowable.workflow_queues WHERE queue_name = :queue;
+SELECT escalation_config FROM flowable.workflow_queues WHERE queue_name = :queue;
 
 -- name: queue_exists
 SELECT EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
