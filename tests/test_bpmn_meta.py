@@ -22,11 +22,19 @@ POLICY_CODES = {"UNASSIGNED_USER_TASK", "OUTSIDE_LANES", "NO_EXECUTABLE_PROCESS"
 NS = {"b": bpmn_meta.BPMN_NS}
 
 
+def corpus_path(name: str) -> Path:
+    """A file of ../shared's corpus; the test skips, saying why, on a clone with nothing beside it."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"the BPMN corpus is not beside the repo ({CORPUS})")
+    return CORPUS / name
+
+
 def is_invalid(path: Path) -> bool:
     return any(marker in path.name for marker in INVALID_MARKERS)
 
 
 def test_the_corpus_is_there():
+    corpus_path("")
     assert len(CORPUS_FILES) == 48, f"expected the 48 third-party BPMN files in {CORPUS}"
     assert sum(map(is_invalid, CORPUS_FILES)) == 7
 
@@ -61,7 +69,7 @@ def test_every_invalid_third_party_file_is_reported_not_crashed_on(path: Path):
 
 
 def test_the_external_entity_file_is_refused_and_never_resolved():
-    path = CORPUS / "DeployInvalidXmlTest.testExternalEntityResolvingTest.bpmn20.xml"
+    path = corpus_path("DeployInvalidXmlTest.testExternalEntityResolvingTest.bpmn20.xml")
     result = parse_bpmn(path.read_bytes(), path.name)
     assert [(i.code, i.line) for i in result.issues] == [("DOCTYPE_FORBIDDEN", 2)]
     assert result.processes == []
@@ -69,7 +77,7 @@ def test_the_external_entity_file_is_refused_and_never_resolved():
 
 
 def corpus(name: str):
-    return parse_bpmn((CORPUS / name).read_bytes(), name)
+    return parse_bpmn(corpus_path(name).read_bytes(), name)
 
 
 def only_process(result):
