@@ -584,3 +584,83 @@ async def test_an_admin_lists_grants_and_revokes_one_with_effect_at_once(db, db_
 
     assert (await client.delete("/api/admin/users/root/grants/ENTITLEMENTS_ADMIN", headers=kim)).status == 403
     assert (await client.get("/api/admin/users/nobody", headers=admin)).status == 404
+
+
+SIGN_OFFS = b"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             targetNamespace="onecms-tests">
+  <process id="ParallelSignOffs" name="Parallel sign-offs" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f0" sourceRef="start" targetRef="fork"/>
+    <parallelGateway id="fork"/>
+    <sequenceFlow id="fa" sourceRef="fork" targetRef="legalSignOff"/>
+    <sequenceFlow id="fb" sourceRef="fork" targetRef="financeSignOff"/>
+    <userTask id="legalSignOff" name="Legal sign-off" flowable:candidateGroups="LEGAL_SIGNER"/>
+    <userTask id="financeSignOff" name="Finance sign-off" flowable:candidateGroups="FINANCE_SIGNER"/>
+    <sequenceFlow id="fa2" sourceRef="legalSignOff" targetRef="join"/>
+    <sequenceFlow id="fb2" sourceRef="financeSignOff" targetRef="join"/>
+    <parallelGateway id="join"/>
+    <sequenceFlow id="f9" sourceRef="join" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>"""
+
+
+async def test_both_sign_offs_of_each_case_completed_at_the_same_instant_all_answer_2xx_and_every_case_ends(
+        db, db_url, flowable, engine, aiohttp_client):
+    await deploy_bpmn(SIGN_OFFS, "sign-offs.bpmn20.xml", db=db, flowable=flowable, deployed_by="test")
+    pids = [(await flowable.start_process("ParallelSignOffs", business_key=f"s-{uuid.uuid4().hex[:8]}"))["id"]
+            for _ in range(12)]
+    await resync_instances(db, flowable, pids)
+    client = await app_client(aiohttp_client, db_url, engine)
+    legal, finance = await worker(db, "lee", "LEGAL_SIGNER"), await worker(db, "fin", "FINANCE_SIGNER")
+    pairs = []
+    for pid in pids:
+        tasks = {t["taskDefinitionKey"]: t["id"] for t in await flowable.tasks(processInstanceId=pid)}
+        for key, h in (("legalSignOff", legal), ("financeSignOff", finance)):
+            assert (await client.post(f"/api/tasks/{tasks[key]}/claim", json={}, headers=h)).status == 200
+        pairs.append([(tasks["legalSignOff"], legal), (tasks["financeSignOff"], finance)])
+
+    start = asyncio.Event()
+
+    async def complete(task_id: str, h: dict) -> int:
+        await start.wait()  # every completion released together
+        answer = await client.post(f"/api/tasks/{task_id}/complete", json={"outcome": "signed"}, headers=h)
+        return answer.status
+
+    racing = [asyncio.create_task(complete(t, h)) for pair in pairs for t, h in pair]
+    await asyncio.sleep(0.05)
+    start.set()
+    statuses = await asyncio.gather(*racing)
+    assert statuses == [200] * len(racing)
+    ended = {p["id"]: p["endTime"] for p in await flowable.historic_processes_by_ids(pids)}
+    assert all(ended[p] for p in pids), "a case was left waiting at the join"
+    async with db.connect() as conn:
+        states = {r.status for r in await conn.execute(text(
+            "SELECT status FROM flowable.workflow_tasks WHERE process_instance_id = ANY(:p)"), {"p": pids})}
+    assert states == {"COMPLETED"}
+
+
+async def test_a_delegate_resolves_the_task_returns_to_its_owner_who_completes_it(
+        db, db_url, flowable, engine, aiohttp_client):
+    [pid] = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    owner, delegate = await worker(db, "olga", "INTAKE_CLERK"), await worker(db, "dan", "INTAKE_CLERK")
+    assert (await client.post(f"/api/tasks/{task_id}/claim", json={}, headers=owner)).status == 200
+    assert (await client.post(f"/api/tasks/{task_id}/delegate", json={"to": "dan"}, headers=owner)).status == 200
+
+    refused = await client.post(f"/api/tasks/{task_id}/complete", json={}, headers=delegate)
+    assert refused.status == 409 and "resolve" in (await refused.json())["error"]
+    resolved = await client.post(f"/api/tasks/{task_id}/resolve", json={}, headers=delegate)
+    assert resolved.status == 200, await resolved.text()
+    assert (await resolved.json())["assignee"] == "olga"
+    assert (await flowable.task(task_id))["assignee"] == "olga"
+    assert (await client.post(f"/api/tasks/{task_id}/resolve", json={}, headers=delegate)).status == 409
+    assert (await client.post(f"/api/tasks/{task_id}/complete", json={}, headers=owner)).status == 200
+
+    detail = await (await client.get(f"/api/tasks/{task_id}", headers=owner)).json()
+    assert [(r["action_type"], r["action_by"]) for r in detail["history"]][-4:] == [
+        ("CLAIM", "olga"), ("DELEGATE", "olga"), ("RESOLVE", "dan"), ("COMPLETE", "olga")]
+    [done] = (await flowable.request("GET", "history/historic-task-instances", params={"taskId": task_id}))["data"]
+    assert done["endTime"] is not None and done["assignee"] == "olga"
