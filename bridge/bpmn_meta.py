@@ -12,7 +12,7 @@ Our own extension elements (namespace urn:onecms:bpmn:1.0) refine what is derive
     <lane><extensionElements><onecms:department code="LEGAL" name="Legal"/>          lane -> department
     <userTask><extensionElements><onecms:queue name=".." type=".." slaMinutes=".." maxCapacity=".."/>
     <process><extensionElements><onecms:workflow businessApp=".." versionTag=".." processSlaMinutes="..">
-                                    <onecms:entryCriteria variable="caseType" values="A,B"/>
+                                    <onecms:entryCriteria variable="caseType" values="A,B" required="true"/>
                                 <onecms:role code=".." type="SYSTEM|DEPARTMENT|CUSTOM" name=".."/>
 
 Without them (any third-party file) the defaults are:
@@ -187,6 +187,33 @@ class Route:
     target_department: str | None
 
 
+@dataclass(slots=True, frozen=True)
+class StartVariable:
+    """A variable a start must (or may) carry, from <onecms:entryCriteria>; values empty: any value."""
+    name: str
+    values: tuple[str, ...]
+    required: bool
+
+    def problem(self, variables: dict) -> str | None:
+        """Why `variables` do not satisfy this criterion, or None."""
+        if self.name not in variables or variables[self.name] is None:
+            return f"{self.name}: required" if self.required else None
+        value = variables[self.name]
+        if self.values and value not in self.values:
+            return f"{self.name}: {value!r} is not one of {', '.join(self.values)}"
+        return None
+
+    def stored(self) -> dict:
+        return {"values": list(self.values), "required": self.required}
+
+    @classmethod
+    def from_stored(cls, name: str, stored) -> StartVariable:
+        # definitions deployed before start variables were checked hold a bare list of values: not required
+        if isinstance(stored, list):
+            return cls(name, tuple(stored), False)
+        return cls(name, tuple(stored.get("values") or ()), bool(stored.get("required")))
+
+
 @dataclass(slots=True)
 class Process:
     key: str
@@ -196,7 +223,7 @@ class Process:
     version_tag: str | None = None
     business_app: str | None = None
     process_sla_minutes: int | None = None
-    entry_criteria: dict[str, list[str]] = field(default_factory=dict)
+    start_variables: dict[str, StartVariable] = field(default_factory=dict)
     departments: list[Department] = field(default_factory=list)
     user_tasks: list[UserTask] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
@@ -639,8 +666,12 @@ class _Reader:
                     self.issue(criterion, "BAD_EXTENSION", "<onecms:entryCriteria> needs a variable attribute",
                                element_id=process.key)
                     continue
-                process.entry_criteria[variable] = [v.strip() for v in criterion.get("values", "").split(",")
-                                                    if v.strip()]
+                required = criterion.get("required", "true").strip()
+                if required not in ("true", "false"):
+                    self.issue(criterion, "BAD_EXTENSION", f'required="{required}" must be true or false',
+                               element_id=process.key)
+                values = tuple(v.strip() for v in criterion.get("values", "").split(",") if v.strip())
+                process.start_variables[variable] = StartVariable(variable, values, required != "false")
 
     def _positive_int(self, element, attribute: str, owner_id: str | None = None) -> int | None:
         raw = element.get(attribute)

@@ -158,7 +158,7 @@ async def _record_definition(conn: AsyncConnection, process: Process, outcome: P
         "bpmn_xml": data.decode("utf-8", errors="replace"),
         "deployed_at": datetime.now(timezone.utc),
         "deployed_by": deployed_by,
-        "entry_criteria": json.dumps(process.entry_criteria),
+        "entry_criteria": json.dumps({name: v.stored() for name, v in process.start_variables.items()}),
         "routing_rules": json.dumps(process.routing_rules()),
         "sla_config": json.dumps(process.sla_config()),
         "metadata": json.dumps({"file": metadata.filename, "versionTag": process.version_tag,

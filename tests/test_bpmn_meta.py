@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from bridge import bpmn_meta
-from bridge.bpmn_meta import ERROR, SlaTimer, duration_minutes, parse_bpmn, split_candidates
+from bridge.bpmn_meta import ERROR, SlaTimer, StartVariable, duration_minutes, parse_bpmn, split_candidates
 from tests.conftest import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"
@@ -179,6 +179,26 @@ def test_each_validator_error_names_line_and_element(data: bytes, expected):
     assert issues_of(data) == expected
 
 
+def test_entry_criteria_declare_start_variables_required_unless_said_otherwise():
+    criteria = ('\n    <extensionElements><onecms:workflow>'
+                '<onecms:entryCriteria variable="kind" values="A, B"/>'
+                '<onecms:entryCriteria variable="note" required="false"/>'
+                '<onecms:entryCriteria variable="region" values="EU" required="maybe"/>'
+                '</onecms:workflow></extensionElements>')
+    result = parse_bpmn(doc(TASK, lanes=criteria), "f.bpmn20.xml")
+    [process] = result.processes
+    assert process.start_variables == {"kind": StartVariable("kind", ("A", "B"), True),
+                                       "note": StartVariable("note", (), False),
+                                       "region": StartVariable("region", ("EU",), True)}
+    assert [(i.code, i.line) for i in result.errors] == [("BAD_EXTENSION", 5)]
+    kind, note, region = process.start_variables.values()
+    assert [kind.problem({}), kind.problem({"kind": "C"}), kind.problem({"kind": "A"})] == [
+        "kind: required", "kind: 'C' is not one of A, B", None]
+    assert (note.problem({}), note.problem({"note": "anything"})) == (None, None)
+    # a definition stored before starts were checked holds a bare list of values: allowed values, not required
+    assert StartVariable.from_stored("kind", ["A"]) == StartVariable("kind", ("A",), False)
+
+
 def test_messages_say_what_to_do():
     [issue] = parse_bpmn(doc('    <userTask id="t1" flowable:candidateGroups="G">\n'
                              '      <extensionElements><onecms:queue name="Q" type="FAST"/></extensionElements>\n'
@@ -333,8 +353,9 @@ def onecms():
 def test_onecms_process_and_departments(onecms):
     assert (onecms.key, onecms.name, onecms.version_tag, onecms.business_app, onecms.process_sla_minutes) == (
         "OneCMS_Nextgen_WF", "OneCMS Unified Workflow", "1.0.0", "ONECMS", 14400)
-    assert onecms.entry_criteria == {"caseType": ["FRAUD", "LEGAL_CLAIM", "REGULATORY", "QUALITY", "GENERAL"],
-                                     "severity": ["LOW", "MEDIUM", "HIGH", "CRITICAL"]}
+    assert onecms.start_variables == {
+        "caseType": StartVariable("caseType", ("FRAUD", "LEGAL_CLAIM", "REGULATORY", "QUALITY", "GENERAL"), True),
+        "severity": StartVariable("severity", ("LOW", "MEDIUM", "HIGH", "CRITICAL"), True)}
     assert {(d.code, d.name) for d in onecms.departments} == {
         ("INTAKE", "Case Intake"), ("INVESTIGATIONS", "Investigations"), ("LEGAL", "Legal"),
         ("COMPLIANCE", "Compliance"), ("QUALITY_ASSURANCE", "Quality Assurance"),

@@ -323,6 +323,28 @@ async def test_a_case_starts_its_workflow_and_shows_where_it_stands(db, db_url, 
     assert (ledger["type"], ledger["value"]) == ("json", {"total": 2**127})
 
 
+async def test_a_start_the_workflow_declares_invalid_is_refused_naming_each_problem(db, db_url, flowable, engine,
+                                                                                    aiohttp_client):
+    """OneCMS declares caseType and severity as required start variables with allowed values
+    (<onecms:entryCriteria>): without severity the first task could never complete (its gateway reads it)."""
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "hana", "INTAKE_CLERK")
+    for variables, problems in (
+            ({"caseType": "FRAUD"}, ["severity: required"]),
+            ({"caseType": "SPACE_ALIENS", "severity": "LOW"},
+             ["caseType: 'SPACE_ALIENS' is not one of FRAUD, LEGAL_CLAIM, REGULATORY, QUALITY, GENERAL"]),
+            ({"severity": "low", "caseType": None},
+             ["caseType: required", "severity: 'low' is not one of LOW, MEDIUM, HIGH, CRITICAL"]),
+            (None, ["caseType: required", "severity: required"])):
+        refused = await client.post("/api/cases/777010/workflows", headers=h,
+                                    json={"process_key": KEY, "variables": variables})
+        assert refused.status == 422, await refused.text()
+        answer = await refused.json()
+        assert answer["problems"] == problems and all(p in answer["error"] for p in problems)
+    assert await flowable.process_instances(businessKey="777010") == []  # nothing was started
+    assert (await client.get("/api/cases/777010", headers=h)).status == 404
+
+
 async def test_round_robin_auto_assignment_spreads_evenly_and_respects_max_tasks_per_user(db, flowable):
     from bridge.work.assignment import auto_assign_once
 

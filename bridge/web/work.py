@@ -95,7 +95,8 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             result = await run(request.app[work_key], actor, request, body, remember)
         except WorkError as err:
             headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
-            response = web.json_response({"error": err.message}, status=err.status, headers=headers)
+            body = {"error": err.message} | ({"problems": err.problems} if err.problems else {})
+            response = web.json_response(body, status=err.status, headers=headers)
             response[DEFINITIVE] = err.definitive
             return response
         return _success(result, created)

@@ -56,9 +56,9 @@ class WorkError(Exception):
     never stored under an Idempotency-Key."""
 
     def __init__(self, status: int, message: str, *, retry_after: int | None = None,
-                 definitive: bool | None = None) -> None:
+                 definitive: bool | None = None, problems: list[str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.retry_after = status, message, retry_after
+        self.status, self.message, self.retry_after, self.problems = status, message, retry_after, problems
         self.definitive = status < 500 if definitive is None else definitive
 
 

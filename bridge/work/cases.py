@@ -1,5 +1,8 @@
 """Case routing: starting a case's workflow in the engine and reading where each of its workflows stands.
 
+A start is checked first against the start variables the active definition declares (<onecms:entryCriteria>:
+required, allowed values); a bad one is refused with 422 naming each problem, and nothing is started.
+
 A workflow starts with the case id as its business key and as the caseId variable, as the acting user
 (the engine records them as its starter); the mirror learns the new instance from the engine at once
 (bridge/mirror/reconcile.py resync_instances: the same path as any repair), so the answer already shows the
@@ -19,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bridge.bpmn_meta import StartVariable
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 from bridge.mirror.reconcile import resync_instances
@@ -43,6 +47,11 @@ async def start_case_workflow(db: AsyncEngine, flowable: FlowableClient, actor: 
         definition = (await conn.execute(SQL.active_definition, {"process_key": process_key})).first()
     if definition is None:
         raise WorkError(404, f"no active workflow {process_key!r}: deploy it first")
+    problems = [p for name, stored in definition.entry_criteria.items()
+                if (p := StartVariable.from_stored(name, stored).problem(variables))]
+    if problems:
+        raise WorkError(422, f"{process_key} cannot start with these variables: {'; '.join(problems)}",
+                        problems=problems)
     async with db.connect() as lock:
         await lock.execute(SQL.lock_case_start, {"key": f"{case_id}:{process_key}"})
         await lock.commit()

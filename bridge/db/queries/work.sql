@@ -90,7 +90,7 @@ SELECT escalation_config FROM flowable.workflow_queues WHERE queue_name = :queue
 SELECT EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue);
 
 -- name: active_definition
-SELECT workflow_id, process_key, process_version FROM flowable.workflow_definitions
+SELECT workflow_id, process_key, process_version, entry_criteria FROM flowable.workflow_definitions
 WHERE process_key = :process_key AND is_active;
 
 -- name: lock_case_start
