@@ -230,6 +230,7 @@ class Process:
     roles: list[Role] = field(default_factory=list)
     assignments: list[tuple[str, str]] = field(default_factory=list)  # (role code, queue name)
     routes: list[Route] = field(default_factory=list)
+    end_events: dict[str, str | None] = field(default_factory=dict)  # id -> name, sub-processes' too
 
     def sla_config(self) -> dict:
         return {
@@ -588,6 +589,7 @@ class _Reader:
         process.queues = list(queues.values())
         process.roles, process.assignments = _roles(process, declared_roles)
         process.routes = _routes(scan, outgoing, lane_of, department_of_lane)
+        process.end_events = {n.id: n.attrs.get("name") for n in scan.by_kind.get("endEvent", ()) if n.id}
         return process
 
     def _scan(self, process, executable: bool) -> _Scan:

@@ -162,7 +162,8 @@ async def _record_definition(conn: AsyncConnection, process: Process, outcome: P
         "routing_rules": json.dumps(process.routing_rules()),
         "sla_config": json.dumps(process.sla_config()),
         "metadata": json.dumps({"file": metadata.filename, "versionTag": process.version_tag,
-                                "userTasks": [t.id for t in process.user_tasks]}),
+                                "userTasks": [t.id for t in process.user_tasks],
+                                "endEvents": process.end_events}),
     })).one()
     return row.workflow_id
 

@@ -215,6 +215,79 @@ async def test_a_case_through_rework_to_closure_matches_the_engine_at_every_step
         ORDER BY created_at""", p=pid)]
     assert outcomes == [("triageCase", "ACCEPT"), ("supervisorApproval", "REWORK"), ("supervisorApproval", "APPROVE")]
     assert await load("LEGAL_REVIEW") == legal_load - 1
+    ended = await row(db, "SELECT end_activity_id FROM flowable.process_instances WHERE process_instance_id = :p",
+                      p=pid)
+    assert ended["end_activity_id"] == "caseClosed"
+
+
+PLAIN_END = """<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             targetNamespace="t">
+  <process id="PlainEnd" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="work"/>
+    <userTask id="work" name="Work" flowable:candidateGroups="INTAKE_CLERK"/>
+    <sequenceFlow id="f2" sourceRef="work" targetRef="done"/>
+    <endEvent id="done" name="All done"/>
+  </process>
+</definitions>"""
+
+
+async def test_a_case_says_how_it_ended_closed_rejected_withdrawn_cancelled_or_a_plain_end(
+        flowable, db, mirror, db_url, engine, aiohttp_client):
+    """Every OneCMS end is a terminate end, so status COMPLETED alone cannot tell closed from rejected or
+    withdrawn: the end event reached is mirrored from the pushes and shown with the process version."""
+    from bridge import auth
+
+    await deploy_bpmn(PLAIN_END.encode(), "plain.bpmn20.xml", db=db, flowable=flowable, deployed_by="test")
+    onecms = {"caseType": "QUALITY", "severity": "LOW"}
+
+    async def finish(key: str, **decisions) -> None:
+        task = next(t for t in await flowable.tasks(processInstanceId=pid) if t["taskDefinitionKey"] == key)
+        await flowable.complete_task(task["id"], decisions or None)
+
+    expected, versions = {}, {}
+
+    async def version_of(pid: str) -> int:  # the engine is shared by the session: other modules deploy too
+        historic = await flowable.request("GET", f"history/historic-process-instances/{pid}")
+        return int(historic["processDefinitionId"].split(":")[1])
+
+    for case_id, decision, end, name in ((8801, "REJECT", "caseRejected", "Case rejected"),
+                                         (8802, "WITHDRAW", "caseWithdrawn", "Case withdrawn")):
+        pid = (await flowable.start_process("OneCMS_Nextgen_WF", business_key=str(case_id),
+                                            variables={"caseId": case_id, **onecms}))["id"]
+        await mirror.sync(pid, "TASK_CREATED")
+        await finish("registerCase")
+        await mirror.sync(pid, "TASK_COMPLETED")
+        await finish("triageCase", triageDecision=decision)
+        await mirror.sync(pid, "PROCESS_COMPLETED_WITH_TERMINATE_END_EVENT")
+        expected[case_id] = {"status": "COMPLETED", "endActivityId": end, "endActivityName": name, "reason": None}
+        versions[case_id] = await version_of(pid)
+    pid = (await flowable.start_process("OneCMS_Nextgen_WF", business_key="8803",
+                                        variables={"caseId": 8803, **onecms}))["id"]
+    await mirror.sync(pid, "TASK_CREATED")
+    await flowable.cancel_process(pid, reason="opened by mistake")
+    await mirror.sync(pid, "PROCESS_CANCELLED")
+    expected[8803] = {"status": "TERMINATED", "endActivityId": None, "endActivityName": None,
+                      "reason": "opened by mistake"}
+    versions[8803] = await version_of(pid)
+    pid = (await flowable.start_process("PlainEnd", business_key="8804", variables={"caseId": 8804}))["id"]
+    await mirror.sync(pid, "TASK_CREATED")
+    await finish("work")
+    await mirror.sync(pid, "PROCESS_COMPLETED")
+    expected[8804] = {"status": "COMPLETED", "endActivityId": "done", "endActivityName": "All done", "reason": None}
+    versions[8804] = await version_of(pid)
+    assert await no_drift(db, flowable, pid) == []
+
+    client = await aiohttp_client(bridge_app(db_url, engine))
+    async with db.begin() as conn:
+        await auth.add_user(conn, "olga", roles=["INTAKE_CLERK"], granted_by="test")
+        headers = {"Authorization": f"Bearer {await auth.create_token(conn, 'olga')}"}
+    for case_id, outcome in expected.items():
+        answer = await client.get(f"/api/cases/{case_id}", headers=headers)
+        assert answer.status == 200, await answer.text()
+        [workflow] = (await answer.json())["workflows"]
+        assert (workflow["outcome"], workflow["processVersion"]) == (outcome, versions[case_id]), case_id
 
 
 async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable, db, mirror, webhook_receiver,

@@ -191,6 +191,7 @@ process_instances = Table(
     # ACTIVE | COMPLETED | SUSPENDED | TERMINATED | ERROR
     Column("status", String(50), nullable=False, server_default=text("'ACTIVE'")),
     Column("current_activity", String(255)),
+    Column("end_activity_id", String(255)),  # the end event reached
     _json("variables"),
     _json("context_data"),
     Column("sla_due_date", TZ),

@@ -184,10 +184,16 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
             continue
         process = event["processInstance"]
         row = changed.get(process["id"]) or current.get(process["id"])
+        if row and row["status"] not in PROCESS_OPEN and event["type"] in PROCESS_END_STATUS \
+                and row["end_activity_id"] is None and process.get("endActivityId"):
+            # an end mirrored without its end event (before 0020, or by a copy that lacked it): learn it now
+            changed[process["id"]] = {**row, "end_activity_id": process["endActivityId"]}
+            continue
         if not row or row["status"] not in PROCESS_OPEN:
             continue
         if event["type"] in PROCESS_END_STATUS:
             row = {**row, "status": PROCESS_END_STATUS[event["type"]], "current_activity": None,
+                   "end_activity_id": process.get("endActivityId"),
                    "completed_at": process.get("endTime") or event["timestamp"], "end_cause": process.get("cause")}
         else:
             suspended = event["type"] == "ENTITY_SUSPENDED"

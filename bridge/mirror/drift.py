@@ -9,7 +9,9 @@ one) and leave the same task_history rows. A difference no event can express (th
 and the engine says running, a row the engine does not have) is reported and left for an operator.
 
 What is compared:
-  * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key;
+  * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key, and
+    for a completed one the end event reached (a mirror that lacks it learns it; one that names another is
+    reported);
   * task: exists, status (ended or not; and for a live task, OPEN exactly when the engine has no
     assignee: a CLAIMED or DELEGATED task has one, since escalation is a level and not a state, migration
     0019), assignee, priority, name, due date (when the engine has one; otherwise the mirror keeps the
@@ -165,6 +167,12 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
         events = _process_change_events(process, status, mirrored, read_at) if mirrored in ("ACTIVE", "SUSPENDED") else []
         result.differences.append(Difference("process", pid, "status", row["status"], status, bool(events)))
         result.repair_events.extend(events)
+    elif status == "COMPLETED" and process.get("endActivityId") and row.get("end_activity_id") != process["endActivityId"]:
+        repairable = row.get("end_activity_id") is None
+        result.differences.append(Difference("process", pid, "end_activity_id", row.get("end_activity_id"),
+                                             process["endActivityId"], repairable))
+        if repairable:
+            result.repair_events.extend(_process_change_events(process, status, "ACTIVE", read_at))
     if row["business_key"] != process.get("businessKey"):
         result.differences.append(Difference("process", pid, "business_key", row["business_key"],
                                              process.get("businessKey"), False))
@@ -207,7 +215,9 @@ def _process_change_events(process: dict, status: str, mirrored: str, read_at: s
         kind = "PROCESS_COMPLETED" if status == "COMPLETED" else "PROCESS_CANCELLED"
         return [_event(kind, "processInstance", process["endTime"],
                        processInstance={"id": process["id"], "endTime": process["endTime"],
-                                        "cause": process.get("deleteReason")})]
+                                        "cause": process.get("deleteReason"),
+                                        "endActivityId": process.get("endActivityId") if kind == "PROCESS_COMPLETED"
+                                        else None})]
     kind = "ENTITY_SUSPENDED" if status == "SUSPENDED" else "ENTITY_ACTIVATED"
     return [_event(kind, "processInstance", read_at, processInstance={"id": process["id"]})]
 

@@ -80,7 +80,11 @@ DOCUMENT: dict[str, Any] = {
                 "caseId": {"type": "integer"}, "processInstanceId": STRING, "workflowType": STRING,
                 "status": STRING, "currentDepartment": NULLABLE_STRING, "currentPhase": NULLABLE_STRING,
                 "routingHistory": {"type": "array", "items": {"type": "object"}}, "initiatedBy": STRING,
-                "initiatedAt": STRING, "expectedCompletion": NULLABLE_STRING, "actualCompletion": NULLABLE_STRING}),
+                "initiatedAt": STRING, "expectedCompletion": NULLABLE_STRING, "actualCompletion": NULLABLE_STRING,
+                "processVersion": {"type": "integer"},
+                "outcome": {"type": ["object", "null"], "description": "how it ended, null while it runs",
+                            "properties": {"status": STRING, "endActivityId": NULLABLE_STRING,
+                                           "endActivityName": NULLABLE_STRING, "reason": NULLABLE_STRING}}}),
         },
     },
     "paths": {

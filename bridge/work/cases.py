@@ -105,5 +105,15 @@ async def case_workflows(db: AsyncEngine, case_id: int) -> list[dict]:
                  "routingHistory": r.routing_history, "initiatedBy": r.initiated_by,
                  "initiatedAt": r.initiated_at.isoformat(),
                  "expectedCompletion": r.expected_completion.isoformat() if r.expected_completion else None,
-                 "actualCompletion": r.actual_completion.isoformat() if r.actual_completion else None}
+                 "actualCompletion": r.actual_completion.isoformat() if r.actual_completion else None,
+                 "processVersion": r.process_version, "outcome": _outcome(r)}
                 for r in rows]
+
+
+def _outcome(row) -> dict | None:
+    """How an ended workflow ended: the end event reached (its id and name), or for a cancellation the
+    reason given; None while it runs."""
+    if row.status in ("ACTIVE", "SUSPENDED"):
+        return None
+    return {"status": row.status, "endActivityId": row.end_activity_id, "endActivityName": row.end_activity_name,
+            "reason": None if row.end_activity_id else row.end_cause}

@@ -25,20 +25,21 @@ JOIN flowable.workflow_definitions d ON d.process_key = x.process_key AND d.proc
 ON CONFLICT (process_instance_id) DO NOTHING;
 
 -- name: lock_processes
-SELECT process_instance_id, status, current_activity, completed_at, suspended_at, metadata ->> 'endCause' AS end_cause
+SELECT process_instance_id, status, current_activity, end_activity_id, completed_at, suspended_at,
+       metadata ->> 'endCause' AS end_cause
 FROM flowable.process_instances
 WHERE process_instance_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
 
 -- name: update_processes
 UPDATE flowable.process_instances p
-SET status = x.status, current_activity = x.current_activity, completed_at = x.completed_at,
-    suspended_at = x.suspended_at,
+SET status = x.status, current_activity = x.current_activity, end_activity_id = x.end_activity_id,
+    completed_at = x.completed_at, suspended_at = x.suspended_at,
     metadata = CASE WHEN x.end_cause IS NULL THEN p.metadata
                     ELSE p.metadata || jsonb_build_object('endCause', x.end_cause) END
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
-         process_instance_id text, status text, current_activity text, completed_at timestamptz,
-         suspended_at timestamptz, end_cause text)
+         process_instance_id text, status text, current_activity text, end_activity_id text,
+         completed_at timestamptz, suspended_at timestamptz, end_cause text)
 WHERE p.process_instance_id = x.process_instance_id;
 
 -- name: queues_of_new_tasks

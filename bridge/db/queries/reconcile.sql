@@ -1,7 +1,7 @@
 -- The reconciler (bridge/mirror/reconcile.py) and `bridge drift` (bridge/mirror/drift.py).
 
 -- name: mirror_processes
-SELECT process_instance_id, status, business_key, completed_at
+SELECT process_instance_id, status, business_key, completed_at, end_activity_id
 FROM flowable.process_instances
 WHERE CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[]));
 

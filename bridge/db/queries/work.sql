@@ -110,9 +110,12 @@ WHERE process_instance_id = :process_instance_id;
 
 -- name: case_workflows
 SELECT m.case_id, m.process_instance_id, m.workflow_type, m.initiated_by, m.initiated_at, m.current_department,
-       m.current_phase, m.expected_completion, m.actual_completion, m.routing_history, p.status, p.business_key
+       m.current_phase, m.expected_completion, m.actual_completion, m.routing_history, p.status, p.business_key,
+       d.process_version, p.end_activity_id,
+       d.metadata -> 'endEvents' ->> p.end_activity_id AS end_activity_name, p.metadata ->> 'endCause' AS end_cause
 FROM onecms.case_workflow_mapping m
 JOIN flowable.process_instances p USING (process_instance_id)
+JOIN flowable.workflow_definitions d ON d.workflow_id = p.workflow_id
 WHERE m.case_id = :case_id
 ORDER BY m.initiated_at, m.mapping_id;
 

@@ -12,7 +12,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 
+import org.flowable.bpmn.model.EndEvent;
 import org.flowable.bpmn.model.FlowElement;
+import org.flowable.bpmn.model.Process;
 import org.flowable.common.engine.api.delegate.event.FlowableEngineEvent;
 import org.flowable.common.engine.api.delegate.event.FlowableEngineEventType;
 import org.flowable.common.engine.api.delegate.event.FlowableEntityEvent;
@@ -97,6 +99,9 @@ final class EventMapper {
             cause = cancelled.getCause();
         } else if (event instanceof FlowableProcessTerminatedEvent terminated) {
             cause = terminated.getCause();
+        }
+        if (type != FlowableEngineEventType.PROCESS_STARTED && type != FlowableEngineEventType.PROCESS_CANCELLED) {
+            process.put("endActivityId", endActivityId(processInstance, cause));
         }
         if (type == FlowableEngineEventType.PROCESS_CANCELLED || cause != null) {
             String rendered = renderCause(cause);
@@ -348,6 +353,33 @@ final class EventMapper {
             }
         }
         return date(CommandContextUtil.getProcessEngineConfiguration().getClock().getCurrentTime());
+    }
+
+    /**
+     * The end event a completing instance reached, as history records it only after this event: a terminate
+     * end names itself as the cause; any other end was reached by a child execution, ended in this command,
+     * that stands on an end event of the process's top level (a sub-process's end ends only the sub-process).
+     */
+    private static String endActivityId(ExecutionEntity processInstance, Object cause) {
+        if (cause instanceof FlowElement element) {
+            return element.getId();
+        }
+        if (processInstance == null || Context.getCommandContext() == null) {
+            return null;
+        }
+        EntityCache cache = Context.getCommandContext().getSession(EntityCache.class);
+        Process process = ProcessDefinitionUtil.getProcess(processInstance.getProcessDefinitionId());
+        if (cache == null || process == null) {
+            return null;
+        }
+        for (ExecutionEntity execution : cache.findInCache(ExecutionEntity.class)) {
+            String activityId = execution.getActivityId();
+            if (processInstance.getId().equals(execution.getProcessInstanceId()) && activityId != null
+                    && process.getFlowElement(activityId) instanceof EndEvent) {
+                return activityId;
+            }
+        }
+        return null;
     }
 
     private static <T> T fromCache(Class<T> type, String id) {
