@@ -20,6 +20,7 @@ TOKEN_PREFIX = "ocb_"  # recognisable in logs and secret scanners
 
 DEPLOY_ROLE = "WORKFLOW_DESIGNER"
 ENTITLEMENTS_ROLE = "ENTITLEMENTS_ADMIN"
+QUEUE_ROLE = "QUEUE_ADMIN"  # changes queue settings through the API (migration 0021)
 OPS_ROLE = "OPS_VIEWER"  # reports and the dashboard (migration 0018)
 
 

@@ -39,6 +39,8 @@ from datetime import datetime
 
 from lxml import etree
 
+from bridge import queue_settings
+
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 FLOWABLE_NS = "http://flowable.org/bpmn"
 ACTIVITI_NS = "http://activiti.org/bpmn"
@@ -165,6 +167,8 @@ class Queue:
     max_capacity: int
     department: str | None
     declared: bool  # from <onecms:queue>, not derived
+    # what the file sets beyond SLA and capacity (bridge/queue_settings.py names), applied on deploy
+    settings: dict = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -526,6 +530,9 @@ class _Reader:
                                         element_id if element_id is not None else element.get("id"),
                                         code, message, severity))
 
+    def issue_at(self, line: int | None, code: str, message: str, element_id: str | None) -> None:
+        self.result.issues.append(Issue(self.filename, line, element_id, code, message, ERROR))
+
     def read(self) -> None:
         self._check_ids()
         processes = [p for p in self.root if p.tag == _PROCESS_TAG]
@@ -588,6 +595,7 @@ class _Reader:
                 self._user_task(node, process, lane_of, department_of_lane, scan.nodes, timers, queues))
         process.queues = list(queues.values())
         process.roles, process.assignments = _roles(process, declared_roles)
+        self._check_queue_references(process)
         process.routes = _routes(scan, outgoing, lane_of, department_of_lane)
         process.end_events = {n.id: n.attrs.get("name") for n in scan.by_kind.get("endEvent", ()) if n.id}
         return process
@@ -863,13 +871,52 @@ class _Reader:
                else None) or DEFAULT_QUEUE_SLA_MINUTES
         capacity = (self._positive_int(declared, "maxCapacity", task_id)
                     if declared.get("maxCapacity") else None) or DEFAULT_QUEUE_CAPACITY
-        queue = Queue(name or "", kind, sla, capacity, department, declared=True)
+        queue = Queue(name or "", kind, sla, capacity, department, declared=True,
+                      settings=self._queue_settings(declared, task_id))
         if name and name in queues and queues[name] != queue:
             self.issue(declared, "QUEUE_CONFLICT",
                        f"queue {name} is declared again with other settings than before", WARNING,
                        element_id=task_id)
         queues.setdefault(queue.name, queue)
         return queue.name
+
+    def _queue_settings(self, declared, task_id: str) -> dict:
+        """overflowQueue="..." and the <onecms:escalation .../> and <onecms:assignment .../> children, as
+        bridge/queue_settings.py checks them (attribute names are the settings' names)."""
+        wanted: dict = {}
+        if declared.get("overflowQueue") is not None:
+            wanted["overflowQueue"] = declared.get("overflowQueue")
+        for child in declared.iterchildren(_ONECMS + "escalation", _ONECMS + "assignment"):
+            attributes = dict(child.items())
+            if child.tag == _ONECMS + "escalation":
+                wanted["escalation"] = attributes
+            else:
+                wanted.update(attributes)
+        checked, problems = queue_settings.check(wanted)
+        for problem in problems:
+            self.issue(declared, "BAD_EXTENSION", f"<onecms:queue> {problem}", element_id=task_id)
+        return checked
+
+    def _check_queue_references(self, process: Process) -> None:
+        """Queues and roles a queue's settings name must be this file's: a deploy applies the settings
+        after the engine took the file, too late to refuse them."""
+        queues = {q.name for q in process.queues}
+        roles = {r.code for r in process.roles}
+        for queue in process.queues:
+            escalation = queue.settings.get("escalation", {})
+            task = next((t for t in process.user_tasks if t.queue == queue.name), None)
+            for setting, other in (("overflowQueue", queue.settings.get("overflowQueue")),
+                                   ("escalation moveToQueue", escalation.get("moveToQueue"))):
+                if other is not None and (other not in queues or other == queue.name):
+                    self.issue_at(task.line if task else None, "UNKNOWN_QUEUE",
+                                  f"queue {queue.name}: {setting} {other} is not another queue of this file (declare "
+                                  "it on a task, or set it after deploying: PUT /api/queues/{name})",
+                                  task.id if task else None)
+            role = escalation.get("notifyRole")
+            if role is not None and role not in roles:
+                self.issue_at(task.line if task else None, "UNKNOWN_ROLE",
+                              f"queue {queue.name}: escalation notifyRole {role} is not a role of this file (a "
+                              "candidate group or an <onecms:role>)", task.id if task else None)
 
     def _declared_roles(self, process, extensions: list) -> dict[str, tuple[str | None, str | None]]:
         declared: dict[str, tuple[str | None, str | None]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,7 @@ from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
 from bridge.progress import Bars
 from bridge.runtime import provisioned_database, provisioned_engine
 from bridge.web import server
+from bridge.work import queues
 from bridge.work.escalation import EscalationRound, escalate_once
 
 log = logging.getLogger("bridge")
@@ -280,6 +282,82 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_queues_show(settings: Settings, args: argparse.Namespace) -> int:
+    shown: list[dict] = []
+
+    async def work(conn) -> None:
+        names = [args.queue] if args.queue else await queues.queue_names(conn)
+        for name in names:
+            queue = await queues.read_queue(conn, name, changes=10 if args.queue else 0)
+            if queue is not None:
+                shown.append(queue)
+
+    with provisioned_database(settings) as url:
+        asyncio.run(_with_db(url, work))
+    if args.queue and not shown:
+        print(f"no queue {args.queue}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(shown if not args.queue else shown[0], indent=2, default=str))
+        return 0
+    for queue in shown:
+        print(_queue_text(queue))
+    return 0
+
+
+def _queue_text(queue: dict) -> str:
+    lines = [f"{queue['name']} ({queue['type']}, {queue['department'] or 'no department'}"
+             f"{'' if queue['active'] else ', inactive'})"]
+    lines += [f"  {name}: {json.dumps(value)}" for name, value in queue["settings"].items()]
+    if queue["roles"]:
+        lines.append("  roles: " + ", ".join(r["role"] for r in queue["roles"]))
+    for change in queue["changes"]:
+        lines.append(f"  changed {change['at']} by {change['by']} ({change['source']}): "
+                     + ", ".join(f"{k} {json.dumps(change['before'][k])} -> {json.dumps(v)}"
+                                 for k, v in change["after"].items()))
+    return "\n".join(lines)
+
+
+def _settings_from_args(pairs: list[str]) -> dict:
+    """SETTING=VALUE (escalation.KEY=VALUE for one key of escalation, which is then replaced whole); a value
+    is read as JSON when it is JSON (10, true, null, {}), else as text (LEAST_LOADED)."""
+    wanted: dict = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"{pair}: SETTING=VALUE")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        if name.startswith("escalation."):
+            wanted.setdefault("escalation", {})[name.removeprefix("escalation.")] = value
+        else:
+            wanted[name] = value
+    return wanted
+
+
+def cmd_queues_set(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        wanted = _settings_from_args(args.settings)
+    except argparse.ArgumentTypeError as err:
+        print(err, file=sys.stderr)
+        return 2
+    changed: list[dict] = []
+
+    async def work(conn) -> None:
+        changed.append(await queues.change_queue(conn, args.queue, wanted, by=args.by, source="cli"))
+
+    with provisioned_database(settings) as url:
+        try:
+            asyncio.run(_with_db(url, work))
+        except queues.QueueSettingsError as err:
+            print(f"{args.queue}: nothing changed:\n" + "\n".join(f"  {p}" for p in err.problems), file=sys.stderr)
+            return 1
+    print(_queue_text(changed[0]))
+    return 0
+
+
 def cmd_engine_build(settings: Settings, args: argparse.Namespace) -> int:
     print(build_engine_jar(force=args.force))
     return 0
@@ -351,6 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
                        "windows) from a YAML or CSV file, all or nothing", users_commands)
     imported.add_argument("file", type=Path, metavar="FILE")
     imported.add_argument("--by", default=getpass.getuser(), help="recorded as the grants' assigned_by")
+    queue_parser = commands.add_parser("queues", help="queue settings: SLA, capacity, escalation, overflow, "
+                                       "auto-assignment", description="queue settings")
+    queue_commands = queue_parser.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    show = command("show", cmd_queues_show, "every queue's settings as they take effect, or one queue's with its "
+                   "latest changes", queue_commands)
+    show.add_argument("queue", nargs="?")
+    show.add_argument("--json", action="store_true", help="as JSON, the API's form")
+    changed = command("set", cmd_queues_set, "change a queue's settings (all or nothing, recorded): e.g. "
+                      "autoAssign=true assignmentStrategy=LEAST_LOADED maxTasksPerUser=5 overflowQueue=OTHER "
+                      "escalation.raisePriorityBy=10 escalation.notifyRole=LEAD (escalation is replaced whole; "
+                      "escalation={} clears it)", queue_commands)
+    changed.add_argument("queue")
+    changed.add_argument("settings", nargs="+", metavar="SETTING=VALUE")
+    changed.add_argument("--by", default=getpass.getuser(), help="recorded as who changed it (default: you)")
     token = commands.add_parser("token", help="API bearer tokens", description="API bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = command("create", cmd_token_create, "create a bearer token for a user and print it (once)",

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge import auth
 from bridge.bpmn_meta import load_bpmn
 from bridge.deploy import deploy_bpmn
-from bridge.flowable.client import FlowableClient, engine_time
+from bridge.flowable.client import FlowableClient, FlowableError, engine_time
 from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import resync_instances
 
@@ -132,6 +132,14 @@ class DemoSeeder:
         group = self.groups.get(task["taskDefinitionKey"])
         return rng.choice(self.users[group]) if group in self.users else "demo.unassigned"
 
+    async def _claim(self, task: dict, user: str) -> None:
+        try:
+            await self.flowable.claim_task(task["id"], user)
+        except FlowableError as err:
+            if err.status != 409:
+                raise
+            # the running service's auto-assignment (a queue setting) gave it to someone first: theirs now
+
     async def _complete(self, rng: random.Random, task: dict, outcome: DemoOutcome) -> None:
         variables = {}
         if task["taskDefinitionKey"] in DECISIONS:
@@ -140,14 +148,14 @@ class DemoSeeder:
             variables[name] = decision
             outcome.decisions[f"{name}={decision}"] += 1
             outcome.reworked += decision == "REWORK"
-        await self.flowable.claim_task(task["id"], self._user_for(rng, task))
+        await self._claim(task, self._user_for(rng, task))
         await self.flowable.complete_task(task["id"], variables)
         outcome.tasks_completed += 1
 
     async def _leave(self, rng: random.Random, task: dict, outcome: DemoOutcome) -> None:
         """A task left where it stands: open in its queue or claimed by someone, sometimes overdue."""
         if rng.random() < 0.4:
-            await self.flowable.claim_task(task["id"], self._user_for(rng, task))
+            await self._claim(task, self._user_for(rng, task))
             outcome.left_claimed += 1
         else:
             outcome.left_open += 1

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bridge.bpmn_meta import BpmnMetadata, Process, load_bpmn
 from bridge.db.queries import queries
 from bridge.flowable.client import FlowableClient, FlowableError
+from bridge.work.queues import QueueSettingsError, change_queue, read_queue
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ async def _plan(data: bytes, filename: str, metadata: BpmnMetadata, *, db: Async
     outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
                             [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
     async with db.connect() as conn:
-        outcome.changes = await _planned_changes(conn, metadata)
+        outcome.changes = await _planned_changes(conn, metadata, settings=latest is None)
     return outcome
 
 
@@ -113,7 +114,7 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
     else:
         status = "unchanged"
 
-    changes = await _planned_changes(conn, metadata)
+    changes = await _planned_changes(conn, metadata, settings=status == "deployed")
     repaired = False
     for outcome in latest:
         process = next(p for p in processes if p.key == outcome.process_key)
@@ -126,7 +127,9 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
         repaired = repaired or status == "unchanged"
         outcome.workflow_id = await _record_definition(conn, process, outcome, data, metadata, deployed_by,
                                                        business_app)
-    await _sync_metadata(conn, metadata)
+    # A file's queue settings are applied when a version of it is recorded, not when the same file is
+    # deployed again (every `bridge up` does): an administrator's later change stands until the next version.
+    await _sync_metadata(conn, metadata, settings_by=deployed_by if status == "deployed" or repaired else None)
     return DeployOutcome(filename, "repaired" if repaired else status, latest, changes)
 
 
@@ -176,7 +179,8 @@ def _wanted(metadata: BpmnMetadata) -> tuple[dict, dict, dict, set]:
             departments.setdefault(d.code, {"code": d.code, "name": d.name})
         for q in process.queues:
             queues.setdefault(q.name, {"name": q.name, "type": q.type, "department": q.department,
-                                       "sla_minutes": q.sla_minutes, "max_capacity": q.max_capacity})
+                                       "sla_minutes": q.sla_minutes, "max_capacity": q.max_capacity,
+                                       "settings": q.settings})
         for r in process.roles:
             roles.setdefault(r.code, {"code": r.code, "name": r.name, "type": r.type, "department": r.department,
                                       "home_queue": r.home_queue})
@@ -184,10 +188,13 @@ def _wanted(metadata: BpmnMetadata) -> tuple[dict, dict, dict, set]:
     return departments, queues, roles, assignments
 
 
-async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata) -> None:
+async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata, *, settings_by: str | None) -> None:
+    """Departments, queues, roles and assignments made to exist; with settings_by, the file's queue settings
+    applied too (and recorded as that user's change)."""
     departments, queues, roles, assignments = _wanted(metadata)
     source = json.dumps({"source": metadata.filename})
-    # Order matters: queues name their department, roles their department and home queue.
+    # Order matters: queues name their department, roles their department and home queue; settings name
+    # queues and roles, and set the assignments.
     for row in departments.values():
         await conn.execute(SQL.upsert_department, {**row, "metadata": source})
     for row in queues.values():
@@ -196,10 +203,22 @@ async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata) -> None:
         await conn.execute(SQL.upsert_role, {**row, "metadata": source})
     for role, queue in sorted(assignments):
         await conn.execute(SQL.upsert_queue_assignment, {"role": role, "queue": queue})
+    if settings_by is None:
+        return
+    for name, row in sorted(queues.items()):
+        try:
+            await change_queue(conn, name, _file_settings(row), by=settings_by, source=f"deploy {metadata.filename}")
+        except QueueSettingsError as err:  # the parser checked values and references: a bug if it comes here
+            raise DeployError(f"{metadata.filename}: queue {name}: {err}") from err
 
 
-async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata) -> list[str]:
-    """What syncing this file's metadata changes, one line per department, queue, role or assignment."""
+def _file_settings(queue: dict) -> dict:
+    return {"slaMinutes": queue["sla_minutes"], "maxCapacity": queue["max_capacity"], **queue["settings"]}
+
+
+async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, settings: bool) -> list[str]:
+    """What syncing this file's metadata changes, one line per department, queue, role or assignment, and
+    with `settings` (a new version) per queue whose settings it changes."""
     departments, queues, roles, assignments = _wanted(metadata)
     changes: list[str] = []
     for kind, wanted, query, key in (("department", departments, SQL.current_departments, "code"),
@@ -209,11 +228,22 @@ async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata) -> lis
         for name, want in sorted(wanted.items()):
             have = current.get(name)
             if have is None:
-                changes.append(f"+ {kind} {name}: " + ", ".join(f"{k}={v}" for k, v in want.items() if k != key))
+                changes.append(f"+ {kind} {name}: " + ", ".join(f"{k}={v}" for k, v in want.items()
+                                                                if k != key and v != {}))
             else:
-                diff = [f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items() if have.get(k) != v]
+                # a queue's settings, SLA and capacity included, are compared below as settings
+                diff = [f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items()
+                        if have.get(k) != v and not (kind == "queue" and k in ("settings", "sla_minutes", "max_capacity"))]
                 if diff:
                     changes.append(f"~ {kind} {name}: " + ", ".join(diff))
+    for name, want in sorted(queues.items()) if settings else ():
+        have = await read_queue(conn, name)
+        if have is not None:
+            diff = [f"{k} {json.dumps(have['settings'].get(k), sort_keys=True)} -> {json.dumps(v, sort_keys=True)}"
+                    for k, v in _file_settings(want).items()
+                    if have["settings"].get(k) != v]
+            if diff:
+                changes.append(f"~ queue {name} settings: " + ", ".join(diff))
     current_assignments = {(r.role, r.queue) for r in await conn.execute(SQL.current_assignments)}
     for role, queue in sorted(assignments - current_assignments):
         changes.append(f"+ assignment {role} -> {queue}")

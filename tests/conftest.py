@@ -80,6 +80,7 @@ async def db_url(empty_db: str) -> str:
 
 
 EXTENSION_TABLES = [
+    "flowable.queue_setting_changes",
     "flowable.queue_load_changes",
     "flowable.task_stat_changes",
     "flowable.task_hourly_stats",

@@ -199,6 +199,43 @@ def test_entry_criteria_declare_start_variables_required_unless_said_otherwise()
     assert StartVariable.from_stored("kind", ["A"]) == StartVariable("kind", ("A",), False)
 
 
+def test_queue_settings_are_read_checked_and_must_name_queues_and_roles_of_the_file():
+    def queue(settings: str, attrs: str = "", task: str = "t1") -> str:
+        return (f'    <userTask id="{task}" flowable:candidateGroups="G"><extensionElements>'
+                f'<onecms:queue name="Q{task}"{attrs}>{settings}</onecms:queue></extensionElements></userTask>')
+
+    good = parse_bpmn(doc(queue('<onecms:escalation raisePriorityBy="5" notifyRole="G" moveToQueue="Qt2"/>'
+                                '<onecms:assignment autoAssign="false" maxTasksPerUser="3"/>', ' overflowQueue="Qt2"')
+                          + "\n" + queue("", task="t2")), "f.bpmn20.xml")
+    assert good.errors == []
+    assert good.processes[0].queues[0].settings == {
+        "overflowQueue": "Qt2", "escalation": {"raisePriorityBy": 5, "notifyRole": "G", "moveToQueue": "Qt2"},
+        "autoAssign": False, "maxTasksPerUser": 3}
+
+    bad = parse_bpmn(doc(queue('<onecms:escalation raisePriorityBy="500" notifyRole="BOSS" moveToQueue="Qt1"/>'
+                               '<onecms:assignment assignmentStrategy="RANDOM" autoAssign="maybe"/>',
+                               ' overflowQueue="ELSEWHERE"')), "f.bpmn20.xml")
+    assert sorted((i.code, i.message) for i in bad.errors) == sorted([
+        ("BAD_EXTENSION", "<onecms:queue> escalation: raisePriorityBy: a whole number from 1 to 100"),
+        ("BAD_EXTENSION", "<onecms:queue> assignmentStrategy: one of ROUND_ROBIN, LEAST_LOADED"),
+        ("BAD_EXTENSION", "<onecms:queue> autoAssign: true or false"),
+        ("UNKNOWN_QUEUE", "queue Qt1: overflowQueue ELSEWHERE is not another queue of this file (declare it on a "
+                          "task, or set it after deploying: PUT /api/queues/{name})")])
+    assert all(i.element_id == "t1" and i.line == 6 for i in bad.errors)
+    references = parse_bpmn(doc(queue('<onecms:escalation notifyRole="BOSS" moveToQueue="Qt1"/>')), "f.bpmn20.xml")
+    assert sorted(i.code for i in references.errors) == ["UNKNOWN_QUEUE", "UNKNOWN_ROLE"]
+
+
+def test_onecms_ships_queue_settings(onecms):
+    settings = {q.name: q.settings for q in onecms.queues}
+    assert settings["LEGAL_REVIEW"] == {
+        "overflowQueue": "LEGAL_ESCALATION", "escalation": {"raisePriorityBy": 10, "notifyRole": "LEGAL_COUNSEL_LEAD"},
+        "autoAssign": True, "assignmentStrategy": "LEAST_LOADED", "maxTasksPerUser": 8}
+    assert settings["INTAKE_REGISTRATION"]["assignmentStrategy"] == "ROUND_ROBIN"
+    assert all(s.get("escalation") for name, s in settings.items()
+               if name not in ("CASE_CLOSURE", "INVESTIGATIONS_ESCALATION", "LEGAL_ESCALATION", "SUPERVISOR_ESCALATION"))
+
+
 def test_messages_say_what_to_do():
     [issue] = parse_bpmn(doc('    <userTask id="t1" flowable:candidateGroups="G">\n'
                              '      <extensionElements><onecms:queue name="Q" type="FAST"/></extensionElements>\n'

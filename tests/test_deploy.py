@@ -169,10 +169,72 @@ async def test_dry_run_prints_the_changes_and_changes_nothing(db, flowable):
     resized = workflow(key).replace(b'maxCapacity="30"', b'maxCapacity="45"')
     planned = await deploy_bpmn(resized, "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann", dry_run=True)
     assert planned.status == "would-deploy"
-    assert planned.changes == [f"~ queue Q_{tag}: max_capacity 30 -> 45"]
+    assert planned.changes == [f"~ queue Q_{tag} settings: maxCapacity 30 -> 45"]
     same = await deploy_bpmn(workflow(key), "d.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann",
                              dry_run=True)
     assert (same.status, same.changes) == ("would-skip", [])
+
+
+async def test_a_files_queue_settings_apply_with_a_new_version_and_an_admins_change_survives_a_redeploy(
+        db, flowable):
+    from bridge.work.queues import change_queue, read_queue
+
+    key = new_key()
+    tag = key.upper()
+    settings = (b'<onecms:queue name="Q_%s" type="PRIORITY" slaMinutes="120" maxCapacity="30" overflowQueue="Q_%s_SPILL">'
+                b'<onecms:escalation raisePriorityBy="15" notifyRole="REVIEWER_%s"/>'
+                b'<onecms:assignment autoAssign="true" assignmentStrategy="LEAST_LOADED" maxTasksPerUser="4"/>'
+                b'</onecms:queue>' % (tag.encode(), tag.encode(), tag.encode()))
+    spill = (f'<userTask id="spill" flowable:candidateGroups="REVIEWER_{tag}"><extensionElements>'
+             f'<onecms:queue name="Q_{tag}_SPILL" type="OVERFLOW"/></extensionElements></userTask>')
+    data = workflow(key).replace(b'<onecms:queue name="Q_%s" type="PRIORITY" slaMinutes="120" maxCapacity="30"/>'
+                                 % tag.encode(), settings).replace(b'<endEvent id="end"/>',
+                                                                   b'<endEvent id="end"/>' + spill.encode())
+    data = data.replace(b"<flowNodeRef>end</flowNodeRef>", b"<flowNodeRef>end</flowNodeRef><flowNodeRef>spill</flowNodeRef>")
+    planned = await deploy_bpmn(data, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann", dry_run=True)
+    assert planned.status == "would-deploy", planned.summary()
+    await deploy_bpmn(data, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    async with db.connect() as conn:
+        queue = await read_queue(conn, f"Q_{tag}")
+    assert queue["settings"] == {
+        "slaMinutes": 120, "maxCapacity": 30, "overflowQueue": f"Q_{tag}_SPILL",
+        "escalation": {"raisePriorityBy": 15, "notifyRole": f"REVIEWER_{tag}"},
+        "autoAssign": True, "assignmentStrategy": "LEAST_LOADED", "maxTasksPerUser": 4}
+    [created] = queue["changes"]
+    assert (created["by"], created["source"], created["after"]["escalation"]) == (
+        "ann", "deploy s.bpmn20.xml", {"raisePriorityBy": 15, "notifyRole": f"REVIEWER_{tag}"})
+
+    # what escalation and auto-assignment read: the stored forms
+    [(config, overflow, auto, strategy, cap)] = await rows(db, """
+        SELECT q.escalation_config, q.routing_rules ->> 'overflowQueue', a.auto_assign, a.assignment_strategy,
+               a.max_tasks_per_user
+        FROM flowable.workflow_queues q JOIN flowable.queue_assignments a USING (queue_id)
+        WHERE q.queue_name = :q""", q=f"Q_{tag}")
+    assert (config, overflow, auto, strategy, cap) == (
+        {"raise_priority_by": 15, "notify_role": f"REVIEWER_{tag}"}, f"Q_{tag}_SPILL", True, "LEAST_LOADED", 4)
+
+    async with db.begin() as conn:
+        await change_queue(conn, f"Q_{tag}", {"maxTasksPerUser": 9, "slaMinutes": 90}, by="olga", source="api")
+    again = await deploy_bpmn(data, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")  # every `bridge up`
+    assert again.status == "unchanged"
+    async with db.connect() as conn:
+        kept = await read_queue(conn, f"Q_{tag}")
+    assert (kept["settings"]["maxTasksPerUser"], kept["settings"]["slaMinutes"]) == (9, 90)
+    assert kept["changes"][0]["by"] == "olga"
+
+    v2 = data.replace(b'raisePriorityBy="15"', b'raisePriorityBy="20"')
+    planned = await deploy_bpmn(v2, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann", dry_run=True)
+    assert planned.changes == [
+        f'~ queue Q_{tag} settings: slaMinutes 90 -> 120, escalation '
+        f'{{"notifyRole": "REVIEWER_{tag}", "raisePriorityBy": 15}} -> '
+        f'{{"notifyRole": "REVIEWER_{tag}", "raisePriorityBy": 20}}, maxTasksPerUser 9 -> 4']
+    await deploy_bpmn(v2, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="bob")
+    async with db.connect() as conn:
+        newest = await read_queue(conn, f"Q_{tag}")
+    assert newest["settings"]["escalation"]["raisePriorityBy"] == 20 and newest["settings"]["maxTasksPerUser"] == 4
+    assert (newest["changes"][0]["by"], newest["changes"][0]["before"]) == (
+        "bob", {"slaMinutes": 90, "maxTasksPerUser": 9,
+                "escalation": {"raisePriorityBy": 15, "notifyRole": f"REVIEWER_{tag}"}})
 
 
 async def test_the_onecms_workflow_deploys_and_its_first_task_lands_in_the_queue_the_metadata_names(db, flowable):

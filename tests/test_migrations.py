@@ -45,7 +45,8 @@ async def test_applies_every_file_in_order_on_an_empty_database_then_is_a_no_op(
         "flowable.task_history", "flowable.workflow_variables", "onecms.case_workflow_mapping",
         "entitlements.api_tokens", "flowable.webhook_batches", "flowable.engine_events",
         "flowable.reconciler_state", "flowable.mirror_repairs", "flowable.queue_load_changes",
-        "flowable.api_idempotency", "flowable.task_hourly_stats", "flowable.task_stat_changes"}
+        "flowable.api_idempotency", "flowable.task_hourly_stats", "flowable.task_stat_changes",
+        "flowable.queue_setting_changes"}
 
     assert await migrate(fresh_db, MIGRATIONS) == []
     assert len(await _fetchall(fresh_db, f"SELECT 1 FROM {HISTORY_TABLE}")) == len(files)

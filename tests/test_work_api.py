@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timezone
 
@@ -16,6 +20,7 @@ from bridge.flowable.client import EngineEndpoint
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import resync_instances
+from bridge.work.queues import change_queue
 from tests.conftest import bridge_app
 from tests.tcp_proxy import TcpProxy
 from tests.test_bpmn_meta import ONECMS_FILE
@@ -37,8 +42,16 @@ async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None
     return await aiohttp_client(bridge_app(db_url, endpoint, webhook_secret=engine.webhook_secret))
 
 
+BUILT_IN_ROLES = {"QUEUE_ADMIN": "Queue administrator", "ENTITLEMENTS_ADMIN": "Entitlements administrator"}
+
+
 async def worker(db, user: str, *roles: str) -> dict[str, str]:
     async with db.begin() as conn:
+        for role in set(roles) & set(BUILT_IN_ROLES):  # the migrations' built-in roles (the conn fixture empties
+            await conn.execute(text(                  # the role table)
+                "INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
+                "VALUES (:code, :name, 'SYSTEM') ON CONFLICT (role_code) DO NOTHING"),
+                {"code": role, "name": BUILT_IN_ROLES[role]})
         await auth.add_user(conn, user, roles=list(roles), granted_by="test")
         token = await auth.create_token(conn, user)
     return {"Authorization": f"Bearer {token}"}
@@ -223,12 +236,13 @@ async def test_escalation_keeps_work_takeable_first_raises_priority_in_the_engin
     client = await app_client(aiohttp_client, db_url, engine)
     h = await worker(db, "gus", "INTAKE_CLERK")
     assert (await client.post(f"/api/tasks/{claimed_late}/claim", json={}, headers=h)).status == 200
-    async with db.begin() as conn:  # due dates in the past, and the queue's escalation rules
+    async with db.begin() as conn:  # due dates in the past
         await conn.execute(text("UPDATE flowable.workflow_tasks SET due_date = now() - interval '20 seconds' "
                                 "WHERE task_id = ANY(:t)"), {"t": [late, claimed_late]})
-        await conn.execute(text("""UPDATE flowable.workflow_queues SET sla_minutes = 1,
-                                   escalation_config = '{"raise_priority_by": 15, "notify_role": "CASE_SUPERVISOR"}'
-                                   WHERE queue_name = 'INTAKE_REGISTRATION'"""))
+    admin = await worker(db, "quinn", "QUEUE_ADMIN")  # the queue's escalation rules, as an operator sets them
+    changed = await client.put("/api/queues/INTAKE_REGISTRATION", headers=admin, json={
+        "slaMinutes": 1, "escalation": {"raisePriorityBy": 15, "notifyRole": "CASE_SUPERVISOR"}})
+    assert changed.status == 200, await changed.text()
 
     round_one = await escalate_once(db, flowable)
     assert {t["task_id"]: (t["status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
@@ -351,10 +365,8 @@ async def test_round_robin_auto_assignment_spreads_evenly_and_respects_max_tasks
     for name in ("ada", "bea", "cy"):
         await worker(db, name, "INTAKE_CLERK")
     async with db.begin() as conn:
-        await conn.execute(text("""
-            UPDATE flowable.queue_assignments SET auto_assign = TRUE, assignment_strategy = 'ROUND_ROBIN',
-                                                  max_tasks_per_user = 10
-            WHERE queue_id = (SELECT queue_id FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION')"""))
+        await change_queue(conn, "INTAKE_REGISTRATION", {"autoAssign": True, "assignmentStrategy": "ROUND_ROBIN",
+                                                         "maxTasksPerUser": 10}, by="test", source="test")
         with pytest.raises(Exception, match="chk_assignment_strategy"):
             async with conn.begin_nested():
                 await conn.execute(text("UPDATE flowable.queue_assignments SET assignment_strategy = 'RANDOM'"))
@@ -486,15 +498,83 @@ users:
     assert ran.returncode == 1 and "line 2: no role 'NOPE'" in ran.stderr
 
 
+async def test_queue_settings_are_shown_changed_by_an_admin_all_or_nothing_recorded_and_take_effect(
+        db, db_url, flowable, engine, aiohttp_client, tmp_path):
+    client = await app_client(aiohttp_client, db_url, engine)
+    clerk = await worker(db, "cal", "INTAKE_CLERK")
+    admin = await worker(db, "ada.admin", "QUEUE_ADMIN")
+    # what the OneCMS file declares, applied when it was deployed
+    shipped = await (await client.get("/api/queues/LEGAL_REVIEW", headers=clerk)).json()
+    assert shipped["settings"] == {
+        "slaMinutes": 480, "maxCapacity": 200, "overflowQueue": "LEGAL_ESCALATION",
+        "escalation": {"raisePriorityBy": 10, "notifyRole": "LEGAL_COUNSEL_LEAD"},
+        "autoAssign": True, "assignmentStrategy": "LEAST_LOADED", "maxTasksPerUser": 8}
+    assert shipped["changes"][-1]["source"] == f"deploy {ONECMS_FILE.name}"
+    listed = await (await client.get("/api/queues", headers=clerk)).json()
+    assert {"LEGAL_REVIEW", "INTAKE_REGISTRATION", "CASE_CLOSURE"} <= {q["name"] for q in listed["queues"]}
+
+    queue = "COMPLIANCE_SIGNOFF"
+    before = await (await client.get(f"/api/queues/{queue}", headers=clerk)).json()
+    assert (await client.put(f"/api/queues/{queue}", headers=clerk, json={"maxTasksPerUser": 1})).status == 403
+    refused = await client.put(f"/api/queues/{queue}", headers=admin, json={
+        "autoAssign": "yes", "maxTasksPerUser": 0, "overflowQueue": "NOWHERE", "colour": "red",
+        "escalation": {"notifyRole": "NOBODY", "speed": 2}})
+    assert refused.status == 422
+    assert sorted((await refused.json())["problems"]) == sorted([
+        "autoAssign: true or false", "maxTasksPerUser: a whole number from 1 to 10000",
+        "colour: not a queue setting (the settings are slaMinutes, maxCapacity, overflowQueue, escalation, "
+        "autoAssign, assignmentStrategy, maxTasksPerUser)",
+        "escalation: speed not known; it takes raisePriorityBy, moveToQueue, notifyRole, maxLevel",
+        "overflowQueue: no queue NOWHERE"])
+    assert await (await client.get(f"/api/queues/{queue}", headers=clerk)).json() == before  # nothing changed
+    assert (await client.put("/api/queues/NO_SUCH_QUEUE", headers=admin, json={"slaMinutes": 5})).status == 404
+    assert (await client.get("/api/queues/NO_SUCH_QUEUE", headers=clerk)).status == 404
+
+    # a cap of one task per person: the second claim-next in the queue finds nothing for the same person
+    changed = await client.put(f"/api/queues/{queue}", headers=admin, json={
+        "maxTasksPerUser": 1, "escalation": {"raisePriorityBy": 30, "moveToQueue": "SUPERVISOR_ESCALATION"}})
+    assert changed.status == 200, await changed.text()
+    shown = await changed.json()
+    assert (shown["settings"]["maxTasksPerUser"], shown["settings"]["escalation"]) == (
+        1, {"raisePriorityBy": 30, "moveToQueue": "SUPERVISOR_ESCALATION"})
+    latest = shown["changes"][0]
+    assert (latest["by"], latest["source"], latest["before"]["maxTasksPerUser"], latest["after"]) == (
+        "ada.admin", "api", before["settings"]["maxTasksPerUser"],
+        {"escalation": {"raisePriorityBy": 30, "moveToQueue": "SUPERVISOR_ESCALATION"}, "maxTasksPerUser": 1})
+    pids = await start_cases(flowable, db, 2)
+    async with db.begin() as conn:  # two open tasks in the queue, without walking two cases to their sign-offs
+        await conn.execute(text("UPDATE flowable.workflow_tasks SET queue_name = :q "
+                                "WHERE process_instance_id = ANY(:p)"), {"q": queue, "p": pids})
+    officer = await worker(db, "cora", "COMPLIANCE_OFFICER")
+    taken = await client.post("/api/work/next", json={"queues": [queue]}, headers=officer)
+    assert taken.status == 200, await taken.text()
+    assert (await client.post("/api/work/next", json={"queues": [queue]}, headers=officer)).status == 204
+
+    # the same from the command line, recorded as the operator
+    env = {**os.environ, "DATABASE_URL": db_url}
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "set", queue, "maxTasksPerUser=3",
+                          "escalation={}", "--by", "ops.olga"], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert "maxTasksPerUser: 3" in ran.stdout and "escalation: {}" in ran.stdout
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "set", queue, "assignmentStrategy=FASTEST"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 1 and "assignmentStrategy: one of ROUND_ROBIN, LEAST_LOADED" in ran.stderr
+    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "show", queue, "--json"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert [(c["by"], c["source"]) for c in json.loads(ran.stdout)["changes"][:2]] == [
+        ("ops.olga", "cli"), ("ada.admin", "api")]
+    assert (await client.post("/api/work/next", json={"queues": [queue]}, headers=officer)).status == 200
+
+
 async def test_least_loaded_auto_assignment_and_overflow_when_over_capacity(db, flowable):
     from bridge.work.assignment import auto_assign_once
 
     for name in ("lee", "max"):
         await worker(db, name, "INTAKE_CLERK")
     async with db.begin() as conn:
-        await conn.execute(text("""
-            UPDATE flowable.queue_assignments SET auto_assign = TRUE, assignment_strategy = 'LEAST_LOADED'
-            WHERE queue_id = (SELECT queue_id FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION')"""))
+        await change_queue(conn, "INTAKE_REGISTRATION", {"autoAssign": True, "assignmentStrategy": "LEAST_LOADED"},
+                           by="test", source="test")
     await start_cases(flowable, db, 1)
     assert set((await auto_assign_once(db, flowable)).assigned.values()) == {"lee"}  # ties: user id
     await start_cases(flowable, db, 3)
@@ -503,9 +583,8 @@ async def test_least_loaded_auto_assignment_and_overflow_when_over_capacity(db, 
     assert sorted(assigned.values()) == ["lee", "max", "max"]
 
     async with db.begin() as conn:  # the queue is full: new work overflows instead of being assigned
-        await conn.execute(text("""UPDATE flowable.workflow_queues
-                                   SET max_capacity = 2, routing_rules = '{"overflowQueue": "INTAKE_TRIAGE"}'
-                                   WHERE queue_name = 'INTAKE_REGISTRATION'"""))
+        await change_queue(conn, "INTAKE_REGISTRATION", {"maxCapacity": 2, "overflowQueue": "INTAKE_TRIAGE"},
+                           by="test", source="test")
     (late,) = await start_cases(flowable, db, 1)
     late_task = (await flowable.tasks(processInstanceId=late))[0]["id"]
     overflow = await auto_assign_once(db, flowable)

@@ -321,6 +321,19 @@ api_idempotency = Table(
     schema="flowable",
 )
 
+queue_setting_changes = Table(  # migration 0021: bridge/work/queues.py records each change of a queue's settings
+    "queue_setting_changes", metadata,
+    Column("change_id", BigInteger, Identity(), primary_key=True),
+    Column("queue_name", String(100),
+           ForeignKey("flowable.workflow_queues.queue_name", onupdate="CASCADE", ondelete="CASCADE"), nullable=False),
+    _stamped("changed_at"),
+    Column("changed_by", String(100), nullable=False),
+    Column("source", String(300), nullable=False),
+    Column("before", JSONB, nullable=False),
+    Column("after", JSONB, nullable=False),
+    schema="flowable",
+)
+
 _HOURLY_FIGURES = ("created", "completed", "completed_late")
 
 task_hourly_stats = Table(  # migration 0018: reports read it through flowable.v_task_hourly_stats

@@ -32,6 +32,7 @@ from bridge.web.api_auth import authentication_middleware
 from bridge.web.dashboard import dashboard_routes
 from bridge.web.deployments import deployments_routes
 from bridge.web.openapi import DOCUMENT
+from bridge.web.queues import queue_routes
 from bridge.web.webhooks import webhook_routes
 from bridge.web.reports import report_routes
 from bridge.web.work import work_routes
@@ -88,6 +89,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_routes(deployments_routes(DB, FLOWABLE))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
+    app.router.add_routes(queue_routes(DB))
     app.router.add_routes(report_routes(DB, FLOWABLE))
     app.router.add_routes(dashboard_routes(DB, FLOWABLE))
     return app

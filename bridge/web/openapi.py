@@ -26,6 +26,7 @@ def _errors(*codes: int) -> dict:
 
 
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}}
+QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 CASE_ID = {"name": "case_id", "in": "path", "required": True,
            "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999_999_999_999},  # parse_case_id's range
            "description": "a positive whole number"}
@@ -76,6 +77,24 @@ DOCUMENT: dict[str, Any] = {
                 "escalation_level": {"type": "integer"}, "outcome": NULLABLE_STRING}),
             "ActionResult": _object({"taskId": STRING, "action": STRING, "status": STRING,
                                      "assignee": NULLABLE_STRING}),
+            "QueueSettings": {"type": "object", "additionalProperties": False, "properties": {
+                "slaMinutes": {"type": "integer", "minimum": 1, "maximum": 525600},
+                "maxCapacity": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                "overflowQueue": NULLABLE_STRING,
+                "escalation": {"type": "object", "additionalProperties": False, "properties": {
+                    "raisePriorityBy": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "moveToQueue": STRING, "notifyRole": STRING,
+                    "maxLevel": {"type": "integer", "minimum": 1, "maximum": 10}}},
+                "autoAssign": {"type": "boolean"},
+                "assignmentStrategy": {"type": "string", "enum": ["ROUND_ROBIN", "LEAST_LOADED"]},
+                "maxTasksPerUser": {"type": "integer", "minimum": 1, "maximum": 10000}}},
+            "Queue": _object({
+                "name": STRING, "type": STRING, "department": NULLABLE_STRING, "active": {"type": "boolean"},
+                "settings": {"$ref": "#/components/schemas/QueueSettings"},
+                "roles": {"type": "array", "items": {"type": "object"}},
+                "changes": {"type": "array", "items": _object({
+                    "at": STRING, "by": STRING, "source": STRING, "before": {"type": "object"},
+                    "after": {"type": "object"}})}}),
             "CaseWorkflow": _object({
                 "caseId": {"type": "integer"}, "processInstanceId": STRING, "workflowType": STRING,
                 "status": STRING, "currentDepartment": NULLABLE_STRING, "currentPhase": NULLABLE_STRING,
@@ -151,6 +170,23 @@ DOCUMENT: dict[str, Any] = {
             {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
         "/api/tasks/{task_id}/comment": _action("comment on a task", _object(
             {"message": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["message"])),
+        "/api/queues": {"get": {
+            "summary": "every queue with its settings as they take effect", "security": BEARER,
+            "responses": {"200": _json(_object({"queues": {"type": "array", "items": {
+                "$ref": "#/components/schemas/Queue"}}}), "the queues"), **_errors(401)}}},
+        "/api/queues/{name}": {
+            "get": {"summary": "a queue, its settings, its roles and its latest setting changes", "security": BEARER,
+                    "parameters": [QUEUE_NAME],
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Queue"}, "the queue"),
+                                  **_errors(401, 404)}},
+            "put": {"summary": "change some of a queue's settings, all or nothing, recorded (QUEUE_ADMIN); "
+                               "escalation is replaced whole", "security": BEARER, "parameters": [QUEUE_NAME],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/QueueSettings"}}}},
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Queue"}, "changed (or already so)"),
+                                  "422": _json(_object({"error": STRING, "problems": {"type": "array", "items": STRING}}),
+                                               "nothing changed: every problem listed"),
+                                  **_errors(400, 401, 403, 404)}}},
         "/api/admin/entitlements": {"post": {
             "summary": "import departments, users and grants (ENTITLEMENTS_ADMIN), all or nothing",
             "security": BEARER,

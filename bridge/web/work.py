@@ -75,7 +75,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             return response
 
         async def _handle(request: web.Request) -> web.Response:
-            body = await _body(request)
+            body = await json_body(request)
             if isinstance(body, web.Response):
                 return body
             actor = Actor(request[USER_ID], {
@@ -186,7 +186,7 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON number")  # Python's json reads NaN and Infinity; JSON does not
 
 
-async def _body(request: web.Request) -> dict | web.Response:
+async def json_body(request: web.Request) -> dict | web.Response:
     raw = await request.read()
     if not raw.strip():
         return {}

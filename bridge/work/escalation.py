@@ -7,15 +7,15 @@ Each level is one escalation, by the background job (`escalate_once`, `bridge es
 as a BRIDGE_ESCALATE event through the mirror's apply path (bridge/mirror/bridge_events.py). The task keeps
 its state and assignee: an escalated OPEN task is offered first by claim-next and auto-assignment.
 
-escalation_config (workflow_queues; from the BPMN's queue extension, or `PUT /api/queues/{name}`), every
-key optional:
+escalation_config (workflow_queues, the queue's `escalation` setting: bridge/queue_settings.py; from the BPMN's
+<onecms:escalation>, `PUT /api/queues/{name}` or `bridge queues set`), every key optional:
   raise_priority_by  whole number: the task's priority goes up by it (at most 100), in the engine;
   move_to_queue      a queue name: the task moves to that queue (queues are the bridge's; the queue's roles
                      may then take it through claim-next);
   notify_role        a role code: that role becomes a candidate group of the task in the engine, e.g. the
                      department's supervisors, who can then see and take it;
   max_level          the top level (default 3).
-Other keys are logged and ignored. Only one bridge runs a round at a time (advisory lock); each task is
+Other keys (only SQL by hand can write them) are logged and ignored. Only one bridge runs a round at a time (advisory lock); each task is
 escalated in its own transaction, under the locks pushes take, so a round never escalates a task twice for
 one level and a push never lands in the middle.
 """

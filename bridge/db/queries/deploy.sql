@@ -46,7 +46,8 @@ SET department_name = EXCLUDED.department_name,
     metadata        = entitlements.departments.metadata || EXCLUDED.metadata;
 
 -- name: upsert_queue
--- escalation_config, routing_rules and current_load belong to operations and the mirror: never overwritten.
+-- A new queue starts with the file's SLA and capacity; an existing queue's settings change only through
+-- bridge/work/queues.py (recorded), and current_load belongs to the mirror.
 INSERT INTO flowable.workflow_queues (queue_name, queue_type, department_id, sla_minutes, max_capacity, metadata)
 VALUES (:name, :type,
         (SELECT department_id FROM entitlements.departments WHERE department_code = :department),
@@ -54,8 +55,6 @@ VALUES (:name, :type,
 ON CONFLICT (queue_name) DO UPDATE
 SET queue_type    = EXCLUDED.queue_type,
     department_id = EXCLUDED.department_id,
-    sla_minutes   = EXCLUDED.sla_minutes,
-    max_capacity  = EXCLUDED.max_capacity,
     is_active     = TRUE,
     metadata      = flowable.workflow_queues.metadata || EXCLUDED.metadata;
 
