@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOK_BATCHES = Counter(
     "bridge_webhook_batches_total", "Webhook batches by outcome", ["outcome"])
-# accepted | duplicate | parked | bad_signature | malformed | too_large | database_unavailable
+# accepted | duplicate | parked | bad_signature | malformed | too_large | database_unavailable | conflict
 EVENTS_RECEIVED = Counter("bridge_events_received_total", "Engine events in accepted webhook batches")
 EVENTS_APPLIED = Counter("bridge_events_applied_total", "Engine events stored and applied to the mirror")
 EVENTS_DEDUPLICATED = Counter("bridge_events_deduplicated_total", "Engine events already stored (redelivered)")

@@ -379,3 +379,59 @@ async def test_a_burst_sent_in_shared_posts_mirrors_exactly_from_the_pushes_alon
     async with db.connect() as conn:
         differences = compare(engine_now, await read_mirror(conn, sorted(wanted))).differences
     assert [str(d) for d in differences] == []
+
+
+async def test_whole_cases_delivered_duplicated_and_shuffled_converge_with_their_variables(
+        flowable, db, webhook_receiver, aiohttp_client, engine, db_url, monkeypatch):
+    """Issue 13: 30 demo cases driven to their ends (closed, rejected, withdrawn, reworked, some left
+    part-way), every POST the engine made for them sent twice, shuffled, eight at a time, with no reconciler:
+    the mirror matches the engine, variables included (an outside run once ended a case with caseType,
+    severity and triageDecision null), and no POST is answered anything but 200 (two overlapping batches that
+    deadlock are retried inside the bridge, not answered 503)."""
+    import asyncio
+    import random
+
+    import bridge.demo
+    from bridge.demo import DemoSeeder
+
+    async def no_resync(*args, **kwargs):
+        return []
+    monkeypatch.setattr(bridge.demo, "resync_instances", no_resync)
+    before = len(webhook_receiver.deliveries)
+    seeder = DemoSeeder(db, flowable, seed=13, concurrency=8)
+    await seeder.prepare()
+    outcome = await seeder.seed(30)
+    wanted = set(outcome.instance_ids)
+    engine_now = await EngineReader(flowable, clock_skew=timedelta(0)).read_instances(outcome.instance_ids)
+    ended = {pid for pid, p in engine_now.processes.items() if p.get("endTime")}
+    await webhook_receiver.wait_for(lambda: sum(
+        1 for d in webhook_receiver.deliveries[before:] for e in d.events
+        if e["type"] == "TASK_CREATED" and e.get("processInstanceId") in wanted) >= len(engine_now.tasks)
+        and sum(1 for d in webhook_receiver.deliveries[before:] for e in d.events
+                if e["type"].startswith("PROCESS_COMPLETED") or e["type"] == "PROCESS_CANCELLED") >= len(ended),
+        timeout=60)
+    ours = [d for d in webhook_receiver.deliveries[before:] if any(e.get("processInstanceId") in wanted for e in d.events)]
+    deliveries = ours * 2
+    rng = random.Random(13)
+    rng.shuffle(deliveries)
+
+    client = await aiohttp_client(bridge_app(db_url, engine))
+    gate = asyncio.Semaphore(8)
+    answers: list[int] = []
+
+    async def deliver(delivery) -> None:
+        async with gate:
+            await asyncio.sleep(rng.uniform(0, 0.02))
+            response = await client.post("/webhooks/flowable", data=delivery.body, headers=delivery.headers)
+            answers.append(response.status)
+            assert response.status == 200, await response.text()
+
+    await asyncio.gather(*(deliver(d) for d in deliveries))
+    assert answers == [200] * len(deliveries)
+    async with db.connect() as conn:
+        differences = compare(engine_now, await read_mirror(conn, sorted(wanted))).differences
+    assert [str(d) for d in differences] == []
+    for process in await rows(db, "SELECT process_instance_id, status, variables FROM flowable.process_instances "
+                                  "WHERE process_instance_id = ANY(:p)", p=sorted(wanted)):
+        assert process["variables"].get("caseType") and process["variables"].get("severity"), process
+    assert len(ended) >= 10, f"only {len(ended)} of 30 cases ended: the seed no longer drives cases to their ends"

@@ -311,3 +311,49 @@ async def test_metrics_count_each_outcome_and_are_served(intake, db, engine):
     assert served.status == 200 and served.content_type == "text/plain"
     text_body = await served.text()
     assert "bridge_events_applied_total" in text_body and "bridge_mirror_data_age_seconds" in text_body
+
+
+async def test_a_batch_postgresql_rolls_back_for_a_deadlock_is_done_again_not_answered_503_or_parked(
+        intake, db, db_url, engine, caplog):
+    """A real deadlock: another transaction holds the advisory lock of the batch's instance (as an
+    overlapping batch would) and then waits for the event row the batch inserted. PostgreSQL breaks the cycle
+    by rolling the intake back (it waited longest); the intake does the whole transaction again."""
+    import asyncio
+    import logging
+
+    import psycopg
+
+    from bridge.db.engine import libpq_url
+
+    pid = f"p-deadlock-{uuid.uuid4().hex[:6]}"
+    event = {"eventId": str(uuid.uuid4()), "type": "ENTITY_SUSPENDED", "entityType": "processInstance",
+             "timestamp": "2026-05-01T10:00:00.000Z", "processInstanceId": pid, "processInstance": {"id": pid}}
+    body = json.dumps({"events": [event]}).encode()
+    async with await psycopg.AsyncConnection.connect(libpq_url(db_url)) as other:
+        await other.execute("SET deadlock_timeout = '20s'")  # so that the intake is the one rolled back
+        await other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [pid])
+        caplog.set_level(logging.INFO, logger="bridge.mirror.intake")
+        posted = asyncio.ensure_future(intake.post("/webhooks/flowable", data=body,
+                                                   headers=signed(body, engine.webhook_secret)))
+        for _ in range(100):  # the intake has stored the event and waits for the advisory lock
+            waiting = await (await other.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).fetchone()
+            if waiting[0]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the intake never waited for the lock")
+        # wait for the intake's uncommitted event row: a cycle, which PostgreSQL breaks after 1 s
+        await other.execute("INSERT INTO flowable.webhook_batches (webhook_id, event_count) VALUES ('x', 0)")
+        await other.execute("""INSERT INTO flowable.engine_events (event_id, webhook_id, seq, event_type, payload)
+                               VALUES (%s, 'x', 1, 'X', '{}')""", [event["eventId"]])
+        await other.rollback()
+        response = await posted
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    assert (answer["newEvents"], answer.get("parked", 0)) == (1, 0)
+    assert "rolled back for a conflict with another transaction, attempt 2" in caplog.text
+    async with db.connect() as conn:
+        stored = (await conn.execute(text("SELECT applied_at, apply_error FROM flowable.engine_events "
+                                          "WHERE event_id = :e"), {"e": event["eventId"]})).one()
+    assert stored.applied_at is not None and stored.apply_error is None

@@ -23,6 +23,16 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# PostgreSQL rolled the transaction back because of another one: doing it again may well succeed.
+TRANSIENT_SQLSTATES = {"40P01": "deadlock detected", "40001": "serialization failure"}
+
+
+def transient_conflict(err: BaseException) -> bool:
+    """Whether `err` (SQLAlchemy's wrapper or psycopg's own) is a transaction PostgreSQL rolled back for a
+    conflict with another one, as opposed to a failure a retry would meet again."""
+    return getattr(getattr(err, "orig", err), "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),

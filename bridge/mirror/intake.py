@@ -2,6 +2,10 @@
 
 The HTTP handler (bridge/web/webhooks.py) checks size and signature first; here the body is checked
 for shape and stored. Every problem with a body is a BadBatch whose message names the field.
+
+Two batches that touch the same rows can deadlock in PostgreSQL (overlapping deliveries, a redelivery
+racing the first): PostgreSQL rolls one back, and `receive_batch` does the whole transaction again, a few
+times with jitter, instead of answering the engine 503 or parking events a retry would have applied.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from bridge.db.engine import transient_conflict
 from bridge.db.queries import queries
 from bridge.mirror.apply import apply_events
 
@@ -123,6 +129,24 @@ def _timestamp(owner: dict[str, Any], name: str, where: str) -> None:
         raise BadBatch(f"{where}: not an ISO-8601 timestamp: {value!r}") from None
 
 
+CONFLICT_ATTEMPTS = 6
+
+
+async def receive_batch(db: AsyncEngine, webhook_id: str, batch: dict[str, Any], body: bytes | None = None) -> Received:
+    """store_batch in a transaction of its own, done again when PostgreSQL rolls it back for a conflict with
+    another transaction; after the last attempt the conflict propagates (the engine is answered 503)."""
+    async for attempt in AsyncRetrying(retry=retry_if_exception(transient_conflict),
+                                       stop=stop_after_attempt(CONFLICT_ATTEMPTS),
+                                       wait=wait_random_exponential(multiplier=0.02, max=0.5), reraise=True):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                log.info("batch %s: rolled back for a conflict with another transaction, attempt %d",
+                         webhook_id, attempt.retry_state.attempt_number)
+            async with db.begin() as conn:
+                return await store_batch(conn, webhook_id, batch, body)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, Any],
                       body: bytes | None = None) -> Received:
     """Store a parsed batch under its webhook id; a redelivered id stores nothing. `body`, when given, is
@@ -145,8 +169,8 @@ async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, A
     except Exception as err:  # noqa: BLE001 - whatever an odd payload trips over in apply, it is parked
         # Parked, not lost: the events stay in the inbox with the reason, the engine gets its answer, and
         # the reconciler repairs the mirror from the engine. A database that is gone fails the whole request.
-        if isinstance(err, DBAPIError) and err.connection_invalidated:
-            raise
+        if isinstance(err, DBAPIError) and (err.connection_invalidated or transient_conflict(err)):
+            raise  # the whole transaction fails: nothing half-stored, the caller retries a conflict
         log.exception("batch %s: %d event(s) stored but not applied, parked", webhook_id, len(fresh))
         await conn.execute(SQL.park_events, {"event_ids": sorted(stored), "error": f"{type(err).__name__}: {err}"[:2000]})
         return Received(webhook_id, len(events), len(stored), duplicate_delivery=False, parked=len(stored))

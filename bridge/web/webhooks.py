@@ -1,9 +1,9 @@
 """POST /webhooks/flowable: the engine's signed batches into the inbox.
 
 401 and nothing written when the signature fails; 413 over the size limit (checked before the body is
-read); 400 with the field for a malformed body; 503 when the database is unavailable (nothing stored, the
-engine sends again); 200 with counts, also for a redelivery and for a batch stored but parked because
-applying it failed.
+read); 400 with the field for a malformed body; 503 when the database is unavailable, or the batch still
+conflicts with concurrent ones after bridge/mirror/intake.py's retries (nothing stored, the engine sends
+again); 200 with counts, also for a redelivery and for a batch stored but parked because applying it failed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from aiohttp import web
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge import metrics
-from bridge.mirror.intake import MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, store_batch
+from bridge.db.engine import transient_conflict
+from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, receive_batch
 from bridge.mirror.signature import SignatureError, verify
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -41,10 +42,13 @@ def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDe
             return _refused("malformed", 400, str(err))
         try:
             with metrics.APPLY_SECONDS.time():
-                async with request.app[db_key].begin() as conn:
-                    received = await store_batch(conn, webhook_id, batch, body)
+                received = await receive_batch(request.app[db_key], webhook_id, batch, body)
         except (OperationalError, InterfaceError, OSError) as err:
             # nothing was committed: the engine keeps the batch and sends it again
+            if transient_conflict(err):
+                log.warning("batch %s not stored, still conflicting after %d attempts: %s", webhook_id,
+                            CONFLICT_ATTEMPTS, err)
+                return _refused("conflict", 503, "the batch kept conflicting with concurrent ones; send it again")
             log.warning("batch %s not stored, database unavailable: %s", webhook_id, err)
             return _refused("database_unavailable", 503, "the database is unavailable; send the batch again later")
         _count(received, batch)
