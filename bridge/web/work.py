@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import metrics
 from bridge.db.queries import queries
+from bridge.failpoints import failpoint
 from bridge import entitlements
 from bridge.auth import ENTITLEMENTS_ROLE
 from bridge.web.api_auth import USER_ID, first_unstorable, problem, require_role, storable_text
@@ -99,6 +100,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
             response = web.json_response(body, status=err.status, headers=headers)
             response[DEFINITIVE] = err.definitive
             return response
+        failpoint("action.after_commit")
         return _success(result, created)
 
     async def next_task(service: WorkService, actor: Actor, request: web.Request, body: dict, remember):

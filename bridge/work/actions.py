@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
 from bridge.db.queries import queries
+from bridge.failpoints import failpoint
 from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, FlowableClient, FlowableError,
                                     to_rest_variables)
 from bridge.mirror import bridge_events
@@ -93,6 +94,9 @@ class _Step:
     engine: Callable[[dict], Awaitable[str | None]] | None
     event: Callable[[dict, str | None], dict]
     answer: Callable[[dict], dict]
+    # The task's row once this very action is done: a retry under an Idempotency-Key with no stored answer
+    # (the first attempt died between the engine and the commit) that finds it so answers success.
+    done: Callable[[dict], bool] | None = None
 
 
 class WorkService:
@@ -159,7 +163,8 @@ class WorkService:
             lambda row: self.flowable.claim_task(task_id, user, acting_user=user),
             lambda row, at: bridge_events.claimed(task_id, row["process_instance_id"], user=user, actor=user, at=at,
                                                   client_info=actor.client_info),
-            lambda row: {"status": "CLAIMED", "assignee": user}), remember)
+            lambda row: {"status": "CLAIMED", "assignee": user},
+            lambda row: row["status"] == "CLAIMED" and row["assignee_id"] == user), remember)
 
     async def unclaim(self, actor: Actor, task_id: str, *, remember: Remember | None = None) -> dict:
         user = actor.user_id
@@ -187,7 +192,8 @@ class WorkService:
             lambda row: self.flowable.complete_task(task_id, variables, acting_user=user),
             lambda row, at: bridge_events.completed(task_id, row["process_instance_id"], actor=user, at=at,
                                                     outcome=outcome, client_info=actor.client_info),
-            lambda row: {"status": "COMPLETED", "assignee": user}), remember)
+            lambda row: {"status": "COMPLETED", "assignee": user},
+            lambda row: row["status"] == "COMPLETED" and row["completed_by"] == user), remember)
 
     async def delegate(self, actor: Actor, task_id: str, to: Any, *, remember: Remember | None = None) -> dict:
         if not isinstance(to, str) or not 0 < len(to) <= 50:
@@ -200,7 +206,8 @@ class WorkService:
             lambda row: self.flowable.delegate_task(task_id, to, acting_user=user),
             lambda row, at: bridge_events.delegated(task_id, row["process_instance_id"], to=to, actor=user, at=at,
                                                     client_info=actor.client_info),
-            lambda row: {"status": "DELEGATED", "assignee": to, "owner": user}), remember)
+            lambda row: {"status": "DELEGATED", "assignee": to, "owner": user},
+            lambda row: row["status"] == "DELEGATED" and row["assignee_id"] == to), remember)
 
     async def resolve(self, actor: Actor, task_id: str, *, remember: Remember | None = None) -> dict:
         """The delegate is done: the task returns to its owner (who delegated it), CLAIMED by them."""
@@ -257,6 +264,8 @@ class WorkService:
         async with self.db.connect() as conn:
             async with conn.begin():
                 row = await self._locked_visible(conn, actor.user_id, task_id)
+                if remember and step.done and step.done(row):
+                    return await self._already_done(conn, task_id, step, row, remember)
                 if row["status"] not in step.allowed:
                     if step.name == "complete" and row["status"] == "DELEGATED" and row["assignee_id"] == actor.user_id:
                         raise WorkError(409, "the task is delegated to you: resolve it (POST .../resolve) to hand "
@@ -279,13 +288,30 @@ class WorkService:
                 except EngineUnavailable as err:
                     raise _engine_down(err) from None
                 else:
+                    failpoint("action.after_engine")
                     await bridge_events.record(conn, step.event(row, at))
                     answer = {"taskId": task_id, "action": step.name, **step.answer(row)}
                     if remember:
                         await remember(conn, answer)
                     return answer
         await resync_instances(self.db, self.flowable, [stale_instance])
+        if remember and step.done:
+            async with self.db.connect() as conn:
+                async with conn.begin():
+                    row = await self._locked_visible(conn, actor.user_id, task_id)
+                    if step.done(row):
+                        return await self._already_done(conn, task_id, step, row, remember)
         raise WorkError(refusal[0], f"{refusal[1]}; the mirror has been brought up to date")
+
+    async def _already_done(self, conn: AsyncConnection, task_id: str, step: _Step, row: dict,
+                            remember: Remember) -> dict:
+        """A retried request (same Idempotency-Key, no answer stored) whose action the engine had done: the
+        first attempt died after the engine and before its commit. The answer it would have had."""
+        log.info("%s of task %s: a retry finds it done (the first attempt's answer was lost); answered so",
+                 step.name, task_id)
+        answer = {"taskId": task_id, "action": step.name, **step.answer(row)}
+        await remember(conn, answer)
+        return answer
 
     async def _locked_visible(self, conn: AsyncConnection, user_id: str, task_id: str) -> dict:
         """The task's row, locked (with the locks pushes take), if the user may see it; else 404."""

@@ -39,7 +39,7 @@ FROM flowable.task_history WHERE task_id = :task_id ORDER BY action_at, history_
 
 -- name: lock_task
 SELECT task_id, process_instance_id, queue_name, status, assignee_id, escalation_level, priority, due_date,
-       candidate_groups
+       candidate_groups, completed_by
 FROM flowable.workflow_tasks WHERE task_id = :task_id FOR UPDATE;
 
 -- name: claim_next
