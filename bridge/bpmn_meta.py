@@ -39,7 +39,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from bridge import queue_settings
+from bridge import bpmn_policy, queue_settings
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 FLOWABLE_NS = "http://flowable.org/bpmn"
@@ -461,8 +461,10 @@ _COUNT_ELEMENTS = etree.XPath("count(//*)")
 _BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False, regexp=False)
 
 
-def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
-    """Parse and validate; never raises on bad input (the issues say what is wrong)."""
+def parse_bpmn(data: bytes, filename: str = "<bpmn>", *, allowed_delegates: Iterable[str] = ()) -> BpmnMetadata:
+    """Parse and validate, the deploy policy included (bridge/bpmn_policy.py: what the file may make the engine
+    run; `allowed_delegates` are the site's own Java classes and beans); never raises on bad input (the issues
+    say what is wrong)."""
     result = BpmnMetadata(filename)
     root, ids, issues = _read_xml(data, filename)
     result.issues.extend(issues)
@@ -475,12 +477,17 @@ def parse_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
                                    f"a BPMN file starts with <definitions xmlns=\"{BPMN_NS}\">"))
         return result
     _Reader(filename, root, result, ids).read()
+    for violation in bpmn_policy.violations(root, allowed_delegates=allowed_delegates):
+        owner = next((e for e in violation.element.iterancestors() if e.get("id")), None) \
+            if violation.element.get("id") is None else violation.element
+        result.issues.append(Issue(filename, violation.element.sourceline, owner.get("id") if owner is not None
+                                   else None, violation.code, violation.message))
     return result
 
 
-def load_bpmn(data: bytes, filename: str = "<bpmn>") -> BpmnMetadata:
+def load_bpmn(data: bytes, filename: str = "<bpmn>", *, allowed_delegates: Iterable[str] = ()) -> BpmnMetadata:
     """parse_bpmn, raising BpmnError when the file has errors (for deploying)."""
-    result = parse_bpmn(data, filename)
+    result = parse_bpmn(data, filename, allowed_delegates=allowed_delegates)
     if not result.ok:
         raise BpmnError(filename, result.errors)
     return result

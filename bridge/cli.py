@@ -53,7 +53,7 @@ def _serve(settings: Settings, url: str, engine: EngineEndpoint) -> None:
 
 
 async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deployed_by: str,
-                  dry_run: bool = False, business_app: str | None = None) -> int:
+                  allowed_delegates: tuple[str, ...], dry_run: bool = False, business_app: str | None = None) -> int:
     """Deploy each file, printing what happened; returns how many failed."""
     db = create_engine(url, pool_size=2)
     failed = 0
@@ -63,7 +63,7 @@ async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deploy
                 try:
                     outcome = await deploy_bpmn(path.read_bytes(), path.name, db=db, flowable=flowable,
                                                 deployed_by=deployed_by, business_app=business_app,
-                                                dry_run=dry_run)
+                                                dry_run=dry_run, allowed_delegates=allowed_delegates)
                     print(outcome.summary(), flush=True)
                 except BpmnError as err:
                     failed += 1
@@ -81,7 +81,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         _migrate(settings, url)
         with provisioned_engine(settings, url) as engine:
             if settings.deploy_on_start and asyncio.run(
-                    _deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge")):
+                    _deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge",
+                            allowed_delegates=settings.deploy_allowed_delegates)):
                 log.error("a workflow could not be deployed on start (see above); not serving")
                 return 1
             _serve(settings, url, engine)
@@ -93,6 +94,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
         _migrate(settings, url)
         with provisioned_engine(settings, url) as engine:
             failed = asyncio.run(_deploy(url, engine, args.files, deployed_by=args.by, dry_run=args.dry_run,
+                                         allowed_delegates=settings.deploy_allowed_delegates,
                                          business_app=args.business_app))
     return 1 if failed else 0
 

@@ -64,6 +64,8 @@ class Settings:
     escalate_interval_s: int = 60
     # Seconds between auto-assignment rounds; 0 turns auto-assignment off.
     auto_assign_interval_s: int = 2
+    # Java classes and Spring beans of the site's own that deployed BPMN may call (bridge/bpmn_policy.py).
+    deploy_allowed_delegates: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -97,6 +99,8 @@ class Settings:
             reconcile_sweep_minutes=_int(env, "BRIDGE_RECONCILE_SWEEP_MINUTES", defaults.reconcile_sweep_minutes),
             escalate_interval_s=_int(env, "BRIDGE_ESCALATE_INTERVAL_S", defaults.escalate_interval_s),
             auto_assign_interval_s=_int(env, "BRIDGE_AUTO_ASSIGN_INTERVAL_S", defaults.auto_assign_interval_s),
+            deploy_allowed_delegates=tuple(s.strip() for s in env.get("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "").split(",")
+                                           if s.strip()),
         )
 
 
@@ -123,5 +127,6 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
     ("BRIDGE_ESCALATE_INTERVAL_S", "60", "Seconds between SLA escalation rounds (overdue tasks escalate, queues' escalation_config is carried out); 0: off."),
     ("BRIDGE_AUTO_ASSIGN_INTERVAL_S", "2", "Seconds between auto-assignment rounds (queues whose assignments say auto_assign); 0: off."),
+    ("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "(none)", "Comma-separated Java class names and Spring bean names of the site's own that deployed BPMN may use (flowable:class, delegateExpression, bean method calls in expressions); nothing else runs (bridge/bpmn_policy.py)."),
     ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10", "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
 ]

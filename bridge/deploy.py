@@ -21,6 +21,7 @@ stays without its definition row.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 import json
 import logging
 from dataclasses import dataclass, field
@@ -66,8 +67,10 @@ class DeployOutcome:
 
 
 async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: FlowableClient,
-                      deployed_by: str, business_app: str | None = None, dry_run: bool = False) -> DeployOutcome:
-    metadata = load_bpmn(data, filename)
+                      deployed_by: str, business_app: str | None = None, dry_run: bool = False,
+                      allowed_delegates: Iterable[str] = ()) -> DeployOutcome:
+    """Validate (deploy policy included: `allowed_delegates`), deploy unless the engine has these bytes, record."""
+    metadata = load_bpmn(data, filename, allowed_delegates=allowed_delegates)
     if dry_run:
         return await _plan(data, filename, metadata, db=db, flowable=flowable)
     # Two bridges deploying the same process at once (say, both starting with `bridge up`) would both find

@@ -18,7 +18,8 @@ CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"
 CORPUS_FILES = sorted(p for p in CORPUS.iterdir() if p.name != "LICENSE") if CORPUS.is_dir() else []
 INVALID_MARKERS = ("Invalid", "invalid", "xsd_error", "multipleStartEvent", "EventInvalid", "ExternalEntity")
 # Our deployment rules: a file Flowable accepts may still break them (and then the bridge refuses it).
-POLICY_CODES = {"UNASSIGNED_USER_TASK", "OUTSIDE_LANES", "NO_EXECUTABLE_PROCESS"}
+POLICY_CODES = {"UNASSIGNED_USER_TASK", "OUTSIDE_LANES", "NO_EXECUTABLE_PROCESS", "FORBIDDEN_SCRIPT", "FORBIDDEN_CLASS",
+                "FORBIDDEN_DELEGATE", "FORBIDDEN_SERVICE_TYPE", "FORBIDDEN_EXPRESSION"}
 NS = {"b": bpmn_meta.BPMN_NS}
 
 

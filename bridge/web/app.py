@@ -86,7 +86,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/openapi.json", openapi_document)
-    app.router.add_routes(deployments_routes(DB, FLOWABLE))
+    app.router.add_routes(deployments_routes(DB, FLOWABLE, SETTINGS))
     app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
     app.router.add_routes(work_routes(DB, WORK))
     app.router.add_routes(queue_routes(DB))

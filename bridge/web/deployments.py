@@ -14,7 +14,7 @@ from bridge.flowable.client import EngineUnavailable
 from bridge.web.api_auth import USER_ID, problem, require_role
 
 
-def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
+def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey, settings_key: web.AppKey) -> list[web.RouteDef]:
     async def create(request: web.Request) -> web.Response:
         """Multipart with a `file` part, or the raw BPMN as the body with ?filename=. ?dryRun=true plans only."""
         await require_role(request, db_key, DEPLOY_ROLE)
@@ -22,6 +22,7 @@ def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web
         try:
             outcome = await deploy_bpmn(data, filename, db=request.app[db_key], flowable=request.app[flowable_key],
                                         deployed_by=request[USER_ID],
+                                        allowed_delegates=request.app[settings_key].deploy_allowed_delegates,
                                         dry_run=request.query.get("dryRun", "").lower() == "true")
         except BpmnError as err:
             return problem(422, f"{filename} has errors; nothing was deployed", issues=[

@@ -42,6 +42,7 @@ public class EngineConfig {
             EmitterSettings settings, WebhookSender sender) {
         return configuration -> {
             configuration.setEnableHistoricTaskLogging(true);
+            configuration.addPreDefaultELResolver(new ReflectionGuardELResolver());
             if (settings.enabled()) {
                 List<FlowableEventListener> listeners = new ArrayList<>();
                 if (configuration.getEventListeners() != null) {

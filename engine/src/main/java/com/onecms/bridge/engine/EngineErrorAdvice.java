@@ -145,11 +145,21 @@ public class EngineErrorAdvice {
         return ResponseEntity.status(status).body(body);
     }
 
-    /** The exception's message; without one, its class name (and its cause's, as Throwable.toString puts it). */
+    /**
+     * The exception's message, followed by its innermost cause's when that says something else (Flowable wraps
+     * what went wrong in an expression as "Error while evaluating expression: ..."); without a message, its
+     * class name (and its cause's, as Throwable.toString puts it).
+     */
     static String message(Throwable exception) {
         String message = exception.getMessage();
         if (message != null && !message.isBlank()) {
-            return message;
+            Throwable root = exception;
+            while (root.getCause() != null && root.getCause() != root) {
+                root = root.getCause();
+            }
+            String reason = root.getMessage();
+            return root == exception || reason == null || reason.isBlank() || message.contains(reason)
+                    ? message : message + ": " + reason;
         }
         Throwable cause = exception.getCause();
         return cause == null || cause == exception
