@@ -23,6 +23,7 @@ from bridge.bpmn_meta import MAX_BYTES
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
+from bridge.db.locks import RequestLocks
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
 from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
@@ -31,6 +32,7 @@ from bridge.runtime import webhook_secret
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.dashboard import dashboard_routes
 from bridge.web.deployments import deployments_routes
+from bridge.web.errors import error_middleware
 from bridge.web.openapi import DOCUMENT
 from bridge.web.queues import queue_routes
 from bridge.web.webhooks import webhook_routes
@@ -48,6 +50,7 @@ FLOWABLE = web.AppKey("flowable", FlowableClient)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
 RECONCILER = web.AppKey("reconciler", Reconciler)
 WORK = web.AppKey("work", WorkService)
+LOCKS = web.AppKey("locks", RequestLocks)
 
 READY_ENGINE_TIMEOUT_S = 3
 log = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
                background_jobs: bool = True) -> web.Application:
     """The app; background_jobs=False for extra serving processes (bridge/web/server.py)."""
-    app = web.Application(middlewares=[request_id, request_metrics, authentication_middleware(DB)],
+    app = web.Application(middlewares=[request_id, request_metrics, error_middleware, authentication_middleware(DB)],
                           client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
@@ -96,9 +99,14 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
 
 
 async def _database_engine(app: web.Application) -> AsyncIterator[None]:
-    engine = create_engine(app[DATABASE_URL], pool_size=app[SETTINGS].db_pool_size)
+    settings = app[SETTINGS]
+    engine = create_engine(app[DATABASE_URL], pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_s)
     app[DB] = engine
+    # the locks a request holds across its engine calls: a pool of their own (bridge/db/locks.py)
+    app[LOCKS] = RequestLocks(create_engine(app[DATABASE_URL], pool_size=settings.db_pool_size,
+                                            pool_timeout=settings.db_pool_timeout_s))
     yield
+    await app[LOCKS].dispose()
     await engine.dispose()
 
 
@@ -106,7 +114,7 @@ async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
     endpoint = app[ENGINE_ENDPOINT]
     client = FlowableClient(endpoint.base_url, endpoint.user, endpoint.password)
     app[FLOWABLE] = client
-    app[WORK] = WorkService(app[DB], client)
+    app[WORK] = WorkService(app[DB], client, locks=app[LOCKS])
     yield
     await client.close()
 

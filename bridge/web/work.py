@@ -87,7 +87,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
                 return await _answer(run, request, actor, body, created, None)
             if not 0 < len(key) <= 200:
                 return problem(400, "Idempotency-Key: 1 to 200 characters")
-            return await _idempotent(request, db_key, key, body, created,
+            return await _idempotent(request, db_key, work_key, key, body, created,
                                      lambda remember: _answer(run, request, actor, body, created, remember))
         return handler
 
@@ -119,7 +119,7 @@ def work_routes(db_key: web.AppKey, work_key: web.AppKey) -> list[web.RouteDef]:
     async def start_workflow(service: WorkService, actor: Actor, request: web.Request, body: dict, remember):
         case_id = parse_case_id(request.match_info["case_id"])
         return await start_case_workflow(service.db, service.flowable, actor, case_id, body.get("process_key"),
-                                         body.get("variables"), remember=remember)
+                                         body.get("variables"), locks=service.locks, remember=remember)
 
     async def case(request: web.Request) -> web.Response:
         try:
@@ -204,8 +204,8 @@ async def json_body(request: web.Request) -> dict | web.Response:
     return body
 
 
-async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: dict, created: bool,
-                      act) -> web.Response:
+async def _idempotent(request: web.Request, db_key: web.AppKey, work_key: web.AppKey, key: str, body: dict,
+                      created: bool, act) -> web.Response:
     db: AsyncEngine = request.app[db_key]
     user = request[USER_ID]
     fingerprint = hashlib.sha256(json.dumps([request.method, request.path, body], sort_keys=True).encode()).hexdigest()
@@ -215,25 +215,21 @@ async def _idempotent(request: web.Request, db_key: web.AppKey, key: str, body: 
         response = _success(result, created)
         await _store(conn, user, key, fingerprint, response.status, json.loads(response.body) if response.body else None)
 
-    async with db.connect() as lock:  # one request per (user, key) at a time: a concurrent retry waits
-        await lock.execute(SQL.lock_idempotency_key, {"user_id": user, "key": key})
-        await lock.commit()
-        try:
-            async with db.connect() as conn:
-                seen = (await conn.execute(SQL.remembered_answer, {"user_id": user, "key": key})).first()
-            if seen is not None:
-                if seen.request_hash != fingerprint:
-                    return problem(422, "Idempotency-Key was used before for a different request")
-                return _replay(seen.response_status, seen.response_body)
-            response = await act(remember)
-            if response.status >= 400 and response.get(DEFINITIVE, response.status < 500):
-                # a definitive refusal changed nothing to commit beside: stored on its own
-                async with db.begin() as conn:
-                    await _store(conn, user, key, fingerprint, response.status, json.loads(response.body))
-            return response
-        finally:
-            await lock.execute(SQL.unlock_idempotency_key, {"user_id": user, "key": key})
-            await lock.commit()
+    # one request per (user, key) at a time: a concurrent retry waits (the lock's connection is not the work's)
+    async with request.app[work_key].locks.hold(SQL.lock_idempotency_key, SQL.unlock_idempotency_key,
+                                                {"user_id": user, "key": key}):
+        async with db.connect() as conn:
+            seen = (await conn.execute(SQL.remembered_answer, {"user_id": user, "key": key})).first()
+        if seen is not None:
+            if seen.request_hash != fingerprint:
+                return problem(422, "Idempotency-Key was used before for a different request")
+            return _replay(seen.response_status, seen.response_body)
+        response = await act(remember)
+        if response.status >= 400 and response.get(DEFINITIVE, response.status < 500):
+            # a definitive refusal changed nothing to commit beside: stored on its own
+            async with db.begin() as conn:
+                await _store(conn, user, key, fingerprint, response.status, json.loads(response.body))
+        return response
 
 
 async def _store(conn, user: str, key: str, fingerprint: str, status: int, body: Any) -> None:

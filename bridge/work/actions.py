@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
+from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
 from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, FlowableClient, FlowableError,
@@ -100,9 +101,12 @@ class _Step:
 
 
 class WorkService:
-    def __init__(self, db: AsyncEngine, flowable: FlowableClient) -> None:
+    def __init__(self, db: AsyncEngine, flowable: FlowableClient, *, locks: RequestLocks | None = None) -> None:
         self.db = db
         self.flowable = flowable
+        # Locks held across engine calls (a case's start). The service's own pool: a request never holds a
+        # lock connection and waits for a second one of the same pool (bridge/db/locks.py).
+        self.locks = locks or RequestLocks(db)
 
     # -- claim-next ------------------------------------------------------------------------------
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.bpmn_meta import StartVariable
+from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 from bridge.mirror.reconcile import resync_instances
@@ -39,7 +40,7 @@ def parse_case_id(raw: str) -> int:
 
 
 async def start_case_workflow(db: AsyncEngine, flowable: FlowableClient, actor: Actor, case_id: int,
-                              process_key: Any, variables: Any, *, remember=None) -> dict:
+                              process_key: Any, variables: Any, *, locks: RequestLocks, remember=None) -> dict:
     if not isinstance(process_key, str) or not process_key:
         raise WorkError(400, "process_key: the key of a deployed workflow")
     variables = {**check_variables(variables), "caseId": case_id}
@@ -52,27 +53,21 @@ async def start_case_workflow(db: AsyncEngine, flowable: FlowableClient, actor: 
     if problems:
         raise WorkError(422, f"{process_key} cannot start with these variables: {'; '.join(problems)}",
                         problems=problems)
-    async with db.connect() as lock:
-        await lock.execute(SQL.lock_case_start, {"key": f"{case_id}:{process_key}"})
-        await lock.commit()
+    async with locks.hold(SQL.lock_case_start, SQL.unlock_case_start, {"key": f"{case_id}:{process_key}"}):
         try:
-            try:
-                running = await flowable.process_instances(businessKey=str(case_id), processDefinitionKey=process_key)
-                if running:
-                    return await _answer(db, flowable, case_id, running[0]["id"], already=True, remember=remember)
-                started = await flowable.start_process(process_key, business_key=str(case_id), variables=variables,
-                                                       acting_user=actor.user_id)
-            except FlowableError as err:
-                # the engine answers a start it cannot do (a missing start variable, an expression that fails)
-                # with its own message: the request, not the bridge, needs changing
-                raise WorkError(422, f"the engine refused to start it: {err.message}") from None
-            except EngineUnavailable as err:
-                raise WorkError(503, f"the engine is unavailable, nothing was started: {err}", retry_after=5) from None
-            return await _answer(db, flowable, case_id, started["id"], already=False, remember=remember,
-                                 initiator=actor.user_id)
-        finally:
-            await lock.execute(SQL.unlock_case_start, {"key": f"{case_id}:{process_key}"})
-            await lock.commit()
+            running = await flowable.process_instances(businessKey=str(case_id), processDefinitionKey=process_key)
+            if running:
+                return await _answer(db, flowable, case_id, running[0]["id"], already=True, remember=remember)
+            started = await flowable.start_process(process_key, business_key=str(case_id), variables=variables,
+                                                   acting_user=actor.user_id)
+        except FlowableError as err:
+            # the engine answers a start it cannot do (a missing start variable, an expression that fails)
+            # with its own message: the request, not the bridge, needs changing
+            raise WorkError(422, f"the engine refused to start it: {err.message}") from None
+        except EngineUnavailable as err:
+            raise WorkError(503, f"the engine is unavailable, nothing was started: {err}", retry_after=5) from None
+        return await _answer(db, flowable, case_id, started["id"], already=False, remember=remember,
+                             initiator=actor.user_id)
 
 
 async def _answer(db: AsyncEngine, flowable: FlowableClient, case_id: int, instance_id: str, *, already: bool,
@@ -83,7 +78,7 @@ async def _answer(db: AsyncEngine, flowable: FlowableClient, case_id: int, insta
         async with db.begin() as conn:
             if initiator:
                 await conn.execute(SQL.record_initiator, {"user_id": initiator, "process_instance_id": instance_id})
-            workflows = await case_workflows(db, case_id)
+            workflows = await case_workflows_in(conn, case_id)
             found = next((w for w in workflows if w["processInstanceId"] == instance_id), None)
             answer = {**(found or {"caseId": case_id, "processInstanceId": instance_id, "status": "ACTIVE"}),
                       "alreadyStarted": already, "mirrored": found is not None}
@@ -99,15 +94,19 @@ async def _answer(db: AsyncEngine, flowable: FlowableClient, case_id: int, insta
 
 async def case_workflows(db: AsyncEngine, case_id: int) -> list[dict]:
     async with db.connect() as conn:
-        rows = await conn.execute(SQL.case_workflows, {"case_id": case_id})
-        return [{"caseId": r.case_id, "processInstanceId": r.process_instance_id, "workflowType": r.workflow_type,
-                 "status": r.status, "currentDepartment": r.current_department, "currentPhase": r.current_phase,
-                 "routingHistory": r.routing_history, "initiatedBy": r.initiated_by,
-                 "initiatedAt": r.initiated_at.isoformat(),
-                 "expectedCompletion": r.expected_completion.isoformat() if r.expected_completion else None,
-                 "actualCompletion": r.actual_completion.isoformat() if r.actual_completion else None,
-                 "processVersion": r.process_version, "outcome": _outcome(r)}
-                for r in rows]
+        return await case_workflows_in(conn, case_id)
+
+
+async def case_workflows_in(conn: AsyncConnection, case_id: int) -> list[dict]:
+    rows = await conn.execute(SQL.case_workflows, {"case_id": case_id})
+    return [{"caseId": r.case_id, "processInstanceId": r.process_instance_id, "workflowType": r.workflow_type,
+             "status": r.status, "currentDepartment": r.current_department, "currentPhase": r.current_phase,
+             "routingHistory": r.routing_history, "initiatedBy": r.initiated_by,
+             "initiatedAt": r.initiated_at.isoformat(),
+             "expectedCompletion": r.expected_completion.isoformat() if r.expected_completion else None,
+             "actualCompletion": r.actual_completion.isoformat() if r.actual_completion else None,
+             "processVersion": r.process_version, "outcome": _outcome(r)}
+            for r in rows]
 
 
 def _outcome(row) -> dict | None:
