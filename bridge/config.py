@@ -27,6 +27,19 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be more than 0, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     # None means: start the embedded PostgreSQL and use it.
@@ -40,6 +53,8 @@ class Settings:
     http_port: int = 8080
     migrations_dir: Path = PROJECT_ROOT / "migrations"
     db_pool_size: int = 10
+    # Seconds a request waits for a free connection before it is answered 503 (saturated).
+    db_pool_timeout_s: float = 10
     # Processes serving HTTP on the same port (SO_REUSEPORT); measured best at 2 on 2 cores.
     workers: int = 2
     # None means: build and start the Flowable engine under engine/ on engine_port.
@@ -83,6 +98,7 @@ class Settings:
             http_port=_int(env, "BRIDGE_PORT", defaults.http_port),
             migrations_dir=Path(env["BRIDGE_MIGRATIONS_DIR"]) if env.get("BRIDGE_MIGRATIONS_DIR") else defaults.migrations_dir,
             db_pool_size=_int(env, "BRIDGE_DB_POOL_SIZE", defaults.db_pool_size),
+            db_pool_timeout_s=_float(env, "BRIDGE_DB_POOL_TIMEOUT_S", defaults.db_pool_timeout_s),
             workers=_int(env, "BRIDGE_WORKERS", defaults.workers),
             flowable_url=env.get("FLOWABLE_URL") or None,
             flowable_user=env.get("FLOWABLE_USER") or defaults.flowable_user,
@@ -113,6 +129,7 @@ SETTINGS_DOC: list[tuple[str, str, str]] = [
     ("BRIDGE_PORT", "8080", "Port of the HTTP server."),
     ("BRIDGE_MIGRATIONS_DIR", "./migrations", "Folder of the ordered .sql migrations."),
     ("BRIDGE_DB_POOL_SIZE", "10", "Connections each serving process keeps open to PostgreSQL."),
+    ("BRIDGE_DB_POOL_TIMEOUT_S", "10", "Seconds a request waits for a free connection; then it is answered 503 with Retry-After (saturated)."),
     ("BRIDGE_WORKERS", "2", "Processes serving HTTP on the same port; the first also runs the background jobs (reconciler, queue-load folding)."),
     ("FLOWABLE_URL", "(unset)", "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start engine/."),
     ("FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it starts)."),

@@ -33,10 +33,11 @@ def transient_conflict(err: BaseException) -> bool:
     return getattr(getattr(err, "orig", err), "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=0,
+        pool_timeout=pool_timeout,  # then sqlalchemy.exc.TimeoutError: the service answers 503 (web/errors.py)
         pool_pre_ping=True,  # survive a database restart without a burst of errors
     )
