@@ -106,3 +106,68 @@ async def test_expressions_that_only_read_still_run_in_the_engine(flowable):
         "claim": {"amount": 6000}, "region": "EU"})
     [task] = await flowable.tasks(processInstanceId=started["id"])
     assert (task["taskDefinitionKey"], task["priority"]) == ("big", 90)
+
+
+# -- webhook bodies: signed, but framed or shaped to hurt ---------------------------------------------------
+
+@pytest.fixture
+async def intake(engine, db_url, aiohttp_client):
+    from tests.conftest import bridge_app
+
+    return await aiohttp_client(bridge_app(db_url, engine))
+
+
+def _batch(*, variable_value=None) -> bytes:
+    import json
+
+    event = {"eventId": str(uuid.uuid4()), "type": "VARIABLE_CREATED", "entityType": "variable",
+             "timestamp": "2026-05-01T10:00:00.000Z",
+             "variable": {"name": "x", "type": "json", "value": variable_value, "processInstanceId": "nowhere"}}
+    return json.dumps({"events": [event]}).encode()
+
+
+async def _chunks(body: bytes, size: int, pause: float = 0.05):
+    import asyncio
+
+    for start in range(0, len(body), size):
+        yield body[start:start + size]
+        await asyncio.sleep(pause)  # each chunk its own write: the server sees them arrive apart
+
+
+async def test_a_signed_chunked_batch_is_read_whole_and_stored(intake, engine):
+    from tests.test_webhook_intake import signed
+
+    body = _batch(variable_value={"note": "x" * 3000})
+    response = await intake.post("/webhooks/flowable", data=_chunks(body, len(body) // 2 + 1),
+                                 headers=signed(body, engine.webhook_secret))
+    assert response.request_info.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status == 200, await response.text()
+    assert (await response.json())["newEvents"] == 1
+
+
+async def test_an_oversized_chunked_batch_is_413_not_401(intake, engine):
+    from tests.test_webhook_intake import signed
+
+    body = _batch(variable_value="y" * (5 * 1024 * 1024))
+    response = await intake.post("/webhooks/flowable", data=_chunks(body, 256 * 1024, pause=0),
+                                 headers=signed(body, engine.webhook_secret))
+    assert response.status == 413, await response.text()
+
+
+@pytest.mark.parametrize("depth", [101, 1000, 5000])
+async def test_deeply_nested_json_is_400_not_500(intake, engine, depth, db_url, aiohttp_client):
+    from tests.test_webhook_intake import signed
+
+    nested: object = 1
+    for _ in range(depth):
+        nested = [nested]
+    body = _batch(variable_value=nested) if depth < 1000 else (
+        b'{"events": [{"eventId": "e", "type": "VARIABLE_CREATED", "variable": {"value": '
+        + b"[" * depth + b"1" + b"]" * depth + b"}}]}")
+    response = await intake.post("/webhooks/flowable", data=body, headers=signed(body, engine.webhook_secret))
+    assert response.status == 400, await response.text()
+    assert "nests deeper" in (await response.json())["error"] or "depth" in (await response.json())["error"]
+    # and the work API's JSON bodies
+    work = await intake.post("/api/tasks/t/complete", data=b'{"variables": {"v": ' + b"[" * depth + b"]" * depth
+                             + b"}}", headers={"Authorization": "Bearer x", "Content-Type": "application/json"})
+    assert work.status in (400, 401)  # no valid token here: refused before reading, or the body refused

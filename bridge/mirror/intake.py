@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from bridge.db.engine import transient_conflict
 from bridge.db.queries import queries
+from bridge.json_limits import MAX_DEPTH, deeper_than
 from bridge.mirror.apply import apply_events
 
 SQL = queries("intake")
@@ -59,6 +60,8 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         raise BadBatch("the body holds a NUL character (\\u0000), which PostgreSQL cannot store")
     if not isinstance(batch, dict):
         raise BadBatch("the body must be a JSON object with an events array")
+    if deeper_than(batch):
+        raise BadBatch(f"the body nests deeper than {MAX_DEPTH} levels")
     events = batch.get("events")
     if not isinstance(events, list):
         raise BadBatch("events: missing, or not an array")

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge import metrics
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
+from bridge.json_limits import MAX_DEPTH, deeper_than
 from bridge import entitlements
 from bridge.auth import ENTITLEMENTS_ROLE
 from bridge.web.api_auth import USER_ID, first_unstorable, problem, require_role, storable_text
@@ -196,8 +197,12 @@ async def json_body(request: web.Request) -> dict | web.Response:
         body = json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as err:
         return problem(400, f"the body is not JSON: {err}")
+    except RecursionError:
+        return problem(400, f"the body nests deeper than {MAX_DEPTH} levels")
     if not isinstance(body, dict):
         return problem(400, "the body must be a JSON object")
+    if deeper_than(body):
+        return problem(400, f"the body nests deeper than {MAX_DEPTH} levels")
     bad = first_unstorable(body)
     if bad:
         return problem(400, f"{bad}: contains a NUL character or a lone surrogate, which no field may hold")
