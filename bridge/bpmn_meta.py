@@ -131,6 +131,7 @@ class Department:
     code: str
     name: str
     lane_id: str
+    declared: bool = False  # from <onecms:department>, not derived from the lane's name
 
 
 @dataclass(slots=True)
@@ -178,6 +179,7 @@ class Role:
     type: str
     department: str | None
     home_queue: str | None
+    declared: bool = False  # from <onecms:role>, not derived from a candidate group
 
 
 @dataclass(slots=True)
@@ -727,7 +729,7 @@ class _Reader:
             code = (declared.get("code") if declared is not None else None) or upper_snake(
                 lane.get("name") or lane_id)
             name = (declared.get("name") if declared is not None else None) or lane.get("name") or code
-            departments.setdefault(code, Department(code, name, lane_id))
+            departments.setdefault(code, Department(code, name, lane_id, declared is not None))
             for ref in refs:
                 lane_of[ref] = lane_id
         return lane_of, list(departments.values())
@@ -993,7 +995,7 @@ def _roles(process: Process, declared) -> tuple[list[Role], list[tuple[str, str]
         single = next(iter(seen)) if len(seen) == 1 else None
         kind = kind or ("DEPARTMENT" if single else "CUSTOM")
         roles.append(Role(code, name or _role_name(code), kind,
-                          single if kind == "DEPARTMENT" else None, home.get(code)))
+                          single if kind == "DEPARTMENT" else None, home.get(code), declared=code in declared))
     return roles, assignments
 
 

@@ -24,7 +24,7 @@ from bridge.db import migrate
 from bridge.db.embedded import EmbeddedPostgresError
 from bridge.db.engine import create_engine, libpq_url
 from bridge.demo import DemoOutcome, DemoSeeder
-from bridge.deploy import DeployError, deploy_bpmn
+from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
 from bridge.flowable.local_engine import EngineError, LocalEngine, build_engine_jar
 from bridge.mirror.drift import find_drift
@@ -53,7 +53,8 @@ def _serve(settings: Settings, url: str, engine: EngineEndpoint) -> None:
 
 
 async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deployed_by: str,
-                  allowed_delegates: tuple[str, ...], dry_run: bool = False, business_app: str | None = None) -> int:
+                  allowed_delegates: tuple[str, ...], dry_run: bool = False, business_app: str | None = None,
+                  adopt: tuple[str, ...] = ()) -> int:
     """Deploy each file, printing what happened; returns how many failed."""
     db = create_engine(url, pool_size=2)
     failed = 0
@@ -63,11 +64,15 @@ async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deploy
                 try:
                     outcome = await deploy_bpmn(path.read_bytes(), path.name, db=db, flowable=flowable,
                                                 deployed_by=deployed_by, business_app=business_app,
-                                                dry_run=dry_run, allowed_delegates=allowed_delegates)
+                                                dry_run=dry_run, allowed_delegates=allowed_delegates, adopt=adopt)
                     print(outcome.summary(), flush=True)
                 except BpmnError as err:
                     failed += 1
                     print(f"{path.name}: not deployed, the file has errors:\n{err}", file=sys.stderr)
+                except OwnershipError as err:
+                    failed += 1
+                    print(f"{path.name}: not deployed, it would change what other workflows own:\n"
+                          + "\n".join(f"  {p}" for p in err.problems), file=sys.stderr)
                 except (DeployError, EngineUnavailable, OSError) as err:
                     failed += 1
                     print(f"{path.name}: not deployed: {err}", file=sys.stderr)
@@ -95,7 +100,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
         with provisioned_engine(settings, url) as engine:
             failed = asyncio.run(_deploy(url, engine, args.files, deployed_by=args.by, dry_run=args.dry_run,
                                          allowed_delegates=settings.deploy_allowed_delegates,
-                                         business_app=args.business_app))
+                                         business_app=args.business_app, adopt=tuple(args.adopt)))
     return 1 if failed else 0
 
 
@@ -401,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print what would change (deployment, departments, roles, queues) and change nothing")
     deploy.add_argument("--by", default=getpass.getuser(), help="recorded as deployed_by (default: you)")
     deploy.add_argument("--business-app", help="business app of the definitions (default: from the file, else ONECMS)")
+    deploy.add_argument("--adopt", action="append", default=[], metavar="KIND:NAME",
+                        help="take over a role, queue or department another workflow owns (role:CODE, "
+                             "queue:NAME, department:CODE; repeatable): without it a deploy that would change one "
+                             "is refused")
     reconcile = command("reconcile", cmd_reconcile, "run one reconciler pass: read what changed in the engine "
                         "since the last pass and repair the mirror (the first pass backfills everything)")
     reconcile.add_argument("--sweep", action="store_true",

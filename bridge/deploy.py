@@ -44,6 +44,15 @@ class DeployError(RuntimeError):
     """The engine refused the file (its message is in the text), or the deploy could not complete."""
 
 
+class OwnershipError(DeployError):
+    """The file would change departments, queues or roles another process key owns; nothing was deployed."""
+
+    def __init__(self, filename: str, problems: list[str]) -> None:
+        super().__init__(f"{filename} would change what other workflows own; nothing was deployed: "
+                         + "; ".join(problems))
+        self.problems = problems
+
+
 @dataclass
 class ProcessOutcome:
     process_key: str
@@ -68,11 +77,14 @@ class DeployOutcome:
 
 async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: FlowableClient,
                       deployed_by: str, business_app: str | None = None, dry_run: bool = False,
-                      allowed_delegates: Iterable[str] = ()) -> DeployOutcome:
-    """Validate (deploy policy included: `allowed_delegates`), deploy unless the engine has these bytes, record."""
+                      allowed_delegates: Iterable[str] = (), adopt: Iterable[str] = ()) -> DeployOutcome:
+    """Validate (deploy policy included: `allowed_delegates`), check ownership, deploy unless the engine has
+    these bytes, record. `adopt` ("role:CODE", "queue:NAME", "department:CODE"): rows another process key
+    owns that this file takes over (an ENTITLEMENTS_ADMIN's decision: the caller checks the role)."""
     metadata = load_bpmn(data, filename, allowed_delegates=allowed_delegates)
+    adopted = frozenset(adopt)
     if dry_run:
-        return await _plan(data, filename, metadata, db=db, flowable=flowable)
+        return await _plan(data, filename, metadata, db=db, flowable=flowable, adopt=adopted)
     # Two bridges deploying the same process at once (say, both starting with `bridge up`) would both find
     # the engine without these bytes and both deploy them. So one deploy per process key at a time: the
     # transaction that records the deploy takes transaction-level advisory locks on its keys (sorted, so two
@@ -82,7 +94,7 @@ async def deploy_bpmn(data: bytes, filename: str, *, db: AsyncEngine, flowable: 
         for key in sorted({p.key for p in metadata.executable_processes}):
             await conn.execute(SQL.lock_process_key, {"lock_id": _lock_id(key)})
         return await _deploy(data, filename, metadata, conn=conn, flowable=flowable, deployed_by=deployed_by,
-                             business_app=business_app)
+                             business_app=business_app, adopt=adopted)
 
 
 def _lock_id(process_key: str) -> int:
@@ -90,18 +102,21 @@ def _lock_id(process_key: str) -> int:
 
 
 async def _plan(data: bytes, filename: str, metadata: BpmnMetadata, *, db: AsyncEngine,
-                flowable: FlowableClient) -> DeployOutcome:
+                flowable: FlowableClient, adopt: frozenset[str]) -> DeployOutcome:
     latest = await _latest_definitions_holding(flowable, metadata.executable_processes, data)
     outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
                             [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
     async with db.connect() as conn:
-        outcome.changes = await _planned_changes(conn, metadata, settings=latest is None)
+        writable = await _writable(conn, metadata, adopt)
+        outcome.changes = await _planned_changes(conn, metadata, settings=latest is None, writable=writable)
     return outcome
 
 
 async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: AsyncConnection,
-                  flowable: FlowableClient, deployed_by: str, business_app: str | None) -> DeployOutcome:
+                  flowable: FlowableClient, deployed_by: str, business_app: str | None,
+                  adopt: frozenset[str]) -> DeployOutcome:
     processes = metadata.executable_processes
+    writable = await _writable(conn, metadata, adopt)  # before the engine: a refused file is not deployed
     latest = await _latest_definitions_holding(flowable, processes, data)
 
     if latest is None:
@@ -117,7 +132,7 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
     else:
         status = "unchanged"
 
-    changes = await _planned_changes(conn, metadata, settings=status == "deployed")
+    changes = await _planned_changes(conn, metadata, settings=status == "deployed", writable=writable)
     repaired = False
     for outcome in latest:
         process = next(p for p in processes if p.key == outcome.process_key)
@@ -132,7 +147,8 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
                                                        business_app)
     # A file's queue settings are applied when a version of it is recorded, not when the same file is
     # deployed again (every `bridge up` does): an administrator's later change stands until the next version.
-    await _sync_metadata(conn, metadata, settings_by=deployed_by if status == "deployed" or repaired else None)
+    await _sync_metadata(conn, metadata, settings_by=deployed_by if status == "deployed" or repaired else None,
+                         writable=writable)
     return DeployOutcome(filename, "repaired" if repaired else status, latest, changes)
 
 
@@ -178,37 +194,39 @@ def _wanted(metadata: BpmnMetadata) -> tuple[dict, dict, dict, set]:
     """Departments, queues, roles (by key) and assignments the file's executable processes declare."""
     departments, queues, roles, assignments = {}, {}, {}, set()
     for process in metadata.executable_processes:
+        owner = process.key
         for d in process.departments:
-            departments.setdefault(d.code, {"code": d.code, "name": d.name})
+            departments.setdefault(d.code, {"code": d.code, "name": d.name, "owner": owner, "declared": d.declared})
         for q in process.queues:
             queues.setdefault(q.name, {"name": q.name, "type": q.type, "department": q.department,
                                        "sla_minutes": q.sla_minutes, "max_capacity": q.max_capacity,
-                                       "settings": q.settings})
+                                       "settings": q.settings, "owner": owner, "declared": q.declared})
         for r in process.roles:
             roles.setdefault(r.code, {"code": r.code, "name": r.name, "type": r.type, "department": r.department,
-                                      "home_queue": r.home_queue})
+                                      "home_queue": r.home_queue, "owner": owner, "declared": r.declared})
         assignments.update(process.assignments)
     return departments, queues, roles, assignments
 
 
-async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata, *, settings_by: str | None) -> None:
-    """Departments, queues, roles and assignments made to exist; with settings_by, the file's queue settings
-    applied too (and recorded as that user's change)."""
+async def _sync_metadata(conn: AsyncConnection, metadata: BpmnMetadata, *, settings_by: str | None,
+                         writable: set[tuple[str, str]]) -> None:
+    """The departments, queues and roles this file may write (`writable`: new ones, its own, adopted ones)
+    made as it declares them, assignments made to exist; with settings_by, its queues' settings applied too
+    (and recorded as that user's change). Others' rows it uses stay as they are."""
     departments, queues, roles, assignments = _wanted(metadata)
     source = json.dumps({"source": metadata.filename})
     # Order matters: queues name their department, roles their department and home queue; settings name
     # queues and roles, and set the assignments.
-    for row in departments.values():
-        await conn.execute(SQL.upsert_department, {**row, "metadata": source})
-    for row in queues.values():
-        await conn.execute(SQL.upsert_queue, {**row, "metadata": source})
-    for row in roles.values():
-        await conn.execute(SQL.upsert_role, {**row, "metadata": source})
+    for kind, rows, statement in (("department", departments, SQL.upsert_department),
+                                  ("queue", queues, SQL.upsert_queue), ("role", roles, SQL.upsert_role)):
+        for name, row in rows.items():
+            if (kind, name) in writable:
+                await conn.execute(statement, {**row, "metadata": source})
     for role, queue in sorted(assignments):
         await conn.execute(SQL.upsert_queue_assignment, {"role": role, "queue": queue})
     if settings_by is None:
         return
-    for name, row in sorted(queues.items()):
+    for name, row in sorted(q for q in queues.items() if ("queue", q[0]) in writable):
         try:
             await change_queue(conn, name, _file_settings(row), by=settings_by, source=f"deploy {metadata.filename}")
         except QueueSettingsError as err:  # the parser checked values and references: a bug if it comes here
@@ -219,17 +237,63 @@ def _file_settings(queue: dict) -> dict:
     return {"slaMinutes": queue["sla_minutes"], "maxCapacity": queue["max_capacity"], **queue["settings"]}
 
 
-async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, settings: bool) -> list[str]:
+_SHOWN = ("owner", "declared", "settings")  # not values of the row: who declares it, and settings (below)
+
+
+async def _current(conn: AsyncConnection) -> dict[str, dict[str, dict]]:
+    return {kind: {row[key]: dict(row) for row in (await conn.execute(query)).mappings()}
+            for kind, query, key in (("department", SQL.current_departments, "code"),
+                                     ("queue", SQL.current_queues, "name"), ("role", SQL.current_roles, "code"))}
+
+
+async def _writable(conn: AsyncConnection, metadata: BpmnMetadata, adopt: frozenset[str]) -> set[tuple[str, str]]:
+    """The departments, queues and roles this file may write: new ones, those its process keys own (or that
+    predate ownership), and adopted ones. Another key's row it only uses (a candidate group, a queue its tasks
+    name) stays as it is; one it declares differently (<onecms:role>, <onecms:queue>, <onecms:department>) is
+    refused, every such row named (OwnershipError)."""
+    owners = {(r.kind, r.name): r.owner for r in await conn.execute(SQL.entitlement_owners)}
+    current = await _current(conn)
+    departments, queues, roles, _ = _wanted(metadata)
+    writable, problems = set(), []
+    for kind, rows in (("department", departments), ("queue", queues), ("role", roles)):
+        for name, want in sorted(rows.items()):
+            owner = owners.get((kind, name))
+            if (kind, name) not in owners or owner in (None, want["owner"]) or f"{kind}:{name}" in adopt:
+                writable.add((kind, name))
+                continue
+            if not want["declared"]:
+                continue  # used as it is
+            have = current[kind][name]
+            diff = [f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items()
+                    if k not in _SHOWN and k in have and have.get(k) != v]
+            if kind == "queue":
+                shown = (await read_queue(conn, name) or {"settings": {}})["settings"]
+                diff += [f"{k} {shown.get(k)!r} -> {v!r}" for k, v in want["settings"].items() if shown.get(k) != v]
+            if diff:
+                problems.append(f"{kind} {name} belongs to {owner}: this file would change {', '.join(diff)} "
+                                f"(deploy it from {owner}, or have an ENTITLEMENTS_ADMIN adopt it: {kind}:{name})")
+    if problems:
+        raise OwnershipError(metadata.filename, problems)
+    return writable
+
+
+async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, settings: bool,
+                           writable: set[tuple[str, str]]) -> list[str]:
     """What syncing this file's metadata changes, one line per department, queue, role or assignment, and
-    with `settings` (a new version) per queue whose settings it changes."""
+    with `settings` (a new version) per queue whose settings it changes; another workflow's rows it uses
+    are listed as used."""
     departments, queues, roles, assignments = _wanted(metadata)
     changes: list[str] = []
-    for kind, wanted, query, key in (("department", departments, SQL.current_departments, "code"),
-                                     ("queue", queues, SQL.current_queues, "name"),
-                                     ("role", roles, SQL.current_roles, "code")):
-        current = {row[key]: dict(row) for row in (await conn.execute(query)).mappings()}
+    owners = {(r.kind, r.name): r.owner for r in await conn.execute(SQL.entitlement_owners)}
+    current_rows = await _current(conn)
+    for kind, wanted, key in (("department", departments, "code"), ("queue", queues, "name"), ("role", roles, "code")):
+        current = current_rows[kind]
         for name, want in sorted(wanted.items()):
             have = current.get(name)
+            if (kind, name) not in writable:
+                changes.append(f"= {kind} {name}: belongs to {owners[(kind, name)]}, used as it is")
+                continue
+            want = {k: v for k, v in want.items() if k not in ("owner", "declared")}
             if have is None:
                 changes.append(f"+ {kind} {name}: " + ", ".join(f"{k}={v}" for k, v in want.items()
                                                                 if k != key and v != {}))
@@ -240,6 +304,8 @@ async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, set
                 if diff:
                     changes.append(f"~ {kind} {name}: " + ", ".join(diff))
     for name, want in sorted(queues.items()) if settings else ():
+        if ("queue", name) not in writable:
+            continue
         have = await read_queue(conn, name)
         if have is not None:
             diff = [f"{k} {json.dumps(have['settings'].get(k), sort_keys=True)} -> {json.dumps(v, sort_keys=True)}"

@@ -126,3 +126,31 @@ async def test_a_token_records_its_use_at_most_once_a_minute(api, people, engine
         assert await last_used() == first
     finally:
         await db.dispose()
+
+
+async def test_taking_over_another_workflows_role_is_422_and_adopting_needs_entitlements_admin(api, people, engine):
+    first, second = f"own{uuid.uuid4().hex[:8]}", f"own{uuid.uuid4().hex[:8]}"
+
+    def declaring(key: str, name: str) -> bytes:
+        return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             xmlns:onecms="urn:onecms:bpmn:1.0" targetNamespace="tests">
+  <process id="{key}" isExecutable="true">
+    <extensionElements><onecms:role code="ROLE_{first.upper()}" type="CUSTOM" name="{name}"/></extensionElements>
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="t"/>
+    <userTask id="t" flowable:candidateGroups="ROLE_{first.upper()}"/>
+  </process>
+</definitions>""".encode()
+
+    designer = bearer(people["designer"])
+    made = await api.post("/api/deployments", data=upload(declaring(first, "Reviewers"), "a.bpmn20.xml"), headers=designer)
+    assert made.status == 201, await made.text()
+    refused = await api.post("/api/deployments", data=upload(declaring(second, "Mine"), "b.bpmn20.xml"), headers=designer)
+    assert refused.status == 422
+    [problem] = (await refused.json())["problems"]
+    assert problem.startswith(f"role ROLE_{first.upper()} belongs to {first}: this file would change name "
+                              "'Reviewers' -> 'Mine'")
+    adopting = await api.post(f"/api/deployments?adopt=role:ROLE_{first.upper()}",
+                              data=upload(declaring(second, "Mine"), "b.bpmn20.xml"), headers=designer)
+    assert adopting.status == 403 and "ENTITLEMENTS_ADMIN" in (await adopting.json())["error"]

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from bridge.bpmn_meta import BpmnError
 from bridge.db.engine import create_engine
-from bridge.deploy import DeployError, deploy_bpmn
+from bridge.deploy import OwnershipError, DeployError, deploy_bpmn
 
 pytestmark = pytest.mark.slow
 
@@ -279,3 +279,61 @@ async def test_two_deploys_of_the_same_new_file_at_once_deploy_it_once(db, flowa
     assert await engine_deployments(flowable, key) == 1
     assert await rows(db, "SELECT process_version, is_active FROM flowable.workflow_definitions WHERE process_key = :k",
                       k=key) == [(1, True)]
+
+
+async def test_a_deploy_cannot_take_over_roles_queues_or_departments_another_workflow_owns(db, flowable):
+    """Issue 14: an unrelated process whose task used candidateGroups="INTAKE_CLERK" rewrote the OneCMS role
+    (type, department, home queue). Using another workflow's role is fine; changing it is refused, naming each
+    row, unless it is adopted (an ENTITLEMENTS_ADMIN's decision)."""
+    from tests.test_bpmn_meta import ONECMS_FILE
+
+    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="ops")
+    role = "SELECT role_type, queue_name, owner_process_key FROM entitlements.workflow_roles WHERE role_code = :r"
+    before = await rows(db, role, r="INTAKE_CLERK")
+    assert before[0][2] == "OneCMS_Nextgen_WF"
+
+    key = new_key()
+    user = f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
+             xmlns:onecms="urn:onecms:bpmn:1.0" targetNamespace="tests">
+  <process id="{key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="t"/>
+    <userTask id="t" flowable:candidateGroups="INTAKE_CLERK"/>
+  </process>
+</definitions>""".encode()
+    used = await deploy_bpmn(user, "uses.bpmn20.xml", db=db, flowable=flowable, deployed_by="eve")
+    assert used.status == "deployed"
+    assert await rows(db, role, r="INTAKE_CLERK") == before  # used, not rewritten
+    assert "= role INTAKE_CLERK: belongs to OneCMS_Nextgen_WF, used as it is" in used.changes
+
+    takeover = user.replace(b"<startEvent", b'<extensionElements><onecms:role code="INTAKE_CLERK" type="CUSTOM" '
+                                            b'name="Mine now"/></extensionElements>\n    <startEvent').replace(
+        b'<userTask id="t" flowable:candidateGroups="INTAKE_CLERK"/>',
+        b'<userTask id="t" flowable:candidateGroups="INTAKE_CLERK"><extensionElements>'
+        b'<onecms:queue name="INTAKE_REGISTRATION" slaMinutes="5"/></extensionElements></userTask>')
+    deployments_before = await engine_deployments(flowable, key)
+    for dry_run in (True, False):
+        with pytest.raises(OwnershipError) as refused:
+            await deploy_bpmn(takeover, "takes.bpmn20.xml", db=db, flowable=flowable, deployed_by="eve",
+                              dry_run=dry_run)
+        queue_problem, role_problem = refused.value.problems
+        assert queue_problem.startswith("queue INTAKE_REGISTRATION belongs to OneCMS_Nextgen_WF: this file would "
+                                        "change ") and "sla_minutes 60 -> 5" in queue_problem
+        assert role_problem.startswith("role INTAKE_CLERK belongs to OneCMS_Nextgen_WF: this file would change "
+                                       "name 'Intake clerk' -> 'Mine now', type 'DEPARTMENT' -> 'CUSTOM'")
+        assert role_problem.endswith("(deploy it from OneCMS_Nextgen_WF, or have an ENTITLEMENTS_ADMIN adopt it: "
+                                     "role:INTAKE_CLERK)")
+    assert await engine_deployments(flowable, key) == deployments_before  # refused before the engine
+    assert await rows(db, role, r="INTAKE_CLERK") == before
+
+    adopted = await deploy_bpmn(takeover, "takes.bpmn20.xml", db=db, flowable=flowable, deployed_by="root",
+                                adopt=["role:INTAKE_CLERK", "queue:INTAKE_REGISTRATION"])
+    assert adopted.status == "deployed"
+    assert (await rows(db, role, r="INTAKE_CLERK"))[0][2] == key
+    [(sla,)] = await rows(db, "SELECT sla_minutes FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION'")
+    assert sla == 5
+    # this module's database is the engine's, shared by the session: OneCMS takes its role and queue back
+    await deploy_bpmn(ONECMS_FILE.read_bytes() + b"\n<!-- v2 -->", ONECMS_FILE.name, db=db, flowable=flowable,
+                      deployed_by="ops", adopt=["role:INTAKE_CLERK", "queue:INTAKE_REGISTRATION"])
+    assert (await rows(db, role, r="INTAKE_CLERK"))[0][2] == "OneCMS_Nextgen_WF"

@@ -56,6 +56,7 @@ departments = Table(
     _stamped("created_at"),
     _stamped("updated_at"),
     _json("metadata"),
+    Column("owner_process_key", String(255)),  # migration 0022: the process key that owns it
     schema="entitlements",
 )
 
@@ -87,6 +88,7 @@ workflow_roles = Table(
     _stamped("created_at"),
     _stamped("updated_at"),
     _json("metadata"),
+    Column("owner_process_key", String(255)),  # migration 0022: the process key that owns it
     schema="entitlements",
 )
 
@@ -158,6 +160,7 @@ workflow_queues = Table(
     _stamped("created_at"),
     _stamped("updated_at"),
     _json("metadata"),
+    Column("owner_process_key", String(255)),  # migration 0022: the process key that owns it
     schema="flowable",
 )
 

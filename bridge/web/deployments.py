@@ -7,9 +7,9 @@ import json
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bridge.auth import DEPLOY_ROLE
+from bridge.auth import DEPLOY_ROLE, ENTITLEMENTS_ROLE
 from bridge.bpmn_meta import MAX_BYTES, BpmnError
-from bridge.deploy import DeployError, deploy_bpmn
+from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.flowable.client import EngineUnavailable
 from bridge.web.api_auth import USER_ID, problem, require_role
 
@@ -18,16 +18,23 @@ def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey, settings_ke
     async def create(request: web.Request) -> web.Response:
         """Multipart with a `file` part, or the raw BPMN as the body with ?filename=. ?dryRun=true plans only."""
         await require_role(request, db_key, DEPLOY_ROLE)
+        adopt = [a.strip() for a in request.query.get("adopt", "").split(",") if a.strip()]
+        if adopt:  # taking over another workflow's roles, queues or departments is an entitlements decision
+            await require_role(request, db_key, ENTITLEMENTS_ROLE)
         filename, data = await _read_upload(request)
         try:
             outcome = await deploy_bpmn(data, filename, db=request.app[db_key], flowable=request.app[flowable_key],
                                         deployed_by=request[USER_ID],
                                         allowed_delegates=request.app[settings_key].deploy_allowed_delegates,
+                                        adopt=adopt,
                                         dry_run=request.query.get("dryRun", "").lower() == "true")
         except BpmnError as err:
             return problem(422, f"{filename} has errors; nothing was deployed", issues=[
                 {"file": i.file, "line": i.line, "elementId": i.element_id, "code": i.code, "message": i.message,
                  "severity": i.severity} for i in err.issues])
+        except OwnershipError as err:
+            return problem(422, f"{filename} would change what other workflows own; nothing was deployed",
+                           problems=err.problems)
         except DeployError as err:
             return problem(422, str(err))
         except EngineUnavailable as err:

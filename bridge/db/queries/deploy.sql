@@ -38,33 +38,38 @@ SET process_name   = EXCLUDED.process_name,
 RETURNING workflow_id;
 
 -- name: upsert_department
-INSERT INTO entitlements.departments (department_code, department_name, metadata)
-VALUES (:code, :name, CAST(:metadata AS jsonb))
+INSERT INTO entitlements.departments (department_code, department_name, metadata, owner_process_key)
+VALUES (:code, :name, CAST(:metadata AS jsonb), :owner)
 ON CONFLICT (department_code) DO UPDATE
 SET department_name = EXCLUDED.department_name,
+    owner_process_key = EXCLUDED.owner_process_key,
     is_active       = TRUE,
     metadata        = entitlements.departments.metadata || EXCLUDED.metadata;
 
 -- name: upsert_queue
 -- A new queue starts with the file's SLA and capacity; an existing queue's settings change only through
 -- bridge/work/queues.py (recorded), and current_load belongs to the mirror.
-INSERT INTO flowable.workflow_queues (queue_name, queue_type, department_id, sla_minutes, max_capacity, metadata)
+INSERT INTO flowable.workflow_queues (queue_name, queue_type, department_id, sla_minutes, max_capacity, metadata,
+                                     owner_process_key)
 VALUES (:name, :type,
         (SELECT department_id FROM entitlements.departments WHERE department_code = :department),
-        :sla_minutes, :max_capacity, CAST(:metadata AS jsonb))
+        :sla_minutes, :max_capacity, CAST(:metadata AS jsonb), :owner)
 ON CONFLICT (queue_name) DO UPDATE
 SET queue_type    = EXCLUDED.queue_type,
+    owner_process_key = EXCLUDED.owner_process_key,
     department_id = EXCLUDED.department_id,
     is_active     = TRUE,
     metadata      = flowable.workflow_queues.metadata || EXCLUDED.metadata;
 
 -- name: upsert_role
-INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type, department_id, queue_name, metadata)
+INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type, department_id, queue_name, metadata,
+                                         owner_process_key)
 VALUES (:code, :name, :type,
         (SELECT department_id FROM entitlements.departments WHERE department_code = :department),
-        :home_queue, CAST(:metadata AS jsonb))
+        :home_queue, CAST(:metadata AS jsonb), :owner)
 ON CONFLICT (role_code) DO UPDATE
 SET role_name     = EXCLUDED.role_name,
+    owner_process_key = EXCLUDED.owner_process_key,
     role_type     = EXCLUDED.role_type,
     department_id = EXCLUDED.department_id,
     queue_name    = EXCLUDED.queue_name,
@@ -97,3 +102,11 @@ FROM flowable.queue_assignments a
 JOIN entitlements.workflow_roles r USING (role_id)
 JOIN flowable.workflow_queues q USING (queue_id)
 WHERE a.is_active;
+
+-- name: entitlement_owners
+-- Who owns each department, queue and role a deploy may write (migration 0022).
+SELECT 'department' AS kind, department_code AS name, owner_process_key AS owner FROM entitlements.departments
+UNION ALL
+SELECT 'queue', queue_name, owner_process_key FROM flowable.workflow_queues
+UNION ALL
+SELECT 'role', role_code, owner_process_key FROM entitlements.workflow_roles;
