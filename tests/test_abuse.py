@@ -171,3 +171,64 @@ async def test_deeply_nested_json_is_400_not_500(intake, engine, depth, db_url, 
     work = await intake.post("/api/tasks/t/complete", data=b'{"variables": {"v": ' + b"[" * depth + b"]" * depth
                              + b"}}", headers={"Authorization": "Bearer x", "Content-Type": "application/json"})
     assert work.status in (400, 401)  # no valid token here: refused before reading, or the body refused
+
+
+# -- slow bodies, header floods, ways around the token ------------------------------------------------------
+
+async def _raw(client, request: bytes, *, then: bytes = b"", wait: float = 0.0) -> bytes:
+    """Bytes written straight to the test server's socket; what it answered (until it closes or 5 s)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(request)
+    await writer.drain()
+    if wait:
+        await asyncio.sleep(wait)
+    if then:
+        writer.write(then)
+        await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(65536), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_stalled_body_is_408_and_starves_nobody(intake, engine, monkeypatch):
+    import asyncio
+
+    from bridge.web import errors
+
+    monkeypatch.setattr(errors, "BODY_READ_TIMEOUT_S", 0.5)
+    stalled = [asyncio.ensure_future(_raw(intake, (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+        "Authorization: Bearer ocb_x\r\n\r\n{\"events\": [").encode())) for path in ("/webhooks/flowable",) * 20]
+    await asyncio.sleep(0.1)
+    health = await intake.get("/healthz")  # twenty stalled clients, and the service still answers at once
+    assert health.status == 200
+    answers = await asyncio.gather(*stalled)
+    assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[0][:200]
+
+
+async def test_a_flood_of_headers_or_a_huge_one_is_refused_not_a_500(intake):
+    many = "".join(f"X-Flood-{n}: {'v' * 50}\r\n" for n in range(500))
+    answer = await _raw(intake, f"GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
+    assert answer.split(b" ")[1] in (b"400", b"431"), answer[:200]
+    huge = await _raw(intake, f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {'v' * 100_000}\r\n\r\n".encode())
+    assert huge.split(b" ")[1] in (b"400", b"431"), huge[:200]
+    assert (await intake.get("/healthz")).status == 200
+
+
+@pytest.mark.parametrize("headers, query", [
+    ({}, "?access_token=anything"),                                   # a token in the query string is no token
+    ({"Authorization": "Bearer "}, ""),
+    ({"Authorization": "Bearer ocb_' OR '1'='1"}, ""),
+    ({"Authorization": "Basic cmVzdC1hZG1pbjp0ZXN0"}, ""),            # the engine's credentials are not the API's
+    ({"Authorization": "Token ocb_abc"}, ""),
+    ({"X-Acting-User": "root", "X-User-Id": "root"}, ""),             # the engine's header means nothing here
+    ({"Cookie": "onecms_dashboard=ocb_abc"}, ""),                     # the dashboard cookie opens only /dashboard
+])
+async def test_ways_around_the_token_get_401(intake, headers, query):
+    for method, path in (("GET", "/api/tasks"), ("POST", "/api/work/next"), ("GET", "/api/queues"),
+                         ("PUT", "/api/queues/INTAKE_REGISTRATION")):
+        response = await intake.request(method, path + query, headers=headers, json={})
+        assert response.status == 401, (method, path, headers, response.status)

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bridge import reports
 from bridge.auth import OPS_ROLE, holds_role, user_of_token
+from bridge.web.errors import body_deadline
 
 COOKIE = "bridge_dashboard"
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -71,7 +72,8 @@ def dashboard_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.R
 
     async def sign_in(request: web.Request) -> web.Response:
         try:
-            form = await request.post()
+            async with body_deadline():
+                form = await request.post()
         except ValueError:  # a multipart type without its boundary, a body that is not in its charset, ...
             return _page("sign_in.html", status=400, message="The form could not be read; send it again.")
         token = str(form.get("token", "")).strip()

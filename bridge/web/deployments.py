@@ -12,6 +12,7 @@ from bridge.bpmn_meta import MAX_BYTES, BpmnError
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.flowable.client import EngineUnavailable
 from bridge.web.api_auth import USER_ID, problem, require_role
+from bridge.web.errors import body_deadline
 
 
 def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey, settings_key: web.AppKey) -> list[web.RouteDef]:
@@ -21,7 +22,8 @@ def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey, settings_ke
         adopt = [a.strip() for a in request.query.get("adopt", "").split(",") if a.strip()]
         if adopt:  # taking over another workflow's roles, queues or departments is an entitlements decision
             await require_role(request, db_key, ENTITLEMENTS_ROLE)
-        filename, data = await _read_upload(request)
+        async with body_deadline():
+            filename, data = await _read_upload(request)
         try:
             outcome = await deploy_bpmn(data, filename, db=request.app[db_key], flowable=request.app[flowable_key],
                                         deployed_by=request[USER_ID],

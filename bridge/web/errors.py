@@ -4,6 +4,7 @@
     connection pool exhausted (the database saturated)      503, Retry-After 1
     a transaction PostgreSQL rolled back for a conflict     503, Retry-After 1 (where a route does not retry it)
     the engine unreachable                                   503, Retry-After 5
+    a body that does not arrive within BODY_READ_TIMEOUT_S   408 (a slow or stalled client holds no worker long)
     anything else unexpected                                 500 with the request id, logged with its traceback
 
 Answers are the API's problem shape ({"error": ...}); handlers still answer their own refusals (4xx). A 503
@@ -13,8 +14,11 @@ failed, so the message points the client at its Idempotency-Key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -25,6 +29,22 @@ from bridge.db.engine import transient_conflict
 from bridge.flowable.client import EngineUnavailable
 
 log = logging.getLogger(__name__)
+BODY_READ_TIMEOUT_S = 30.0
+
+
+class SlowBody(Exception):
+    """The request's body did not arrive in time."""
+
+
+@asynccontextmanager
+async def body_deadline() -> AsyncIterator[None]:
+    """Around reading a request's body: aiohttp waits for a body for ever, so a client that sends its headers
+    and then trickles or stalls would hold its connection and the handler's memory as long as it liked."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            yield
+    except TimeoutError:
+        raise SlowBody from None
 
 
 def _unavailable(message: str, retry_after: int) -> web.Response:
@@ -37,6 +57,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return await handler(request)
     except web.HTTPException:
         raise
+    except SlowBody:
+        log.warning("%s %s: the body did not arrive within %s s", request.method, request.path, BODY_READ_TIMEOUT_S)
+        return web.json_response({"error": f"the request body did not arrive within {BODY_READ_TIMEOUT_S:g} s"},
+                                 status=408, headers={"Connection": "close"})
     except PoolTimeout:
         log.warning("%s %s: no database connection free in time", request.method, request.path)
         return _unavailable("the service is saturated (no database connection free); try again shortly", 1)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge import metrics
 from bridge.db.engine import transient_conflict
+from bridge.web.errors import body_deadline
 from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, receive_batch
 from bridge.mirror.signature import SignatureError, verify
 
@@ -26,7 +27,8 @@ def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDe
     async def receive(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
             return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
-        body = await read_whole(request, MAX_WEBHOOK_BYTES)
+        async with body_deadline():
+            body = await read_whole(request, MAX_WEBHOOK_BYTES)
         if body is None:
             return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
         headers = {k.lower(): v for k, v in request.headers.items()}

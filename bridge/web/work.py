@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge import metrics
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
+from bridge.web.errors import body_deadline
 from bridge.json_limits import MAX_DEPTH, deeper_than
 from bridge import entitlements
 from bridge.auth import ENTITLEMENTS_ROLE
@@ -190,7 +191,8 @@ def _not_json(constant: str) -> None:
 
 
 async def json_body(request: web.Request) -> dict | web.Response:
-    raw = await request.read()
+    async with body_deadline():
+        raw = await request.read()
     if not raw.strip():
         return {}
     try:
