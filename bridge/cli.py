@@ -276,16 +276,76 @@ def cmd_users_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
-    tokens: list[str] = []
+    issued: list[auth.IssuedToken] = []
+    # build_parser refuses --days below 1 and --days with --no-expiry (exit code 2)
+    valid_for = None if args.no_expiry else timedelta(
+        days=auth.DEFAULT_TOKEN_DAYS if args.days is None else args.days)
 
     async def work(conn) -> None:
-        tokens.append(await auth.create_token(conn, args.user, label=args.label,
-                                              valid_for=timedelta(days=args.days) if args.days else None))
+        issued.append(await auth.issue_token(conn, args.user, label=args.label, valid_for=valid_for))
 
     with provisioned_database(settings) as url:
         _migrate(settings, url)
         asyncio.run(_with_db(url, work))
-    print(tokens[0])  # the only time it is shown: only its hash is stored
+    token = issued[0]
+    expiry = ("never expires (--no-expiry)" if token.expires_at is None
+              else f"expires {_token_time(token.expires_at)}")
+    print(f"token {token.token_id} for {args.user}" + (f" ({args.label})" if args.label else "")
+          + f" {expiry}; shown only now, only its hash is stored", file=sys.stderr)
+    print(token.token)  # alone on stdout, for TOKEN=$(bridge token create USER)
+    return 0
+
+
+def _token_time(value) -> str:
+    from datetime import timezone
+    return "-" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
+    rows: list[dict] = []
+
+    async def work(conn) -> None:
+        rows.extend(await auth.list_tokens(conn, args.user))
+
+    with provisioned_database(settings) as url:
+        asyncio.run(_with_db(url, work))
+    if args.json:
+        print(json.dumps([{key: value.isoformat() if hasattr(value, "isoformat") else value
+                           for key, value in row.items()} for row in rows], indent=2))
+        return 0
+    if not rows:
+        print("no tokens" + (f" for {args.user}" if args.user else ""), file=sys.stderr)
+        return 0
+    table = [("ID", "USER", "LABEL", "CREATED", "EXPIRES", "LAST USED", "STATE")]
+    for row in rows:
+        state = row["state"] + (f" {_token_time(row['revoked_at'])}" if row["revoked_at"] else "")
+        table.append((str(row["token_id"]), row["user_id"], row["label"] or "-", _token_time(row["created_at"]),
+                      "never" if row["expires_at"] is None else _token_time(row["expires_at"]),
+                      "never" if row["last_used_at"] is None else _token_time(row["last_used_at"]), state))
+    widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return 0
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    revoked: list[auth.RevokedToken] = []
+
+    async def work(conn) -> None:
+        revoked.append(await auth.revoke_token(conn, token_id=args.token_id, label=args.label, user_id=args.user))
+
+    with provisioned_database(settings) as url:
+        try:
+            asyncio.run(_with_db(url, work))
+        except (auth.UnknownToken, auth.AmbiguousToken) as err:
+            log.error("%s", err)
+            return 2
+    token = revoked[0]
+    named = f"token {token.token_id} of {token.user_id}" + (f" ({token.label})" if token.label else "")
+    if token.already:
+        print(f"{named} was already revoked at {_token_time(token.revoked_at)}")
+    else:
+        print(f"revoked {named}: the API refuses it from now on")
     return 0
 
 
@@ -456,11 +516,47 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("--by", default=getpass.getuser(), help="recorded as who changed it (default: you)")
     token = commands.add_parser("token", help="API bearer tokens", description="API bearer tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    create = command("create", cmd_token_create, "create a bearer token for a user and print it (once)",
+
+    def token_days(text: str) -> int:
+        try:
+            days = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a whole number of days, not {text!r}") from None
+        if days < 1:
+            raise argparse.ArgumentTypeError(f"at least 1 day, not {days} (a token that never expires: --no-expiry)")
+        if days > auth.MAX_TOKEN_DAYS:
+            raise argparse.ArgumentTypeError(f"at most {auth.MAX_TOKEN_DAYS} days, not {days} "
+                                             "(a token that never expires: --no-expiry)")
+        return days
+
+    def token_id(text: str) -> int:
+        if not text.isascii() or not text.isdigit():
+            raise argparse.ArgumentTypeError(f"a token id (a number, as bridge token list shows), not {text!r}; "
+                                             "to revoke by label: --label LABEL")
+        return int(text)
+
+    create = command("create", cmd_token_create, "create a bearer token for a user and print it (once); it "
+                     f"expires after {auth.DEFAULT_TOKEN_DAYS} days unless --days or --no-expiry says otherwise",
                      token_commands)
     create.add_argument("user")
-    create.add_argument("--label", help="what the token is for")
-    create.add_argument("--days", type=int, help="expires after this many days (default: never)")
+    create.add_argument("--label", help="what the token is for (also a way to revoke it)")
+    lifetime = create.add_mutually_exclusive_group()
+    lifetime.add_argument("--days", type=token_days, metavar="N",
+                          help=f"expires after N days, 1 to {auth.MAX_TOKEN_DAYS} "
+                               f"(default: {auth.DEFAULT_TOKEN_DAYS})")
+    lifetime.add_argument("--no-expiry", action="store_true", help="a token that never expires (revoke it when "
+                          "it is no longer needed)")
+    listed = command("list", cmd_token_list, "list tokens (of USER, or everyone's): id, user, label, created, "
+                     "expires, last used, state (active, expired, revoked, user inactive); never the secret",
+                     token_commands)
+    listed.add_argument("user", nargs="?", metavar="USER")
+    listed.add_argument("--json", action="store_true", help="as JSON")
+    revoke = command("revoke", cmd_token_revoke, "revoke a token by its id (bridge token list) or by its "
+                     "label; the API refuses it (401) from the next request", token_commands)
+    named = revoke.add_mutually_exclusive_group(required=True)
+    named.add_argument("token_id", nargs="?", type=token_id, metavar="TOKEN_ID")
+    named.add_argument("--label", help="the token's label (refused when several live tokens carry it)")
+    revoke.add_argument("--user", help="only a token of this user")
     engine = commands.add_parser("engine", help="the Flowable engine under engine/",
                                  description="the Flowable engine under engine/")
     engine_commands = engine.add_subparsers(dest="engine_command", required=True, metavar="ACTION")

@@ -29,6 +29,33 @@ touched AS (
 )
 SELECT user_id FROM valid;
 
+-- name: list_tokens
+-- What is known of each token, never the secret nor its hash. state as user_of_token sees it now.
+SELECT t.token_id, t.user_id, t.label, t.created_at, t.expires_at, t.last_used_at, t.revoked_at,
+       CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked'
+            WHEN t.expires_at IS NOT NULL AND t.expires_at <= now() THEN 'expired'
+            WHEN NOT u.is_active THEN 'user inactive'
+            ELSE 'active' END AS state
+FROM entitlements.api_tokens t
+JOIN entitlements.users u ON u.user_id = t.user_id
+WHERE CAST(:user_id AS VARCHAR) IS NULL OR t.user_id = :user_id
+ORDER BY t.user_id, t.created_at, t.token_id;
+
+-- name: tokens_to_revoke
+-- The tokens a `bridge token revoke` names (by id or by label, optionally of one user), locked so that two
+-- revokes of one token do not both think they revoked it.
+SELECT token_id, user_id, label, revoked_at
+FROM entitlements.api_tokens
+WHERE (CAST(:token_id AS BIGINT) IS NULL OR token_id = :token_id)
+  AND (CAST(:label AS TEXT) IS NULL OR label = :label)
+  AND (CAST(:user_id AS VARCHAR) IS NULL OR user_id = :user_id)
+ORDER BY token_id
+FOR UPDATE;
+
+-- name: revoke_token
+UPDATE entitlements.api_tokens SET revoked_at = now() WHERE token_id = :token_id AND revoked_at IS NULL
+RETURNING revoked_at;
+
 -- name: revoke_tokens_of_user
 UPDATE entitlements.api_tokens SET revoked_at = now() WHERE user_id = :user_id AND revoked_at IS NULL;
 
