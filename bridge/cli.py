@@ -32,7 +32,7 @@ from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
 from bridge.progress import Bars
 from bridge.runtime import provisioned_database, provisioned_engine
-from bridge.web import server
+from bridge.web import server, serving_records
 from bridge.work import queues
 from bridge.work.escalation import EscalationRound, escalate_once
 
@@ -82,6 +82,7 @@ async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deploy
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    serving_records.check(settings.data_dir, settings.http_port)  # before starting anything
     with provisioned_database(settings) as url:
         _migrate(settings, url)
         with provisioned_engine(settings, url) as engine:
@@ -105,6 +106,7 @@ def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    serving_records.check(settings.data_dir, settings.http_port)
     with provisioned_database(settings) as url:
         waiting = asyncio.run(migrate.pending(libpq_url(url), settings.migrations_dir))
         if waiting:
