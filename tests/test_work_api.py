@@ -765,3 +765,37 @@ async def test_a_delegate_resolves_the_task_returns_to_its_owner_who_completes_i
         ("CLAIM", "olga"), ("DELEGATE", "olga"), ("RESOLVE", "dan"), ("COMPLETE", "olga")]
     [done] = (await flowable.request("GET", "history/historic-task-instances", params={"taskId": task_id}))["data"]
     assert done["endTime"] is not None and done["assignee"] == "olga"
+
+
+async def test_an_action_postgresql_rolls_back_for_a_deadlock_is_done_again(db, db_url, flowable, engine,
+                                                                            aiohttp_client, caplog):
+    """A real deadlock: another transaction holds the task's row and then asks for the advisory lock the
+    action holds (as a push for the task would take them, in the other order). PostgreSQL rolls the action
+    back (it waited longest); the bridge does it again instead of answering 503."""
+    import logging
+
+    import psycopg
+
+    from bridge.db.engine import libpq_url
+
+    (pid,) = await start_cases(flowable, db, 1)
+    task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]
+    client = await app_client(aiohttp_client, db_url, engine)
+    h = await worker(db, "dex", "INTAKE_CLERK")
+    caplog.set_level(logging.INFO, logger="bridge.work.actions")
+    async with await psycopg.AsyncConnection.connect(libpq_url(db_url)) as other:
+        await other.execute("SET deadlock_timeout = '20s'")
+        await other.execute("SELECT 1 FROM flowable.workflow_tasks WHERE task_id = %s FOR UPDATE", [task_id])
+        claim = asyncio.ensure_future(client.post(f"/api/tasks/{task_id}/claim", json={}, headers=h))
+        for _ in range(100):  # the action holds the task's advisory lock and waits for its row
+            if (await (await other.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                                           "AND NOT granted")).fetchone())[0]:
+                break
+            await asyncio.sleep(0.05)
+        await other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [task_id])
+        await other.rollback()
+        answer = await claim
+    assert answer.status == 200, await answer.text()
+    assert (await answer.json())["assignee"] == "dex"
+    assert "rolled back for a conflict in PostgreSQL, attempt 2" in caplog.text
+    assert (await flowable.task(task_id))["assignee"] == "dex"

@@ -22,15 +22,19 @@ web layer stores the answer under the request's Idempotency-Key there, so the tw
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
+from bridge.db.engine import transient_conflict
 from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
@@ -46,6 +50,7 @@ log = logging.getLogger(__name__)
 
 LIVE_STATES = ("OPEN", "CLAIMED", "DELEGATED")
 CLAIM_NEXT_ATTEMPTS = 5
+DB_CONFLICT_ATTEMPTS = 3  # an action PostgreSQL rolled back for a conflict is done again this many times at most
 CLAIM_NEXT_BUSY_SKIPS = 20  # tasks passed over because a push for them was being applied at that moment
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -264,11 +269,28 @@ class WorkService:
             lambda row: {"status": row["status"], "assignee": row["assignee_id"]}), remember)
 
     async def _act(self, actor: Actor, task_id: str, step: _Step, remember: Remember | None) -> dict:
+        """The action, done again when PostgreSQL rolls its transaction back for a conflict (a deadlock, a
+        serialization failure): the engine may have done it the first time, so the retry, like a keyed one,
+        takes the task found as this action leaves it for success."""
+        for attempt in range(1, DB_CONFLICT_ATTEMPTS + 1):
+            try:
+                return await self._act_once(actor, task_id, step, remember, retried=attempt > 1)
+            except DBAPIError as err:
+                if not transient_conflict(err) or attempt == DB_CONFLICT_ATTEMPTS:
+                    raise
+                log.info("%s of task %s: rolled back for a conflict in PostgreSQL, attempt %d", step.name, task_id,
+                         attempt + 1)
+                await asyncio.sleep(random.uniform(0.01, 0.05 * attempt))
+        raise AssertionError("unreachable")
+
+    async def _act_once(self, actor: Actor, task_id: str, step: _Step, remember: Remember | None, *,
+                        retried: bool) -> dict:
         stale_instance = None
+        idempotent = remember is not None or retried
         async with self.db.connect() as conn:
             async with conn.begin():
                 row = await self._locked_visible(conn, actor.user_id, task_id)
-                if remember and step.done and step.done(row):
+                if idempotent and step.done and step.done(row):
                     return await self._already_done(conn, task_id, step, row, remember)
                 if row["status"] not in step.allowed:
                     if step.name == "complete" and row["status"] == "DELEGATED" and row["assignee_id"] == actor.user_id:
@@ -299,7 +321,7 @@ class WorkService:
                         await remember(conn, answer)
                     return answer
         await resync_instances(self.db, self.flowable, [stale_instance])
-        if remember and step.done:
+        if idempotent and step.done:
             async with self.db.connect() as conn:
                 async with conn.begin():
                     row = await self._locked_visible(conn, actor.user_id, task_id)
@@ -308,13 +330,14 @@ class WorkService:
         raise WorkError(refusal[0], f"{refusal[1]}; the mirror has been brought up to date")
 
     async def _already_done(self, conn: AsyncConnection, task_id: str, step: _Step, row: dict,
-                            remember: Remember) -> dict:
+                            remember: Remember | None) -> dict:
         """A retried request (same Idempotency-Key, no answer stored) whose action the engine had done: the
         first attempt died after the engine and before its commit. The answer it would have had."""
         log.info("%s of task %s: a retry finds it done (the first attempt's answer was lost); answered so",
                  step.name, task_id)
         answer = {"taskId": task_id, "action": step.name, **step.answer(row)}
-        await remember(conn, answer)
+        if remember:
+            await remember(conn, answer)
         return answer
 
     async def _locked_visible(self, conn: AsyncConnection, user_id: str, task_id: str) -> dict:
