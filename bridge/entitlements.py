@@ -37,6 +37,7 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.json_limits import MAX_DEPTH, deeper_than
 
 SQL = queries("entitlements")
 
@@ -76,6 +77,10 @@ def parse(text: str, kind: str) -> Entitlements:
             documents = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
             raise EntitlementsError([f"not YAML: {err}"]) from None
+        except RecursionError:  # PyYAML builds nested collections recursively
+            raise EntitlementsError([f"the file nests deeper than {MAX_DEPTH} levels"]) from None
+        if deeper_than(documents):
+            raise EntitlementsError([f"the file nests deeper than {MAX_DEPTH} levels"])
         if not isinstance(documents, dict):
             raise EntitlementsError(["the file must be a mapping with departments and/or users"])
     for index, department in enumerate(_list(documents, "departments", "departments", problems)):

@@ -232,3 +232,11 @@ async def test_ways_around_the_token_get_401(intake, headers, query):
                          ("PUT", "/api/queues/INTAKE_REGISTRATION")):
         response = await intake.request(method, path + query, headers=headers, json={})
         assert response.status == 401, (method, path, headers, response.status)
+
+
+def test_an_entitlements_file_nesting_without_end_is_refused_not_a_crash():
+    from bridge import entitlements
+
+    for text in ("users: " + "[" * 3000 + "]" * 3000, "users: " + "[" * 150 + "]" * 150):
+        with pytest.raises(entitlements.EntitlementsError, match="nests deeper than 100 levels"):
+            entitlements.parse(text, "yaml")
