@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
+.PHONY: install browser run check test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ endif
 ## run: the service on its embedded default (PostgreSQL started for you, migrated, served)
 run: install
 	$(BIN)/bridge up
+
+## check: the lint gate (ruff, configured in pyproject.toml); .ci/run runs it before the tests
+check: install
+	$(BIN)/ruff check bridge tests bench
 
 ## test: the whole test suite against real parts
 test: install browser

@@ -50,7 +50,7 @@ def bare_from_memory(paths: list[Path], data: list[bytes]) -> None:
 
 
 def ours_from_memory(paths: list[Path], data: list[bytes]) -> None:
-    for path, content in zip(paths, data):
+    for path, content in zip(paths, data, strict=True):
         parse_bpmn(content, path.name)
 
 
@@ -80,7 +80,8 @@ def main() -> None:
                     times.setdefault((comparison, name), []).append(time.perf_counter() - started)
 
     print(f"\nBPMN parsing: {len(paths)} third-party files ({size / 1024:.0f} KiB), {args.rounds} rounds per reader\n")
-    print(f"{'comparison':<12} | {'reader':<24} | {'files/s':>8} | {'MiB/s':>6} | {'ms/round p50':>12} | {'vs bare':>7}")
+    print(f"{'comparison':<12} | {'reader':<24} | {'files/s':>8} | {'MiB/s':>6} | "
+          f"{'ms/round p50':>12} | {'vs bare':>7}")
     print("-" * 86)
     for comparison, ((bare_name, _), (ours_name, _)) in COMPARISONS.items():
         base = statistics.median(times[(comparison, bare_name)])

@@ -87,7 +87,8 @@ class Run:
 
 async def load(url: str, tasks: int) -> None:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
-        await c.execute("INSERT INTO flowable.workflow_definitions (process_key, process_name, business_app, is_active) "
+        await c.execute("INSERT INTO flowable.workflow_definitions "
+                        "(process_key, process_name, business_app, is_active) "
                         "VALUES ('bench', 'Bench', 'bench', true)")
         for i, code in enumerate(ROLES):
             await c.execute("INSERT INTO flowable.workflow_queues (queue_name) VALUES (%s)", [f"Q{i}"])

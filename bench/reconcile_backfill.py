@@ -130,7 +130,8 @@ async def main() -> None:
               f"{r['backfill_s'] / r['read_s']:>6.2f}x | {r['incremental_ms']:>28.1f} | {r['drift']:>11}")
     if len(rows) == 2:
         print(f"\nincremental pass at {rows[1]['instances']} vs {rows[0]['instances']} instances: "
-              f"{rows[1]['incremental_ms'] / rows[0]['incremental_ms']:.2f}x (flat means it does not grow with history)")
+              f"{rows[1]['incremental_ms'] / rows[0]['incremental_ms']:.2f}x "
+              "(flat means it does not grow with history)")
 
 
 if __name__ == "__main__":

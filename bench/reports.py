@@ -173,7 +173,7 @@ async def time_sql(url: str, runs: int, where: ReportFilter) -> tuple[dict[str, 
                     await (await conn.execute(sql, params)).fetchall()
                 if n >= 3:
                     times.setdefault(name, []).append((time.perf_counter() - began) * 1000)
-            for statement, sql in zip(statements, sqls):
+            for statement, sql in zip(statements, sqls, strict=True):
                 rows = await (await conn.execute("EXPLAIN (ANALYZE, COSTS OFF, SUMMARY ON) " + sql, params)).fetchall()
                 plans[statement] = "\n".join(r[0] for r in rows)
     return times, plans
@@ -205,8 +205,9 @@ async def main() -> None:
                "WEBHOOK_SECRET": "whsec_" + "A" * 43 + "=", "BRIDGE_PORT": str(port), "BRIDGE_WORKERS": "1",
                "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
                "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0"}
-        bridge = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                                  stdout=(Path(tmp) / "bridge.log").open("wb"), stderr=subprocess.STDOUT)
+        bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
+                                         cwd=PROJECT_ROOT, env=env, stdout=(Path(tmp) / "bridge.log").open("wb"),
+                                         stderr=subprocess.STDOUT)
         try:
             await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
             where = ReportFilter.last(timedelta(hours=args.hours))

@@ -165,8 +165,9 @@ async def main() -> None:
                "FLOWABLE_PASSWORD": engine.password, "WEBHOOK_SECRET": secret, "BRIDGE_PORT": str(bridge_port),
                "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
                "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0"}  # OneCMS auto-assigns registration: the workers claim here
-        bridge = subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                                  stdout=(Path(tmp) / "bridge.log").open("wb"), stderr=subprocess.STDOUT)
+        bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
+                                         cwd=PROJECT_ROOT, env=env, stdout=(Path(tmp) / "bridge.log").open("wb"),
+                                         stderr=subprocess.STDOUT)
         db = create_engine(url, pool_size=2)
         try:
             async with FlowableClient(engine.base_url, engine.user, engine.password) as client:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -84,7 +84,7 @@ async def issue_token(conn: AsyncConnection, user_id: str, *, label: str | None 
         raise UnknownUser(f"no user {user_id!r}: add them first (bridge users add {user_id})")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     # `is not None`, not truthiness: timedelta(0) is falsy, and once made a token that never expired
-    expires = datetime.now(timezone.utc) + valid_for if valid_for is not None else None
+    expires = datetime.now(UTC) + valid_for if valid_for is not None else None
     token_id = (await conn.execute(SQL.insert_token, {"user_id": user_id, "token_hash": _hash(token),
                                                       "label": label, "expires_at": expires})).scalar_one()
     return IssuedToken(token, token_id, expires)

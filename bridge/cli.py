@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import psycopg
@@ -299,8 +299,7 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _token_time(value) -> str:
-    from datetime import timezone
-    return "-" if value is None else value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -326,7 +325,7 @@ def cmd_token_list(settings: Settings, args: argparse.Namespace) -> int:
                       "never" if row["last_used_at"] is None else _token_time(row["last_used_at"]), state))
     widths = [max(len(line[column]) for line in table) for column in range(len(table[0]))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
     return 0
 
 

@@ -83,7 +83,7 @@ class Settings:
     deploy_allowed_delegates: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         defaults = cls()
         if env.get("BRIDGE_LOG_FORMAT", "text") not in ("text", "json"):
@@ -96,7 +96,8 @@ class Settings:
             embedded_pg_port=_int(env, "BRIDGE_EMBEDDED_PG_PORT", defaults.embedded_pg_port),
             http_host=env.get("BRIDGE_HOST") or defaults.http_host,
             http_port=_int(env, "BRIDGE_PORT", defaults.http_port),
-            migrations_dir=Path(env["BRIDGE_MIGRATIONS_DIR"]) if env.get("BRIDGE_MIGRATIONS_DIR") else defaults.migrations_dir,
+            migrations_dir=(Path(env["BRIDGE_MIGRATIONS_DIR"]) if env.get("BRIDGE_MIGRATIONS_DIR")
+                            else defaults.migrations_dir),
             db_pool_size=_int(env, "BRIDGE_DB_POOL_SIZE", defaults.db_pool_size),
             db_pool_timeout_s=_float(env, "BRIDGE_DB_POOL_TIMEOUT_S", defaults.db_pool_timeout_s),
             workers=_int(env, "BRIDGE_WORKERS", defaults.workers),
@@ -122,28 +123,46 @@ class Settings:
 
 # name, default, meaning: the source of the README's settings table.
 SETTINGS_DOC: list[tuple[str, str, str]] = [
-    ("DATABASE_URL", "(unset)", "PostgreSQL to use, e.g. postgresql://user:pw@host:5432/db. Unset: start the embedded one."),
+    ("DATABASE_URL", "(unset)",
+     "PostgreSQL to use, e.g. postgresql://user:pw@host:5432/db. Unset: start the embedded one."),
     ("BRIDGE_DATA_DIR", "./.bridge-data", "Folder of the embedded PostgreSQL's data; kept between runs."),
     ("BRIDGE_EMBEDDED_PG_PORT", "55432", "TCP port (127.0.0.1) of the embedded PostgreSQL; 0 picks a free port."),
     ("BRIDGE_HOST", "127.0.0.1", "Address the HTTP server binds."),
     ("BRIDGE_PORT", "8080", "Port of the HTTP server."),
     ("BRIDGE_MIGRATIONS_DIR", "./migrations", "Folder of the ordered .sql migrations."),
     ("BRIDGE_DB_POOL_SIZE", "10", "Connections each serving process keeps open to PostgreSQL."),
-    ("BRIDGE_DB_POOL_TIMEOUT_S", "10", "Seconds a request waits for a free connection; then it is answered 503 with Retry-After (saturated)."),
-    ("BRIDGE_WORKERS", "2", "Processes serving HTTP on the same port; the first also runs the background jobs (reconciler, queue-load folding)."),
-    ("FLOWABLE_URL", "(unset)", "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start engine/."),
+    ("BRIDGE_DB_POOL_TIMEOUT_S", "10",
+     "Seconds a request waits for a free connection; then it is answered 503 with Retry-After (saturated)."),
+    ("BRIDGE_WORKERS", "2",
+     "Processes serving HTTP on the same port; the first also "
+     "runs the background jobs (reconciler, queue-load folding)."),
+    ("FLOWABLE_URL", "(unset)",
+     "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start engine/."),
     ("FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it starts)."),
     ("FLOWABLE_PASSWORD", "test", "Basic-auth password of the Flowable REST API."),
     ("BRIDGE_ENGINE_PORT", "8081", "Port (127.0.0.1) of the engine the bridge starts; 0 picks a free port."),
     ("BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts."),
-    ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
-    ("WEBHOOK_SECRET", "(generated)", "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
-    ("WEBHOOK_PREVIOUS_SECRETS", "(none)", "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
-    ("BRIDGE_LOG_FORMAT", "text", "text: a line per record for a terminal; json: one JSON object per line (ts, level, logger, pid, message, request_id) for a log pipeline."),
-    ("BRIDGE_RECONCILE_INTERVAL_S", "10", "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
+    ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml",
+     "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
+    ("WEBHOOK_SECRET", "(generated)",
+     "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
+    ("WEBHOOK_PREVIOUS_SECRETS", "(none)",
+     "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
+    ("BRIDGE_LOG_FORMAT", "text",
+     "text: a line per record for a terminal; json: one JSON object per "
+     "line (ts, level, logger, pid, message, request_id) for a log pipeline."),
+    ("BRIDGE_RECONCILE_INTERVAL_S", "10",
+     "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
     ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
-    ("BRIDGE_ESCALATE_INTERVAL_S", "60", "Seconds between SLA escalation rounds (overdue tasks escalate, queues' escalation_config is carried out); 0: off."),
-    ("BRIDGE_AUTO_ASSIGN_INTERVAL_S", "2", "Seconds between auto-assignment rounds (queues whose assignments say auto_assign); 0: off."),
-    ("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "(none)", "Comma-separated Java class names and Spring bean names of the site's own that deployed BPMN may use (flowable:class, delegateExpression, bean method calls in expressions); nothing else runs (bridge/bpmn_policy.py)."),
-    ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10", "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
+    ("BRIDGE_ESCALATE_INTERVAL_S", "60",
+     "Seconds between SLA escalation rounds (overdue tasks "
+     "escalate, queues' escalation_config is carried out); 0: off."),
+    ("BRIDGE_AUTO_ASSIGN_INTERVAL_S", "2",
+     "Seconds between auto-assignment rounds (queues whose assignments say auto_assign); 0: off."),
+    ("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "(none)",
+     "Comma-separated Java class names and Spring bean names of the site's own "
+     "that deployed BPMN may use (flowable:class, delegateExpression, bean "
+     "method calls in expressions); nothing else runs (bridge/bpmn_policy.py)."),
+    ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10",
+     "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
 ]

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -161,5 +161,5 @@ class DemoSeeder:
             outcome.left_open += 1
         if rng.random() < 0.25:
             overdue_by = timedelta(minutes=rng.randrange(5, 3 * 24 * 60))
-            await self.flowable.update_task(task["id"], dueDate=engine_time(datetime.now(timezone.utc) - overdue_by))
+            await self.flowable.update_task(task["id"], dueDate=engine_time(datetime.now(UTC) - overdue_by))
             outcome.made_overdue += 1

@@ -21,11 +21,11 @@ stays without its definition row.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -178,7 +178,7 @@ async def _record_definition(conn: AsyncConnection, process: Process, outcome: P
         "business_app": business_app or process.business_app or DEFAULT_BUSINESS_APP,
         "deployment_id": outcome.deployment_id,
         "bpmn_xml": data.decode("utf-8", errors="replace"),
-        "deployed_at": datetime.now(timezone.utc),
+        "deployed_at": datetime.now(UTC),
         "deployed_by": deployed_by,
         "entry_criteria": json.dumps({name: v.stored() for name, v in process.start_variables.items()}),
         "routing_rules": json.dumps(process.routing_rules()),
@@ -300,7 +300,8 @@ async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, set
             else:
                 # a queue's settings, SLA and capacity included, are compared below as settings
                 diff = [f"{k} {have.get(k)!r} -> {v!r}" for k, v in want.items()
-                        if have.get(k) != v and not (kind == "queue" and k in ("settings", "sla_minutes", "max_capacity"))]
+                        if have.get(k) != v
+                        and not (kind == "queue" and k in ("settings", "sla_minutes", "max_capacity"))]
                 if diff:
                     changes.append(f"~ {kind} {name}: " + ", ".join(diff))
     for name, want in sorted(queues.items()) if settings else ():

@@ -30,7 +30,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import yaml
@@ -88,9 +88,10 @@ def parse(text: str, kind: str) -> Entitlements:
         if not isinstance(department, dict) or not _text(department.get("code"), 50):
             problems.append(f"{where}: needs a code (up to 50 characters)")
             continue
-        result.departments.append({"code": department["code"],
-                                   "name": _optional_text(department, "name", 100, where, problems) or department["code"],
-                                   "parent": _optional_text(department, "parent", 50, where, problems)})
+        result.departments.append({
+            "code": department["code"],
+            "name": _optional_text(department, "name", 100, where, problems) or department["code"],
+            "parent": _optional_text(department, "parent", 50, where, problems)})
     for index, user in enumerate(_list(documents, "users", "users", problems)):
         where = user.get("_where") if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
         if not isinstance(user, dict) or not _text(user.get("id"), 50):
@@ -98,7 +99,8 @@ def parse(text: str, kind: str) -> Entitlements:
             continue
         grants = []
         for g_index, grant in enumerate(_list(user, "grants", f"{where}.grants", problems)):
-            g_where = grant.get("_where") if isinstance(grant, dict) and grant.get("_where") else f"{where}.grants[{g_index}]"
+            g_where = (grant.get("_where") if isinstance(grant, dict) and grant.get("_where")
+                       else f"{where}.grants[{g_index}]")
             if not isinstance(grant, dict) or not _text(grant.get("role"), 50):
                 problems.append(f"{g_where}: needs a role code")
                 continue
@@ -154,7 +156,8 @@ async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str,
                                              "department": user["department"], "active": user["active"]})
         for grant in user["grants"]:
             await conn.execute(SQL.upsert_grant, {"user_id": user["id"], "role": grant["role"], "assigned_by": by,
-                                                  "valid_from": grant["valid_from"], "valid_until": grant["valid_until"]})
+                                                  "valid_from": grant["valid_from"],
+                                                  "valid_until": grant["valid_until"]})
         progress("users")
 
 
@@ -231,4 +234,4 @@ def _when(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     else:
         raise ValueError(value)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

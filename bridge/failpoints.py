@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 KNOWN = frozenset({"action.after_engine", "action.after_commit"})
 ARMED = frozenset(name.strip() for name in os.environ.get("BRIDGE_FAILPOINTS", "").split(",") if name.strip())
 if ARMED - KNOWN:
-    raise RuntimeError(f"BRIDGE_FAILPOINTS: unknown {', '.join(sorted(ARMED - KNOWN))} (known: {', '.join(sorted(KNOWN))})")
+    raise RuntimeError(f"BRIDGE_FAILPOINTS: unknown {', '.join(sorted(ARMED - KNOWN))} "
+                       f"(known: {', '.join(sorted(KNOWN))})")
 
 
 def failpoint(name: str) -> None:

@@ -32,7 +32,8 @@ RECONCILE_SECONDS = Histogram("bridge_reconciler_pass_seconds", "Duration of a r
 
 CLAIM_NEXT_SECONDS = Histogram("bridge_claim_next_task_seconds", "Database time of one claim_next_task call",
                                buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1))
-WORK_ACTIONS = Counter("bridge_work_actions_total", "Queue work actions by action and HTTP status", ["action", "status"])
+WORK_ACTIONS = Counter("bridge_work_actions_total", "Queue work actions by action and HTTP status",
+                       ["action", "status"])
 
 HTTP_REQUESTS = Counter("bridge_http_requests_total", "HTTP requests by route, method and status",
                         ["route", "method", "status"])
@@ -42,8 +43,10 @@ ENGINE_REQUESTS = Counter("bridge_engine_requests_total", "Calls to the engine's
                           "(HTTP status, or unavailable)", ["method", "outcome"])
 ENGINE_SECONDS = Histogram("bridge_engine_request_seconds", "Time of one call to the engine's REST API (with retries)",
                            ["method"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
-QUEUE_OPEN = Gauge("bridge_queue_open_tasks", "Open tasks per queue (OPEN, CLAIMED, DELEGATED, ESCALATED)", ["queue"])
-QUEUE_OVERDUE = Gauge("bridge_queue_overdue_tasks", "Open tasks past their due date per queue (SLA breaches)", ["queue"])
+QUEUE_OPEN = Gauge("bridge_queue_open_tasks", "Open tasks per queue (OPEN, CLAIMED, DELEGATED, ESCALATED)",
+                   ["queue"])
+QUEUE_OVERDUE = Gauge("bridge_queue_overdue_tasks", "Open tasks past their due date per queue (SLA breaches)",
+                      ["queue"])
 
 _newest_change: float | None = None  # epoch seconds of the newest engine change mirrored
 _last_read: float | None = None      # epoch seconds of the reconciler's newest committed read

@@ -24,7 +24,7 @@ class Bars:
         for bar in self.bars.values():
             bar.close()
 
-    def __enter__(self) -> "Bars":
+    def __enter__(self) -> Bars:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,14 +43,14 @@ class ReportFilter:
 
     @classmethod
     def last(cls, span: timedelta = DEFAULT_RANGE, **given) -> ReportFilter:
-        until = datetime.now(timezone.utc)
+        until = datetime.now(UTC)
         return cls(since=until - span, until=until, **given)
 
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> ReportFilter:
         """From query parameters: department, queue, since, until (ISO-8601; default the last 24 hours),
         at_risk_minutes (due within this many minutes: at risk; default 60), limit (lists; default 20)."""
-        until = _moment(query, "until") or datetime.now(timezone.utc)
+        until = _moment(query, "until") or datetime.now(UTC)
         since = _moment(query, "since") or until - DEFAULT_RANGE
         if since >= until:
             raise BadFilter("since: must be before until")

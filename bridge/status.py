@@ -1,10 +1,11 @@
 """`bridge status`: the bridge's state on one screen, for the on-call engineer: database and migrations,
-engine and what its webhook emitter sent and dropped, how far behind the mirror is, what is parked, queue depths and SLA breaches. Starts nothing but the
-embedded database it reads (as every command does); an engine that is not running is reported, not started."""
+engine and what its webhook emitter sent and dropped, how far behind the mirror is, what is parked, queue
+depths and SLA breaches. Starts nothing but the embedded database it reads (as every command does); an
+engine that is not running is reported, not started."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
@@ -29,7 +30,7 @@ def _pushes_line(pushes: dict) -> str:
 def _ago(moment: datetime | None) -> str:
     if moment is None:
         return "never"
-    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    seconds = (datetime.now(UTC) - moment).total_seconds()
     return f"{moment:%Y-%m-%d %H:%M:%S}Z ({seconds:.0f} s ago)"
 
 
@@ -67,7 +68,8 @@ async def report(database_url: str, migrations_dir, engine: EngineEndpoint | Non
         lines.append("reconciler  has not run yet")
     for r in reconcilers:
         error = f"; LAST ERROR {_ago(r.last_error_at)}: {r.last_error}" if r.last_error else ""
-        lines.append(f"reconciler  last pass {_ago(r.last_pass_at)}, newest change mirrored {_ago(r.newest_change_at)}, "
+        lines.append(f"reconciler  last pass {_ago(r.last_pass_at)}, "
+                     f"newest change mirrored {_ago(r.newest_change_at)}, "
                      f"{r.passes} passes, {r.repairs} repairs{error}")
     lines.append("")
     lines.append(f"{'queue':<28} {'open':>6} {'overdue':>8} {'capacity':>9}")

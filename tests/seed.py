@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -11,7 +11,7 @@ _ids = itertools.count(1)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def hours(n: float) -> timedelta:
@@ -37,7 +37,8 @@ async def queue(conn, name: str, *, department_id: int | None = None, is_active:
 async def role(conn, code: str, *, queue_name: str | None = None, department_id: int | None = None,
                is_active: bool = True, role_type: str = "DEPARTMENT") -> int:
     cur = await conn.execute(
-        "INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type, department_id, queue_name, is_active) "
+        "INSERT INTO entitlements.workflow_roles "
+        "(role_code, role_name, role_type, department_id, queue_name, is_active) "
         "VALUES (%s, %s, %s, %s, %s, %s) RETURNING role_id",
         [code, code.replace("_", " ").title(), role_type, department_id, queue_name, is_active])
     return (await cur.fetchone())[0]
@@ -67,7 +68,8 @@ async def assign_queue(conn, queue_id: int, role_id: int) -> None:
 async def definition(conn, key: str = "onecms", *, version: int = 1, is_active: bool = True,
                      name: str | None = None) -> int:
     cur = await conn.execute(
-        "INSERT INTO flowable.workflow_definitions (process_key, process_name, process_version, business_app, is_active) "
+        "INSERT INTO flowable.workflow_definitions "
+        "(process_key, process_name, process_version, business_app, is_active) "
         "VALUES (%s, %s, %s, 'onecms', %s) RETURNING workflow_id",
         [key, name or f"{key} v{version}", version, is_active])
     return (await cur.fetchone())[0]
@@ -77,7 +79,8 @@ async def instance(conn, workflow_id: int, *, status: str = "ACTIVE", started_at
                    completed_at: datetime | None = None) -> str:
     pid = f"pi-{next(_ids)}"
     await conn.execute(
-        "INSERT INTO flowable.process_instances (process_instance_id, workflow_id, started_by, status, started_at, completed_at) "
+        "INSERT INTO flowable.process_instances "
+        "(process_instance_id, workflow_id, started_by, status, started_at, completed_at) "
         "VALUES (%s, %s, 'test', %s, coalesce(%s, now()), %s)",
         [pid, workflow_id, status, started_at, completed_at])
     return pid

@@ -144,9 +144,11 @@ async def test_taking_over_another_workflows_role_is_422_and_adopting_needs_enti
 </definitions>""".encode()
 
     designer = bearer(people["designer"])
-    made = await api.post("/api/deployments", data=upload(declaring(first, "Reviewers"), "a.bpmn20.xml"), headers=designer)
+    made = await api.post("/api/deployments", data=upload(declaring(first, "Reviewers"), "a.bpmn20.xml"),
+                          headers=designer)
     assert made.status == 201, await made.text()
-    refused = await api.post("/api/deployments", data=upload(declaring(second, "Mine"), "b.bpmn20.xml"), headers=designer)
+    refused = await api.post("/api/deployments", data=upload(declaring(second, "Mine"), "b.bpmn20.xml"),
+                             headers=designer)
     assert refused.status == 422
     [problem] = (await refused.json())["problems"]
     assert problem.startswith(f"role ROLE_{first.upper()} belongs to {first}: this file would change name "

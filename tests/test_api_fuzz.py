@@ -31,7 +31,8 @@ async def test_no_generated_request_gets_a_server_error(db_url, flowable, engine
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
     async with db.begin() as conn:
         # every role an endpoint asks for, so the fuzzer gets past the 403s to the parameters
-        await auth.add_user(conn, "fuzzer", roles=["INTAKE_CLERK", "WORKFLOW_DESIGNER", "OPS_VIEWER", "ENTITLEMENTS_ADMIN"],
+        await auth.add_user(conn, "fuzzer",
+                            roles=["INTAKE_CLERK", "WORKFLOW_DESIGNER", "OPS_VIEWER", "ENTITLEMENTS_ADMIN"],
                             granted_by="test")
         token = await auth.create_token(conn, "fuzzer")
     # Open registration tasks the fuzzer may see and work, so the stateful phase's chains (list tasks or

@@ -234,7 +234,8 @@ def test_onecms_ships_queue_settings(onecms):
         "autoAssign": True, "assignmentStrategy": "LEAST_LOADED", "maxTasksPerUser": 8}
     assert settings["INTAKE_REGISTRATION"]["assignmentStrategy"] == "ROUND_ROBIN"
     assert all(s.get("escalation") for name, s in settings.items()
-               if name not in ("CASE_CLOSURE", "INVESTIGATIONS_ESCALATION", "LEGAL_ESCALATION", "SUPERVISOR_ESCALATION"))
+               if name not in ("CASE_CLOSURE", "INVESTIGATIONS_ESCALATION", "LEGAL_ESCALATION",
+                               "SUPERVISOR_ESCALATION"))
 
 
 def test_messages_say_what_to_do():

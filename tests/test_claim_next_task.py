@@ -9,7 +9,6 @@ import random
 
 import psycopg
 import pytest
-
 from sqlalchemy import text
 
 from bridge.db.engine import create_engine
@@ -93,7 +92,7 @@ async def test_concurrent_claimers_take_every_task_exactly_once_in_priority_orde
                min(h.action_by), min(h.old_status), min(h.new_status)
         FROM flowable.workflow_tasks t LEFT JOIN flowable.task_history h ON h.task_id = t.task_id
         GROUP BY t.task_id""")).fetchall()
-    owner = {t: w for w, claims in zip(workers, per_worker) for t in claims}
+    owner = {t: w for w, claims in zip(workers, per_worker, strict=True) for t in claims}
     for task_id, status, assignee, claimed_by, claim_rows, action_by, old, new in rows:
         assert (status, assignee, claimed_by) == ("CLAIMED", owner[task_id], owner[task_id])
         assert (claim_rows, action_by, old, new) == (1, owner[task_id], "OPEN", "CLAIMED")
@@ -105,10 +104,14 @@ async def test_best_task_first_escalated_then_priority_then_age_then_id(conn, db
     await seed.grant(conn, "ann", role_id)
     pi = await seed.instance(conn, await seed.definition(conn))
     t0 = now()
-    await seed.task(conn, pi, "INTAKE", priority=50, created_at=t0 - hours(5), candidate_groups=["INTAKE_CLERK"], task_id="old-normal")
-    await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(1), candidate_groups=["INTAKE_CLERK"], task_id="new-urgent")
-    await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(2), candidate_groups=["INTAKE_CLERK"], task_id="old-urgent")
-    await seed.task(conn, pi, "INTAKE", priority=99, status="CLAIMED", assignee="zed", candidate_groups=["INTAKE_CLERK"])
+    await seed.task(conn, pi, "INTAKE", priority=50, created_at=t0 - hours(5), candidate_groups=["INTAKE_CLERK"],
+                    task_id="old-normal")
+    await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(1), candidate_groups=["INTAKE_CLERK"],
+                    task_id="new-urgent")
+    await seed.task(conn, pi, "INTAKE", priority=80, created_at=t0 - hours(2), candidate_groups=["INTAKE_CLERK"],
+                    task_id="old-urgent")
+    await seed.task(conn, pi, "INTAKE", priority=99, status="CLAIMED", assignee="zed",
+                    candidate_groups=["INTAKE_CLERK"])
     await seed.task(conn, pi, "INTAKE", priority=10, created_at=t0, escalation_level=1,
                     candidate_groups=["INTAKE_CLERK"], task_id="escalated-low")
 
@@ -154,7 +157,8 @@ async def test_a_user_without_a_current_grant_claims_nothing(conn, case):
     task_id = await seed.task(conn, pi, "INTAKE", candidate_groups=["INTAKE_CLERK"])
 
     assert await (await conn.execute(PICK, ["ann", None])).fetchone() is None
-    status, = await (await conn.execute("SELECT status FROM flowable.workflow_tasks WHERE task_id = %s", [task_id])).fetchone()
+    status, = await (await conn.execute("SELECT status FROM flowable.workflow_tasks WHERE task_id = %s",
+                                        [task_id])).fetchone()
     assert status == "OPEN"
     assert await (await conn.execute("SELECT count(*) FROM flowable.task_history")).fetchone() == (0,)
 

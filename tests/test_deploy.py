@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from bridge.bpmn_meta import BpmnError
 from bridge.db.engine import create_engine
-from bridge.deploy import OwnershipError, DeployError, deploy_bpmn
+from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,9 @@ def workflow(key: str, *, task_name: str = "Review", extra: str = "") -> bytes:
     <sequenceFlow id="f1" sourceRef="start" targetRef="review"/>
     <userTask id="review" name="{task_name}" flowable:candidateGroups="REVIEWER_{tag}" flowable:formKey="f"
               flowable:priority="50" flowable:dueDate="PT2H">
-      <extensionElements><onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="120" maxCapacity="30"/></extensionElements>
+      <extensionElements>
+        <onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="120" maxCapacity="30"/>
+      </extensionElements>
     </userTask>
     <sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
     <endEvent id="end"/>
@@ -69,7 +71,8 @@ async def test_first_deploy_is_version_1_and_syncs_departments_roles_queues(db, 
     assert await rows(db, """SELECT process_version, is_active, deployed_by, business_app, deployment_id = :d,
                                     sla_config -> 'queues' ->> :q
                              FROM flowable.workflow_definitions WHERE process_key = :k""",
-                      k=key, d=outcome.processes[0].deployment_id, q=f"Q_{tag}") == [(1, True, "ann", "ONECMS", True, "120")]
+                      k=key, d=outcome.processes[0].deployment_id,
+                      q=f"Q_{tag}") == [(1, True, "ann", "ONECMS", True, "120")]
     assert await rows(db, "SELECT department_name FROM entitlements.departments WHERE department_code = :c",
                       c=f"DESK_{tag}") == [(f"Desk {tag}",)]
     assert await rows(db, """SELECT q.queue_type, q.sla_minutes, q.max_capacity, d.department_code
@@ -77,7 +80,8 @@ async def test_first_deploy_is_version_1_and_syncs_departments_roles_queues(db, 
                              WHERE queue_name = :q""", q=f"Q_{tag}") == [("PRIORITY", 120, 30, f"DESK_{tag}")]
     assert await rows(db, """SELECT r.role_type, r.queue_name, d.department_code
                              FROM entitlements.workflow_roles r JOIN entitlements.departments d USING (department_id)
-                             WHERE role_code = :r""", r=f"REVIEWER_{tag}") == [("DEPARTMENT", f"Q_{tag}", f"DESK_{tag}")]
+                             WHERE role_code = :r""",
+                      r=f"REVIEWER_{tag}") == [("DEPARTMENT", f"Q_{tag}", f"DESK_{tag}")]
     assert await rows(db, """SELECT q.queue_name FROM flowable.queue_assignments a
                              JOIN flowable.workflow_queues q USING (queue_id)
                              JOIN entitlements.workflow_roles r USING (role_id) WHERE r.role_code = :r""",
@@ -109,7 +113,8 @@ async def test_a_file_flowable_rejects_leaves_everything_untouched(db, flowable)
                                    b'<sequenceFlow id="f2" sourceRef="review" targetRef="svc"/>'
                                    b'<serviceTask id="svc" name="Notify"/>'
                                    b'<sequenceFlow id="f3" sourceRef="svc" targetRef="end"/>')
-    broken = broken.replace(b"<flowNodeRef>end</flowNodeRef>", b"<flowNodeRef>end</flowNodeRef><flowNodeRef>svc</flowNodeRef>")
+    broken = broken.replace(b"<flowNodeRef>end</flowNodeRef>",
+                            b"<flowNodeRef>end</flowNodeRef><flowNodeRef>svc</flowNodeRef>")
     before = await rows(db, "SELECT (SELECT count(*) FROM flowable.workflow_definitions), "
                             "(SELECT count(*) FROM flowable.workflow_queues), "
                             "(SELECT count(*) FROM entitlements.workflow_roles)")
@@ -181,7 +186,8 @@ async def test_a_files_queue_settings_apply_with_a_new_version_and_an_admins_cha
 
     key = new_key()
     tag = key.upper()
-    settings = (b'<onecms:queue name="Q_%s" type="PRIORITY" slaMinutes="120" maxCapacity="30" overflowQueue="Q_%s_SPILL">'
+    settings = (b'<onecms:queue name="Q_%s" type="PRIORITY" slaMinutes="120" maxCapacity="30" '
+                b'overflowQueue="Q_%s_SPILL">'
                 b'<onecms:escalation raisePriorityBy="15" notifyRole="REVIEWER_%s"/>'
                 b'<onecms:assignment autoAssign="true" assignmentStrategy="LEAST_LOADED" maxTasksPerUser="4"/>'
                 b'</onecms:queue>' % (tag.encode(), tag.encode(), tag.encode()))
@@ -190,7 +196,8 @@ async def test_a_files_queue_settings_apply_with_a_new_version_and_an_admins_cha
     data = workflow(key).replace(b'<onecms:queue name="Q_%s" type="PRIORITY" slaMinutes="120" maxCapacity="30"/>'
                                  % tag.encode(), settings).replace(b'<endEvent id="end"/>',
                                                                    b'<endEvent id="end"/>' + spill.encode())
-    data = data.replace(b"<flowNodeRef>end</flowNodeRef>", b"<flowNodeRef>end</flowNodeRef><flowNodeRef>spill</flowNodeRef>")
+    data = data.replace(b"<flowNodeRef>end</flowNodeRef>",
+                        b"<flowNodeRef>end</flowNodeRef><flowNodeRef>spill</flowNodeRef>")
     planned = await deploy_bpmn(data, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann", dry_run=True)
     assert planned.status == "would-deploy", planned.summary()
     await deploy_bpmn(data, "s.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
@@ -331,7 +338,8 @@ async def test_a_deploy_cannot_take_over_roles_queues_or_departments_another_wor
                                 adopt=["role:INTAKE_CLERK", "queue:INTAKE_REGISTRATION"])
     assert adopted.status == "deployed"
     assert (await rows(db, role, r="INTAKE_CLERK"))[0][2] == key
-    [(sla,)] = await rows(db, "SELECT sla_minutes FROM flowable.workflow_queues WHERE queue_name = 'INTAKE_REGISTRATION'")
+    [(sla,)] = await rows(db, "SELECT sla_minutes FROM flowable.workflow_queues "
+                              "WHERE queue_name = 'INTAKE_REGISTRATION'")
     assert sla == 5
     # this module's database is the engine's, shared by the session: OneCMS takes its role and queue back
     await deploy_bpmn(ONECMS_FILE.read_bytes() + b"\n<!-- v2 -->", ONECMS_FILE.name, db=db, flowable=flowable,

@@ -3,7 +3,7 @@ than the read, not drift; the same rows from before it are differences."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from bridge.flowable.client import engine_time
 from bridge.mirror.drift import MirrorState, compare
 from bridge.mirror.engine_state import EngineState
 
-STARTED = datetime(2026, 11, 25, 9, 0, tzinfo=timezone.utc)
+STARTED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 KEY = "OneCMS_Nextgen_WF:1:def"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -121,7 +121,7 @@ async def test_two_completions_racing_into_a_join_answer_200_or_409_and_a_retry_
         answers = await asyncio.gather(*(rest.call("POST", f"runtime/tasks/{t['id']}", json={"action": "complete"})
                                          for t in tasks))
         assert sorted(status for status, _, _ in answers) in ([200, 200], [200, 409]), answers
-        for task, (status, body, _) in zip(tasks, answers):
+        for task, (status, body, _) in zip(tasks, answers, strict=True):
             if status == 409:
                 assert_engine_error(body, OPTIMISTIC_LOCKING, message="updated by another transaction")
                 conflicts.append(body["message"])
@@ -185,7 +185,8 @@ async def test_flowables_own_statuses_are_kept_with_the_message_and_class_name(r
     await flowable.deploy(f"{key}.bpmn20.xml", one_task_process(key))
     [task] = await rest.tasks((await rest.start(key))["id"])
     await rest.ok("POST", f"runtime/tasks/{task['id']}", json={"action": "claim", "assignee": "alice"})
-    status, body, _ = await rest.call("POST", f"runtime/tasks/{task['id']}", json={"action": "claim", "assignee": "bob"})
+    status, body, _ = await rest.call("POST", f"runtime/tasks/{task['id']}",
+                                      json={"action": "claim", "assignee": "bob"})
     assert status == 409
     assert_engine_error(body, "org.flowable.common.engine.api.FlowableTaskAlreadyClaimedException",
                         message="is already claimed by someone else")
@@ -219,7 +220,7 @@ async def test_a_malformed_bpmn_file_is_still_400_with_the_parsers_message(engin
 def engine_time(headers: dict) -> datetime:
     value = headers.get("X-Engine-Time")
     assert value is not None and ENGINE_TIME.fullmatch(value), value
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def to_millis(moment: datetime) -> datetime:
@@ -234,9 +235,9 @@ def to_millis(moment: datetime) -> datetime:
 ])
 async def test_every_response_carries_the_engine_clock_at_the_start_of_the_request(rest, method, path, kwargs,
                                                                                     expected):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     status, _, headers = await rest.call(method, path, **kwargs)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert status == expected
     # The header has milliseconds; the engine read its clock after `before` and before `after` (same machine).
     assert to_millis(before) <= engine_time(headers) <= after

@@ -22,7 +22,8 @@ def test_json_lines_hold_the_request_id_and_the_exception():
         import sys
         record.exc_info = sys.exc_info()
     line = json.loads(JsonFormatter().format(record))
-    assert (line["level"], line["logger"], line["message"], line["request_id"]) == ("ERROR", "bridge.x", "failed here", "req-7")
+    assert (line["level"], line["logger"], line["message"], line["request_id"]) == (
+        "ERROR", "bridge.x", "failed here", "req-7")
     assert "ValueError: boom" in line["exception"]
 
 
@@ -34,7 +35,8 @@ async def test_a_request_id_is_echoed_made_up_when_missing_and_sent_to_the_engin
     caplog.handler.addFilter(RequestIdFilter())
     ready = await client.get("/readyz", headers={"X-Request-Id": "trace-42"})  # calls the engine
     assert ready.headers["X-Request-Id"] == "trace-42"
-    engine_calls = [r for r in caplog.records if r.name == "bridge.flowable.client" and "management/engine" in r.getMessage()]
+    engine_calls = [r for r in caplog.records
+                    if r.name == "bridge.flowable.client" and "management/engine" in r.getMessage()]
     assert engine_calls and all(r.request_id == "trace-42" for r in engine_calls)
     made_up = (await client.get("/healthz")).headers["X-Request-Id"]
     assert len(made_up) == 32

@@ -111,7 +111,8 @@ async def test_a_case_from_intake_to_rejection_is_mirrored_step_by_step(flowable
     assert (ended["status"], ended["cause"]) == ("COMPLETED", "caseRejected") and ended["completed_at"]
     assert (await row(db, TASK, p=pid, k="triageCase"))["status"] == "COMPLETED"
 
-    history = [(h["task_definition_key"], h["action_type"], h["old_status"], h["new_status"]) for h in await rows(db, """
+    history = [(h["task_definition_key"], h["action_type"], h["old_status"], h["new_status"])
+               for h in await rows(db, """
         SELECT t.task_definition_key, h.action_type, h.old_status, h.new_status
         FROM flowable.task_history h JOIN flowable.workflow_tasks t USING (task_id)
         WHERE h.process_instance_id = :p ORDER BY h.history_id""", p=pid)]
@@ -301,7 +302,8 @@ async def test_real_batches_delivered_twice_shuffled_and_late_converge(flowable,
     for n in range(4):
         pid = (await flowable.start_process("OneCMS_Nextgen_WF", business_key=str(8800 + n), variables={
             "caseId": 8800 + n, "caseType": ("LEGAL_CLAIM", "QUALITY")[n % 2], "severity": "LOW"}))["id"]
-        for key, who, variables in (("registerCase", "clerk", {}), ("triageCase", "triage", {"triageDecision": "ACCEPT"})):
+        for key, who, variables in (("registerCase", "clerk", {}),
+                                    ("triageCase", "triage", {"triageDecision": "ACCEPT"})):
             task = next(t for t in await flowable.tasks(processInstanceId=pid) if t["taskDefinitionKey"] == key)
             await flowable.claim_task(task["id"], who)
             if n == 3 and key == "triageCase":
@@ -367,9 +369,10 @@ async def test_a_burst_sent_in_shared_posts_mirrors_exactly_from_the_pushes_alon
     engine_now = await EngineReader(flowable, clock_skew=timedelta(0)).read_instances(outcome.instance_ids)
     await webhook_receiver.wait_for(lambda: sum(  # every task the cases made has been pushed
         1 for d in webhook_receiver.deliveries[before:] for e in d.events
-        if e["type"] == "TASK_CREATED" and e.get("processInstanceId") in wanted) >= len(engine_now.tasks), timeout=60)
+        if e["type"] == "TASK_CREATED" and e.get("processInstanceId") in wanted) >= len(engine_now.tasks), timeout_s=60)
 
-    ours = [d for d in webhook_receiver.deliveries[before:] if any(e.get("processInstanceId") in wanted for e in d.events)]
+    ours = [d for d in webhook_receiver.deliveries[before:]
+            if any(e.get("processInstanceId") in wanted for e in d.events)]
     shared = [d for d in ours if len({e.get("processInstanceId") for e in d.events} - {None}) > 1]
     assert shared, "no POST carried more than one case's transactions: the burst did not back the sender up"
     client = await aiohttp_client(bridge_app(db_url, engine))
@@ -409,8 +412,9 @@ async def test_whole_cases_delivered_duplicated_and_shuffled_converge_with_their
         if e["type"] == "TASK_CREATED" and e.get("processInstanceId") in wanted) >= len(engine_now.tasks)
         and sum(1 for d in webhook_receiver.deliveries[before:] for e in d.events
                 if e["type"].startswith("PROCESS_COMPLETED") or e["type"] == "PROCESS_CANCELLED") >= len(ended),
-        timeout=60)
-    ours = [d for d in webhook_receiver.deliveries[before:] if any(e.get("processInstanceId") in wanted for e in d.events)]
+        timeout_s=60)
+    ours = [d for d in webhook_receiver.deliveries[before:]
+            if any(e.get("processInstanceId") in wanted for e in d.events)]
     deliveries = ours * 2
     rng = random.Random(13)
     rng.shuffle(deliveries)

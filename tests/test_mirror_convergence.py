@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,7 +35,7 @@ from bridge.mirror.intake import store_batch
 
 USERS = ["ann", "bob", "cid"]
 GROUPS = ["LEGAL", "COMPLIANCE", "QA"]
-START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 _runs = itertools.count()
 
 operation = st.one_of(
@@ -216,7 +216,7 @@ def test_any_delivery_order_with_duplicates_ends_in_the_in_order_state(db_url, o
     repeats = data.draw(st.lists(st.sampled_from(pushes), max_size=4), label="delivered again")
     positions = data.draw(st.lists(st.integers(0, len(order)), min_size=len(repeats), max_size=len(repeats)))
     delivery = list(order)
-    for batch, position in zip(repeats, positions):
+    for batch, position in zip(repeats, positions, strict=True):
         delivery.insert(position, batch)
     # A bridge action needs the task's row: none can happen before the batch that creates it is applied.
     early = [n for n in delivery[:delivery.index(0)] if n not in pushes]
@@ -232,6 +232,7 @@ def test_any_delivery_order_with_duplicates_ends_in_the_in_order_state(db_url, o
             await db.dispose()
         assert expected["task"] is not None
         assert got["process"] == expected["process"]
-        assert {k: (v, got["task"][k]) for k, v in expected["task"].items() if got["task"][k] != v} == {}, (ops, ending, delivery)
+        assert {k: (v, got["task"][k]) for k, v in expected["task"].items() if got["task"][k] != v} == {}, (
+            ops, ending, delivery)
 
     asyncio.run(check())

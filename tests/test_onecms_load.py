@@ -247,7 +247,8 @@ async def test_eight_workers_forty_onecms_cases_sign_offs_completed_together_eve
         open_sign_offs: dict[str, dict[str, str]] = {}
         for task in _json(listed)["tasks"]:
             if task["task_definition_key"] in SIGN_OFFS and task["process_instance_id"] in pids:
-                open_sign_offs.setdefault(task["process_instance_id"], {})[task["task_definition_key"]] = task["task_id"]
+                case_sign_offs = open_sign_offs.setdefault(task["process_instance_id"], {})
+                case_sign_offs[task["task_definition_key"]] = task["task_id"]
         # no await from here to the bookkeeping: no other worker can pick the same case
         ready = [pid for pid, tasks in open_sign_offs.items() if len(tasks) == 2 and pid not in pairs]
         if not ready or initiators >= MAX_INITIATORS:
@@ -341,7 +342,7 @@ async def test_eight_workers_forty_onecms_cases_sign_offs_completed_together_eve
         return (await flowable.request("GET", "history/historic-task-instances",
                                        params={"processInstanceId": pid, "size": 100}))["data"]
 
-    tasks_of = dict(zip(sorted(pids), await asyncio.gather(*(history(p) for p in sorted(pids)))))
+    tasks_of = dict(zip(sorted(pids), await asyncio.gather(*(history(p) for p in sorted(pids))), strict=True))
     for pid, tasks in tasks_of.items():
         case_type, severity = cases[case_of[pid]]
         route = ["registerCase", "triageCase", *department_work(case_type, severity), *SIGN_OFFS,
@@ -387,8 +388,8 @@ async def test_eight_workers_starting_cases_at_once_all_answer_2xx_and_each_case
         businessKey=str(c), processDefinitionKey=KEY)) for c in cases}
     answered = {int(a.path.split("/")[3]): a for a in api.answers}
     assert _failures(api.answers) == [], (
-        f"{len(_failures(api.answers))} of {len(cases)} starts not answered 2xx: {_failures(api.answers)}; the engine's "
-        f"instances of those cases: { {c: in_engine[c] for c, a in answered.items() if a.status >= 300} }")
+        f"{len(_failures(api.answers))} of {len(cases)} starts not answered 2xx: {_failures(api.answers)}; "
+        f"the engine's instances of those cases: { {c: in_engine[c] for c, a in answered.items() if a.status >= 300} }")
     assert {c: len(i) for c, i in in_engine.items()} == {c: 1 for c in cases}
     assert {c: [_json(a)["processInstanceId"]] for c, a in answered.items()} == in_engine
     unmirrored = [c for c, a in answered.items() if not _json(a)["mirrored"]]

@@ -92,7 +92,7 @@ class Case:
         self.fired: set[str] = set()  # SLA timers already fired (a non-interrupting timer fires once)
 
     @classmethod
-    async def start(cls, flowable: FlowableClient, definition_id: str, case_type: str, severity: str) -> "Case":
+    async def start(cls, flowable: FlowableClient, definition_id: str, case_type: str, severity: str) -> Case:
         case_id = f"CASE-{uuid.uuid4().hex[:8]}"
         # Started by definition id, not key: other modules may deploy other versions of the key.
         instance = await flowable.request("POST", "runtime/process-instances", json_body={

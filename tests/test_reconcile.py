@@ -106,8 +106,8 @@ async def test_webhooks_off_fifty_cases_then_one_pass_and_drift_is_empty(db, db_
     # the same through the operator's command
     env = {**os.environ, "DATABASE_URL": db_url, "FLOWABLE_URL": engine.base_url,
            "FLOWABLE_USER": engine.user, "FLOWABLE_PASSWORD": engine.password}
-    command = subprocess.run([sys.executable, "-m", "bridge.cli", "drift"], env=env, capture_output=True,
-                             text=True, timeout=120, cwd=PROJECT_ROOT)
+    command = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bridge.cli", "drift"], env=env,
+                                      capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
     assert command.returncode == 0, command.stdout + command.stderr
     assert "no differences" in command.stderr
 

@@ -4,7 +4,7 @@ checked against what the rows say, and the hourly summary behind them against a 
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,13 +48,16 @@ async def test_queue_report_counts_live_work_breaches_and_risk_per_queue_and_dep
     body = await report(db, "queues")
     by_queue = {q["queue_name"]: q for q in body["queues"]}
     intake, review, fraud = by_queue["intake"], by_queue["review"], by_queue["fraud"]
-    assert (intake["open_tasks"], intake["claimed_tasks"], intake["breached_tasks"], intake["at_risk_tasks"]) == (2, 1, 1, 1)
-    assert (intake["completed_in_range"], intake["completed_late_in_range"], intake["avg_completion_hours"]) == (1, 1, 2)
+    assert (intake["open_tasks"], intake["claimed_tasks"], intake["breached_tasks"],
+            intake["at_risk_tasks"]) == (2, 1, 1, 1)
+    assert (intake["completed_in_range"], intake["completed_late_in_range"],
+            intake["avg_completion_hours"]) == (1, 1, 2)
     assert datetime.fromisoformat(intake["oldest_created_at"]) == t - hours(5)
     assert (review["escalated_tasks"], review["breached_tasks"], review["completed_in_range"]) == (1, 1, 1)
     assert (fraud["delegated_tasks"], fraud["department_code"]) == (1, "FRAUD")
     claims = next(d for d in body["departments"] if d["department_code"] == "CLAIMS")
-    assert (claims["queues"], claims["open_tasks"], claims["breached_tasks"], claims["completed_in_range"]) == (2, 3, 2, 2)
+    assert (claims["queues"], claims["open_tasks"], claims["breached_tasks"],
+            claims["completed_in_range"]) == (2, 3, 2, 2)
 
     only_fraud = await report(db, "queues", department="FRAUD")
     assert [q["queue_name"] for q in only_fraud["queues"]] == ["fraud"]
@@ -78,7 +81,8 @@ async def test_throughput_lists_every_hour_with_created_completed_and_late(conn,
         body = await reports.throughput(c, ReportFilter(since=base, until=base + hours(4)))
         fraud = await reports.throughput(c, ReportFilter(since=base, until=base + hours(4), department="FRAUD"))
     assert [(datetime.fromisoformat(h["hour"]) - base, h["created"], h["completed"], h["completed_late"])
-            for h in body["hours"]] == [(hours(0), 2, 0, 0), (hours(1), 1, 0, 0), (hours(2), 0, 2, 1), (hours(3), 0, 0, 0)]
+            for h in body["hours"]] == [(hours(0), 2, 0, 0), (hours(1), 1, 0, 0), (hours(2), 0, 2, 1),
+                                        (hours(3), 0, 0, 0)]
     assert body["totals"] == {"created": 3, "completed": 2, "completed_late": 1}
     assert fraud["totals"] == {"created": 1, "completed": 1, "completed_late": 0}
 
@@ -144,7 +148,7 @@ async def recount(conn) -> dict:
     counted: dict = {}
     for hour, queue, *figures in await cur.fetchall():
         old = counted.get((hour, queue), (0, 0, 0, 0))
-        counted[(hour, queue)] = tuple(a + b for a, b in zip(old, figures))
+        counted[(hour, queue)] = tuple(a + b for a, b in zip(old, figures, strict=True))
     return {key: value for key, value in counted.items() if any(value)}
 
 
@@ -176,7 +180,8 @@ async def test_escalations_by_level_live_and_made_in_the_range(conn, db):
             [task_id, pid, when, level])
 
     body = await report(db, "escalations")
-    assert [(lv["level"], lv["live_tasks"], lv["escalations_in_range"]) for lv in body["levels"]] == [(1, 1, 2), (2, 1, 1)]
+    assert [(lv["level"], lv["live_tasks"], lv["escalations_in_range"])
+            for lv in body["levels"]] == [(1, 1, 2), (2, 1, 1)]
     fraud = await report(db, "escalations", department="FRAUD")
     assert fraud["levels"] == []
 
@@ -244,7 +249,8 @@ async def test_mirror_health_latency_parked_and_late_or_lost_pushes(conn, db):
                        "VALUES ('default', 12, 3, now())")
     for kind, entity in [("BACKFILL", "p1"), ("INCREMENTAL", "t1"), ("INCREMENTAL", "t1"), ("SWEEP", "p2")]:
         await conn.execute("INSERT INTO flowable.mirror_repairs (pass_kind, entity_type, entity_id, field, repaired) "
-                           "VALUES (%s, %s, %s, 'status', true)", [kind, "task" if entity[0] == "t" else "process", entity])
+                           "VALUES (%s, %s, %s, 'status', true)",
+                           [kind, "task" if entity[0] == "t" else "process", entity])
 
     body = await report(db, "mirror")
     events = body["events"]
@@ -294,7 +300,7 @@ async def test_reports_over_http_need_an_ops_viewer_token(conn, db, db_url, aioh
     body = await (await client.get("/api/reports/queues?department=CLAIMS", headers=ops)).json()
     assert body["filter"]["department"] == "CLAIMS"
     assert {q["queue_name"]: q["breached_tasks"] for q in body["queues"]} == {"intake": 1, "review": 0}
-    assert datetime.fromisoformat(body["filter"]["until"]) <= datetime.now(timezone.utc)
+    assert datetime.fromisoformat(body["filter"]["until"]) <= datetime.now(UTC)
     # The engine's own push counters come over HTTP; this app's engine does not answer, and says so.
     emitter = (await (await client.get("/api/reports/mirror", headers=ops)).json())["emitter"]
     assert emitter["reachable"] is False and emitter["error"]

@@ -34,7 +34,7 @@ async def world(conn):
         "offered_to_clerks": await seed.task(conn, pi, "OTHER", candidate_groups=["INTAKE_CLERK"]),
         "nobodys": await seed.task(conn, pi, "OTHER", candidate_groups=["SOMEONE_ELSE"]),
     }
-    for name, task_id in tasks.items():
+    for task_id in tasks.values():
         await conn.execute("INSERT INTO flowable.task_history (task_id, process_instance_id, action_type, action_by) "
                            "VALUES (%s, %s, 'CREATE', 'engine')", [task_id, pi])
     return {v: k for k, v in tasks.items()}
@@ -77,7 +77,7 @@ async def test_the_setting_is_scoped_to_its_transaction(world, db_url):
     async with await psycopg.AsyncConnection.connect(db_url) as c:
         await c.execute("SET LOCAL ROLE bridge_reader")
         await c.execute("SELECT set_config('app.current_user_id', 'alice', true)")
-        assert len((await (await c.execute("SELECT task_id FROM flowable.workflow_tasks")).fetchall())) == 2
+        assert len(await (await c.execute("SELECT task_id FROM flowable.workflow_tasks")).fetchall()) == 2
         await c.commit()
         await c.execute("SET LOCAL ROLE bridge_reader")
         assert (await (await c.execute("SELECT task_id FROM flowable.workflow_tasks")).fetchall()) == []

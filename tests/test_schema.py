@@ -90,9 +90,11 @@ async def test_updated_at_moves_on_a_real_update_only(conn, table):
     await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
     await conn.execute(f"UPDATE {table} SET {column} = {column}")  # no real change
-    unchanged, = await (await conn.execute(f"SELECT bool_and(updated_at < now() - interval '59 minutes') FROM {table}")).fetchone()
+    unchanged, = await (await conn.execute(
+        f"SELECT bool_and(updated_at < now() - interval '59 minutes') FROM {table}")).fetchone()
     assert unchanged
 
     await conn.execute(f"UPDATE {table} SET {column} = {value}")
-    moved, = await (await conn.execute(f"SELECT bool_and(updated_at > now() - interval '1 minute') FROM {table}")).fetchone()
+    moved, = await (await conn.execute(
+        f"SELECT bool_and(updated_at > now() - interval '1 minute') FROM {table}")).fetchone()
     assert moved

@@ -123,7 +123,8 @@ def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_resta
     try:
         second.wait_healthy()
         with psycopg.connect(db, autocommit=True) as c:
-            kept = c.execute("SELECT department_name FROM entitlements.departments WHERE department_code = 'KEEP'").fetchone()
+            kept = c.execute("SELECT department_name FROM entitlements.departments "
+                             "WHERE department_code = 'KEEP'").fetchone()
         assert kept == ("Kept",)
     finally:
         assert second.stop() == 0

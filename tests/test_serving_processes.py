@@ -138,7 +138,8 @@ def test_a_start_beside_an_orphan_of_an_earlier_run_refuses_and_names_it(db_url:
         kill_parent(first)
         assert proc_state(orphan) is not None and proc_state(orphan)[0] == "T"
 
-        refused = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        refused = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                                 check=False,
                                  env={**os.environ, "DATABASE_URL": db_url, "BRIDGE_DATA_DIR": str(data_dir),
                                       "BRIDGE_PORT": str(port), "WEBHOOK_SECRET": new_webhook_secret(),
                                       "FLOWABLE_URL": f"http://127.0.0.1:{free_tcp_port()}/process-api"})
@@ -173,7 +174,8 @@ def test_a_live_bridge_on_the_same_port_refuses_a_second_start_on_another_port_i
     first = start_bridge(db_url, data_dir, port, log)
     try:
         workers = wait_serving(port, first, data_dir)
-        same = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        same = subprocess.run([*BRIDGE, "serve"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+                              check=False,
                               env={**os.environ, "DATABASE_URL": db_url, "BRIDGE_DATA_DIR": str(data_dir),
                                    "BRIDGE_PORT": str(port), "WEBHOOK_SECRET": new_webhook_secret(),
                                    "FLOWABLE_URL": f"http://127.0.0.1:{free_tcp_port()}/process-api"})

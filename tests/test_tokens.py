@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -70,10 +70,10 @@ async def test_days_below_one_or_beside_no_expiry_is_a_usage_error_and_makes_no_
 
 async def test_a_token_lasts_the_default_90_days_or_its_days_and_never_expires_only_when_told(
         users, db_url, aiohttp_client):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     default, one_day, forever = (created(db_url, "alice"), created(db_url, "alice", "--days", "1", "--label", "ci"),
                                  created(db_url, "bob", "--no-expiry", "--label", "robot"))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     rows = await stored(users)
     assert [(user, label) for _, user, label, _, _ in rows] == [("alice", None), ("alice", "ci"), ("bob", "robot")]
     assert before + timedelta(days=90) <= rows[0][3] <= after + timedelta(days=90)
@@ -103,7 +103,7 @@ async def test_the_library_keeps_zero_and_negative_lifetimes_honest(users, db_ur
         default = await auth.issue_token(c, "alice")
         forever = await auth.issue_token(c, "alice", valid_for=None)
     await db.dispose()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert forever.expires_at is None
     assert timedelta(days=89) < default.expires_at - now <= timedelta(days=90)
     assert all(expires is not None for _, _, _, expires, _ in (await stored(users))[:3])

@@ -13,7 +13,7 @@ from tests.seed import hours, now
 async def _rows(conn, query: str) -> list[dict]:
     cur = await conn.execute(query)
     names = [d.name for d in cur.description]
-    return [dict(zip(names, row)) for row in await cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
 
 
 async def test_active_tasks_by_queue(conn):
@@ -60,7 +60,8 @@ async def test_user_workload_counts_current_grants_of_active_users_only(conn):
     pi = await seed.instance(conn, await seed.definition(conn))
     await seed.task(conn, pi, "Q", status="CLAIMED", assignee="alice")
     await seed.task(conn, pi, "Q", status="CLAIMED", assignee="alice")
-    await seed.task(conn, pi, "Q", status="COMPLETED", assignee="alice", claimed_at=t0 - hours(3), completed_at=t0 - hours(2))
+    await seed.task(conn, pi, "Q", status="COMPLETED", assignee="alice",
+                    claimed_at=t0 - hours(3), completed_at=t0 - hours(2))
     await seed.task(conn, pi, "Q", status="COMPLETED", assignee="alice",
                     claimed_at=t0 - timedelta(days=10, hours=3), completed_at=t0 - timedelta(days=10))
     await seed.task(conn, pi, "Q", status="CLAIMED", assignee="bob")

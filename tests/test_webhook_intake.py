@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import text
 
 from bridge.db.engine import create_engine
+from bridge.flowable.local_engine import new_webhook_secret
 from bridge.mirror.signature import decode_secret, sign
 from bridge.web.webhooks import MAX_WEBHOOK_BYTES
 from tests.conftest import bridge_app
-from bridge.flowable.local_engine import new_webhook_secret
 from tests.test_engine import deploy, one_task_process
 
 pytestmark = pytest.mark.slow
@@ -300,7 +300,8 @@ async def test_metrics_count_each_outcome_and_are_served(intake, db, engine):
     headers = signed(body, engine.webhook_secret)
     assert (await intake.post("/webhooks/flowable", data=body, headers=headers)).status == 200
     assert (await intake.post("/webhooks/flowable", data=body, headers=headers)).status == 200  # redelivered
-    assert (await intake.post("/webhooks/flowable", data=body, headers=signed(body, new_webhook_secret()))).status == 401
+    assert (await intake.post("/webhooks/flowable", data=body,
+                              headers=signed(body, new_webhook_secret()))).status == 401
     assert value("bridge_webhook_batches_total", outcome="accepted") == accepted0 + 1
     assert value("bridge_webhook_batches_total", outcome="duplicate") == duplicate0 + 1
     assert value("bridge_webhook_batches_total", outcome="bad_signature") == bad0 + 1

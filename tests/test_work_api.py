@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -167,7 +167,8 @@ async def test_claim_delegate_comment_and_history_with_the_acting_user(db, db_ur
     claimed = await client.post(f"/api/tasks/{task_id}/claim", json={}, headers={**h, "User-Agent": "case-ui/1"})
     assert claimed.status == 200 and (await claimed.json())["status"] == "CLAIMED"
     assert (await flowable.task(task_id))["assignee"] == "dana"
-    assert (await client.post(f"/api/tasks/{task_id}/comment", json={"message": "checked the ID"}, headers=h)).status == 200
+    assert (await client.post(f"/api/tasks/{task_id}/comment", json={"message": "checked the ID"},
+                              headers=h)).status == 200
     delegated = await client.post(f"/api/tasks/{task_id}/delegate", json={"to": "sam"}, headers=h)
     assert delegated.status == 200
     engine_task = await flowable.task(task_id)
@@ -246,10 +247,11 @@ async def test_escalation_keeps_work_takeable_first_raises_priority_in_the_engin
 
     round_one = await escalate_once(db, flowable)
     assert {t["task_id"]: (t["status"], t["escalation_level"], t["priority"]) for t in round_one.escalated
-            if t["task_id"] in (late, claimed_late, on_time)} == {late: ("OPEN", 1, 65), claimed_late: ("CLAIMED", 1, 65)}
+            if t["task_id"] in (late, claimed_late, on_time)} == {late: ("OPEN", 1, 65),
+                                                                  claimed_late: ("CLAIMED", 1, 65)}
     assert (await flowable.task(late))["priority"] == 65  # the engine too
     links = await flowable.task_identity_links(late)
-    assert {l["group"] for l in links if l["type"] == "candidate"} == {"INTAKE_CLERK", "CASE_SUPERVISOR"}
+    assert {link["group"] for link in links if link["type"] == "candidate"} == {"INTAKE_CLERK", "CASE_SUPERVISOR"}
     supervisor = await worker(db, "sue", "CASE_SUPERVISOR")
     assert (await client.get(f"/api/tasks/{late}", headers=supervisor)).status == 200  # now visible to them
     assert (await flowable.task(claimed_late))["assignee"] == "gus"  # escalation takes nothing away
@@ -443,11 +445,13 @@ users:
                         "users[0].grants[2].valid_until: not an ISO-8601 date-time: 'soon'"]
     unknown = await client.post("/api/admin/entitlements", headers=yaml_headers,
                                 data="users:\n  - id: zed\n    grants: [{role: NO_SUCH_ROLE}]\n")
-    assert (await unknown.json())["problems"] == ["users[0].grants[0]: no role 'NO_SUCH_ROLE' (roles come from deployed BPMN)"]
+    assert (await unknown.json())["problems"] == [
+        "users[0].grants[0]: no role 'NO_SUCH_ROLE' (roles come from deployed BPMN)"]
     async with db.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM entitlements.users WHERE user_id = 'zed'"))).scalar() == 0
     clerk = await worker(db, "jo", "INTAKE_CLERK")
-    assert (await client.post("/api/admin/entitlements", data=grant, headers={**clerk, "Content-Type": "application/yaml"})).status == 403
+    assert (await client.post("/api/admin/entitlements", data=grant,
+                              headers={**clerk, "Content-Type": "application/yaml"})).status == 403
 
     # CSV over HTTP: CRLF line ends are CSV too; what the csv module cannot read is a 422 naming the line
     # (schemathesis found a lone CR answered with a 500).
@@ -481,20 +485,22 @@ users:
     async with db.connect() as conn:
         since = (await conn.execute(text("SELECT valid_from FROM entitlements.user_workflow_roles "
                                          "WHERE user_id = 'uli'"))).scalar()
-    assert since == datetime(2020, 1, 1, tzinfo=timezone.utc)
+    assert since == datetime(2020, 1, 1, tzinfo=UTC)
 
     csv_file = tmp_path / "grants.csv"
     csv_file.write_text("user_id,role,valid_from,valid_until,email\nkim,INTAKE_CLERK,,,kim@example.org\n"
                         "kim,QA_ANALYST,2020-01-01T00:00:00Z,,\n")
     env = {**__import__("os").environ, "DATABASE_URL": db_url}
-    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "users", "import", str(csv_file)], env=env,
-                         capture_output=True, text=True, timeout=120)
+    ran = await asyncio.to_thread(subprocess.run,
+                                  [sys.executable, "-m", "bridge.cli", "users", "import", str(csv_file)],
+                                  env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert "1 user(s), 2 grant(s) imported" in ran.stdout
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("user_id,role\nlou,NOPE\n")
-    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "users", "import", str(bad_csv)], env=env,
-                         capture_output=True, text=True, timeout=120)
+    ran = await asyncio.to_thread(subprocess.run,
+                                  [sys.executable, "-m", "bridge.cli", "users", "import", str(bad_csv)],
+                                  env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 1 and "line 2: no role 'NOPE'" in ran.stderr
 
 
@@ -552,15 +558,20 @@ async def test_queue_settings_are_shown_changed_by_an_admin_all_or_nothing_recor
 
     # the same from the command line, recorded as the operator
     env = {**os.environ, "DATABASE_URL": db_url}
-    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "set", queue, "maxTasksPerUser=3",
-                          "escalation={}", "--by", "ops.olga"], env=env, capture_output=True, text=True, timeout=120)
+    ran = await asyncio.to_thread(subprocess.run,
+                                  [sys.executable, "-m", "bridge.cli", "queues", "set", queue, "maxTasksPerUser=3",
+                                   "escalation={}", "--by", "ops.olga"],
+                                  env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert "maxTasksPerUser: 3" in ran.stdout and "escalation: {}" in ran.stdout
-    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "set", queue, "assignmentStrategy=FASTEST"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    ran = await asyncio.to_thread(subprocess.run,
+                                  [sys.executable, "-m", "bridge.cli", "queues", "set", queue,
+                                   "assignmentStrategy=FASTEST"],
+                                  env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 1 and "assignmentStrategy: one of ROUND_ROBIN, LEAST_LOADED" in ran.stderr
-    ran = subprocess.run([sys.executable, "-m", "bridge.cli", "queues", "show", queue, "--json"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    ran = await asyncio.to_thread(subprocess.run,
+                                  [sys.executable, "-m", "bridge.cli", "queues", "show", queue, "--json"],
+                                  env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
     assert [(c["by"], c["source"]) for c in json.loads(ran.stdout)["changes"][:2]] == [
         ("ops.olga", "cli"), ("ada.admin", "api")]
@@ -601,7 +612,8 @@ async def test_digits_that_are_not_ascii_are_a_bad_case_id_not_a_crash(db, db_ur
     assert (await client.get("/api/cases/%C2%B9", headers=h)).status == 400  # "¹" passes str.isdigit()
 
 
-async def test_metrics_show_routes_engine_calls_and_queue_depth_and_breaches(db, db_url, flowable, engine, aiohttp_client):
+async def test_metrics_show_routes_engine_calls_and_queue_depth_and_breaches(db, db_url, flowable, engine,
+                                                                              aiohttp_client):
     import re
 
     pids = await start_cases(flowable, db, 2)
@@ -675,7 +687,8 @@ async def test_an_admin_lists_grants_and_revokes_one_with_effect_at_once(db, db_
     assert revoked.status == 200 and (await revoked.json())["revokedBy"] == "root"
     assert (await client.get(f"/api/tasks/{task_id}", headers=kim)).status == 404  # row-level security, at once
     assert (await client.post("/api/work/next", headers=kim)).status == 204  # and claim_next_task
-    kept = {g["role_code"]: g for g in (await (await client.get("/api/admin/users/kim", headers=admin)).json())["grants"]}
+    kept = {g["role_code"]: g
+            for g in (await (await client.get("/api/admin/users/kim", headers=admin)).json())["grants"]}
     assert kept["INTAKE_CLERK"]["current"] is False and kept["INTAKE_CLERK"]["valid_until"] is not None  # history
     assert (await client.delete("/api/admin/users/kim/grants/INTAKE_CLERK", headers=admin)).status == 404
 

@@ -66,11 +66,11 @@ class WebhookReceiver:
         return [[e for e in d.events if _instance_of(e) == process_instance_id] for d in self.deliveries
                 if any(_instance_of(e) == process_instance_id for e in d.events)]
 
-    async def wait_for(self, predicate, timeout: float = 20) -> None:
+    async def wait_for(self, predicate, timeout_s: float = 20) -> None:
         async def until():
             async with self._arrived:
                 await self._arrived.wait_for(predicate)
-        await asyncio.wait_for(until(), timeout)
+        await asyncio.wait_for(until(), timeout_s)
 
 
 def _instance_of(event: dict) -> str | None:

@@ -132,7 +132,7 @@ class EmbeddedPostgres:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> "EmbeddedPostgres":
+    def start(self) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -173,7 +173,7 @@ class EmbeddedPostgres:
         self._started_here = False
         log.info("embedded PostgreSQL stopped (%s)", self.pgdata)
 
-    def __enter__(self) -> "EmbeddedPostgres":
+    def __enter__(self) -> EmbeddedPostgres:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

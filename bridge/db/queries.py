@@ -22,7 +22,7 @@ class Queries:
     def __init__(self, source: str, origin: str) -> None:
         parts = _NAME.split(source)
         self._statements: dict[str, TextClause] = {}
-        for name, body in zip(parts[1::2], parts[2::2]):
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
             if name in self._statements:
                 raise ValueError(f"{origin}: query {name} is defined twice")
             self._statements[name] = text(body.strip().rstrip(";"))

@@ -41,7 +41,8 @@ def metadata_differences(metadata: MetaData, conn: Connection) -> list[str]:
                                 f"{want.nullable} in metadata")
             if want.computed is not None or have.get("computed"):  # generated: compare that, not defaults
                 if (want.computed is None) != (not have.get("computed")):
-                    problems.append(f"{where}.{name}: generated in {'metadata' if want.computed else 'the database'} only")
+                    only_in = "metadata" if want.computed else "the database"
+                    problems.append(f"{where}.{name}: generated in {only_in} only")
             elif (want.server_default is None) != (have["default"] is None and not have.get("identity")):
                 problems.append(f"{where}.{name}: server default {have['default']!r} in the database, "
                                 f"{'none' if want.server_default is None else 'one'} in metadata")

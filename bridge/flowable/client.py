@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import aiohttp
@@ -120,7 +120,7 @@ class FlowableClient:
         if self._own_session:
             await self._session.close()
 
-    async def __aenter__(self) -> "FlowableClient":
+    async def __aenter__(self) -> FlowableClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -322,7 +322,7 @@ class FlowableClient:
 def engine_time(value: datetime) -> str:
     """A moment as the engine writes and reads it: UTC, milliseconds, Z (2024-05-01T10:17:43.902Z). The
     mirror's lastEventAt compares these as text, so every writer of one must use this form."""
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 

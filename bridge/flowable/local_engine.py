@@ -150,7 +150,7 @@ class LocalEngine:
     def base_url(self) -> str:
         return f"{self.root_url}/process-api"
 
-    def start(self, timeout: float = 240) -> "LocalEngine":
+    def start(self, timeout: float = 240) -> LocalEngine:
         java = shutil.which("java")
         if java is None:
             raise EngineError("java is not installed; the engine needs JDK 17")
@@ -189,7 +189,7 @@ class LocalEngine:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def __enter__(self) -> "LocalEngine":
+    def __enter__(self) -> LocalEngine:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

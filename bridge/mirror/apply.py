@@ -10,8 +10,9 @@ assign/unassign, complete, cancel with the engine's reason, priority/due date/na
 action with its task_history row, variables (process- and task-scope, typed, newest change wins; the
 process-scope ones also as process_instances.variables), and the case mapping (a row per case id, its
 current department and phase, routing_history appended per department move, closed with the instance).
-Queue load follows the tasks by trigger (migrations 0011, 0013: changes logged, folded every second). Events that arrive before the row they change (a
-lost or late PROCESS_STARTED / TASK_CREATED) change nothing: the reconciler's part.
+Queue load follows the tasks by trigger (migrations 0011, 0013: changes logged, folded every second).
+Events that arrive before the row they change (a lost or late PROCESS_STARTED / TASK_CREATED) change
+nothing: the reconciler's part.
 
 Ordering, from what the real engine sends (README, "The Flowable engine"): PROCESS_STARTED rows are written
 first (start variables come before it); everything else is folded in the engine's order, so task_history
@@ -23,17 +24,15 @@ from __future__ import annotations
 
 import json
 import logging
-
-import orjson
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.bpmn_meta import default_queue_name
 from bridge.db.queries import queries
-from bridge.mirror.fold import (BRIDGE_KINDS, PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row,
-                                fold_task)
+from bridge.mirror.fold import BRIDGE_KINDS, PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row, fold_task
 
 SQL = queries("apply")
 log = logging.getLogger(__name__)
@@ -170,8 +169,8 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
                 or (e["type"] == "ACTIVITY_STARTED" and e.get("entityType") == "activity")]
     if not relevant:
         return set()
-    ids = sorted({e["activity"]["processInstanceId"] if e.get("entityType") == "activity" else e["processInstance"]["id"]
-                  for e in relevant})
+    ids = sorted({e["activity"]["processInstanceId"] if e.get("entityType") == "activity"
+                  else e["processInstance"]["id"] for e in relevant})
     current = {r.process_instance_id: dict(r._mapping) for r in await conn.execute(SQL.lock_processes, {"ids": ids})}
     changed: dict[str, dict] = {}
     for event in relevant:

@@ -15,7 +15,7 @@ the bridge's clock. Against an engine that does not send the header the bridge's
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,7 +25,7 @@ from bridge.mirror.apply import apply_events
 
 
 def now_in_engine_form() -> str:
-    return engine_time(datetime.now(timezone.utc))
+    return engine_time(datetime.now(UTC))
 
 
 def task_event(kind: str, *, task_id: str, process_instance_id: str, actor: str, at: str | None,

@@ -50,7 +50,8 @@ class Difference:
 
     def __str__(self) -> str:
         note = "" if self.repairable else "  (not repairable by the reconciler)"
-        return f"{self.entity} {self.entity_id}: {self.field}: mirror={_show(self.mirror)} engine={_show(self.engine)}{note}"
+        return (f"{self.entity} {self.entity_id}: {self.field}: "
+                f"mirror={_show(self.mirror)} engine={_show(self.engine)}{note}")
 
 
 @dataclass
@@ -164,10 +165,12 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
         return
     mirrored = "COMPLETED" if row["status"] == "ERROR" else row["status"]
     if mirrored != status:
-        events = _process_change_events(process, status, mirrored, read_at) if mirrored in ("ACTIVE", "SUSPENDED") else []
+        events = (_process_change_events(process, status, mirrored, read_at) if mirrored in ("ACTIVE", "SUSPENDED")
+                  else [])
         result.differences.append(Difference("process", pid, "status", row["status"], status, bool(events)))
         result.repair_events.extend(events)
-    elif status == "COMPLETED" and process.get("endActivityId") and row.get("end_activity_id") != process["endActivityId"]:
+    elif (status == "COMPLETED" and process.get("endActivityId")
+          and row.get("end_activity_id") != process["endActivityId"]):
         repairable = row.get("end_activity_id") is None
         result.differences.append(Difference("process", pid, "end_activity_id", row.get("end_activity_id"),
                                              process["endActivityId"], repairable))
@@ -254,9 +257,11 @@ def _compare_task(result: Comparison, task: dict, row: dict | None, read_at: str
         # reported, and repaired, as such below
         differ("status", row["status"], live, [], repairable=False)
     if row["assignee_id"] != task.get("assignee"):
-        differ("assignee", row["assignee_id"], task.get("assignee"), [_event("TASK_ASSIGNED", "task", read_at, task=task)])
+        differ("assignee", row["assignee_id"], task.get("assignee"),
+               [_event("TASK_ASSIGNED", "task", read_at, task=task)])
     if task.get("priority") is not None and row["priority"] != task["priority"]:
-        differ("priority", row["priority"], task["priority"], [_event("TASK_PRIORITY_CHANGED", "task", read_at, task=task)])
+        differ("priority", row["priority"], task["priority"],
+               [_event("TASK_PRIORITY_CHANGED", "task", read_at, task=task)])
     if task.get("name") and row["task_name"] != task["name"]:
         differ("task_name", row["task_name"], task["name"], [_event("TASK_NAME_CHANGED", "task", read_at, task=task)])
     if task.get("dueDate") and _instant(row["due_date"]) != _instant(task["dueDate"]):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.flowable.client import FlowableClient, FlowableError
@@ -93,7 +93,7 @@ class EngineReader:
         self.clock_skew = clock_skew
 
     def _start(self) -> EngineState:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return EngineState(read_at=now - self.clock_skew, started_at=now)
 
     async def read_everything(self) -> EngineState:

@@ -115,7 +115,8 @@ def _merge_candidates(row: TaskRow, task: dict[str, Any], at: str) -> TaskRow:
     if task.get("candidateGroups") is None and task.get("candidateUsers") is None:
         return row
     clock = _clock_of(row)
-    named = {f"group:{g}" for g in task.get("candidateGroups") or ()} | {f"user:{u}" for u in task.get("candidateUsers") or ()}
+    named = ({f"group:{g}" for g in task.get("candidateGroups") or ()}
+             | {f"user:{u}" for u in task.get("candidateUsers") or ()})
     for key in named | set(clock):
         if key not in clock or clock[key][1] <= at:
             clock[key] = (key in named, at)
@@ -174,7 +175,8 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
         link = event["identityLink"]
         if link.get("type") != "candidate" or row.status in TASK_TERMINAL:
             return
-        key = f"group:{link['groupId']}" if link.get("groupId") else f"user:{link['userId']}" if link.get("userId") else None
+        key = (f"group:{link['groupId']}" if link.get("groupId")
+               else f"user:{link['userId']}" if link.get("userId") else None)
         clock = _clock_of(row)
         if key is None or (key in clock and clock[key][1] > at):
             return  # a newer word on this candidate is already in

@@ -175,6 +175,7 @@ async def store_batch(conn: AsyncConnection, webhook_id: str, batch: dict[str, A
         if isinstance(err, DBAPIError) and (err.connection_invalidated or transient_conflict(err)):
             raise  # the whole transaction fails: nothing half-stored, the caller retries a conflict
         log.exception("batch %s: %d event(s) stored but not applied, parked", webhook_id, len(fresh))
-        await conn.execute(SQL.park_events, {"event_ids": sorted(stored), "error": f"{type(err).__name__}: {err}"[:2000]})
+        await conn.execute(SQL.park_events,
+                           {"event_ids": sorted(stored), "error": f"{type(err).__name__}: {err}"[:2000]})
         return Received(webhook_id, len(events), len(stored), duplicate_delivery=False, parked=len(stored))
     return Received(webhook_id, len(events), len(stored), duplicate_delivery=False)

@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,7 +59,7 @@ class ReconcilerSettings:
     name: str = "default"
 
     @classmethod
-    def of(cls, settings: Settings) -> "ReconcilerSettings":
+    def of(cls, settings: Settings) -> ReconcilerSettings:
         return cls(page_size=settings.reconcile_page_size,
                    sweep_every=timedelta(minutes=settings.reconcile_sweep_minutes))
 
@@ -129,7 +129,7 @@ class Reconciler:
         if cursor.process_time is None:
             return await self._backfill(conn)
         sweep = sweep or cursor.last_full_sweep_at is None or (
-            datetime.now(timezone.utc) - cursor.last_full_sweep_at >= self.settings.sweep_every)
+            datetime.now(UTC) - cursor.last_full_sweep_at >= self.settings.sweep_every)
         report = PassReport("SWEEP" if sweep else "INCREMENTAL")
 
         log_number, seen, touched, newest = await self._read_task_log(cursor, report)

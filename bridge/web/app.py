@@ -35,8 +35,8 @@ from bridge.web.deployments import deployments_routes
 from bridge.web.errors import error_middleware
 from bridge.web.openapi import DOCUMENT
 from bridge.web.queues import queue_routes
-from bridge.web.webhooks import webhook_routes
 from bridge.web.reports import report_routes
+from bridge.web.webhooks import webhook_routes
 from bridge.web.work import work_routes
 from bridge.work.actions import WorkService
 from bridge.work.assignment import auto_assign_once
@@ -231,7 +231,7 @@ async def readyz(request: web.Request) -> web.Response:
             await app[FLOWABLE].request("GET", "management/engine", retry=RetryPolicy(attempts=1))
         checks["engine"] = "ok"
     except (EngineUnavailable, FlowableError, TimeoutError) as err:
-        checks["engine"] = f"error: {err or 'no answer within %ss' % READY_ENGINE_TIMEOUT_S}"
+        checks["engine"] = f"error: {err or f'no answer within {READY_ENGINE_TIMEOUT_S}s'}"
     ready = all(value == "ok" for value in checks.values())
     body: dict = {"status": "ready" if ready else "not ready", "checks": checks}
     if RECONCILER in app:  # informative: a failing reconciler does not stop the bridge from serving

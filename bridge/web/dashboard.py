@@ -9,7 +9,7 @@ OPS_VIEWER (POST /dashboard/login); the token is kept in an HttpOnly, SameSite=S
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,8 @@ def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, 
         **figures, "filter": where, "hours": hours, "windows": WINDOWS, "viewer": user,
         "departments": departments, "refresh_s": REFRESH_S,
         "as_of": now.isoformat(), "as_of_text": f"{now:%Y-%m-%d %H:%M:%S} UTC",
-        "totals": {"live": sum(q["live_tasks"] for q in queues["queues"]), "breached": sum(q["breached_tasks"] for q in queues["queues"]),
+        "totals": {"live": sum(q["live_tasks"] for q in queues["queues"]),
+                   "breached": sum(q["breached_tasks"] for q in queues["queues"]),
                    "at_risk": sum(q["at_risk_tasks"] for q in queues["queues"])},
         "throughput_chart": _throughput_chart(figures["throughput"]["hours"]),
         "age_chart": _age_chart(figures["age"]["buckets"]),
@@ -193,7 +194,7 @@ def _throughput_chart(hours: list[dict]) -> str:
     label_every = max(1, len(hours) // 12)
     for i, h in enumerate(hours):
         x = left + i * slot
-        moment = datetime.fromisoformat(h["hour"]).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(h["hour"]).astimezone(UTC)
         for offset, key, colour in ((0, "created", "#3f6fb5"), (bar, "completed", "#2e9d6a")):
             bh = plot_h * h[key] / top
             parts.append(f'<rect x="{x + offset:.1f}" y="{height - bottom - bh:.1f}" width="{bar:.1f}" '
@@ -214,6 +215,7 @@ def _age_chart(buckets: list[dict]) -> str:
         w = (width - label_w - 50) * b["tasks"] / top
         parts.append(f'<text x="0" y="{y + 15}">{_esc(b["label"])}</text>'
                      f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="14" fill="#8fa7bf"/>'
-                     f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" data-bucket="{_esc(b["label"])}">{b["tasks"]}</text>')
+                     f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" '
+                     f'data-bucket="{_esc(b["label"])}">{b["tasks"]}</text>')
     return (f'<svg viewBox="0 0 {width} {row * len(buckets)}" width="100%" height="{row * len(buckets)}" '
             f'role="img" aria-label="live tasks by age">{"".join(parts)}</svg>')

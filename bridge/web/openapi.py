@@ -110,7 +110,8 @@ DOCUMENT: dict[str, Any] = {
         "/healthz": {"get": {"summary": "the process serves", "responses": {
             "200": _json(_object({"status": STRING, "pid": {"type": "integer"}}), "serving")}}},
         "/readyz": {"get": {"summary": "database, migrations and engine answer", "responses": {
-            "200": _json({"type": "object"}, "ready"), "503": _json({"type": "object"}, "not ready (checks say why)")}}},
+            "200": _json({"type": "object"}, "ready"),
+            "503": _json({"type": "object"}, "not ready (checks say why)")}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "text exposition format", "content": {"text/plain": {"schema": STRING}}}}}},
         "/webhooks/flowable": {"post": {
@@ -144,9 +145,11 @@ DOCUMENT: dict[str, Any] = {
                                "OPEN", "CLAIMED", "COMPLETED", "CANCELLED", "DELEGATED"]}},
                            {"name": "assignee", "in": "query", "schema": STRING},
                            {"name": "due_before", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                           {"name": "limit", "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
                            {"name": "cursor", "in": "query", "schema": STRING}],
-            "responses": {"200": _json(_object({"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}},
+            "responses": {"200": _json(_object({"tasks": {"type": "array",
+                                                          "items": {"$ref": "#/components/schemas/Task"}},
                                                 "nextCursor": NULLABLE_STRING}), "a page"),
                           **_errors(400, 401)}}},
         "/api/tasks/{task_id}": {"get": {
@@ -157,7 +160,8 @@ DOCUMENT: dict[str, Any] = {
             "parameters": [IDEMPOTENCY_KEY],
             "requestBody": {"required": False, "content": {"application/json": {"schema": _object(
                 {"queues": {"type": "array", "items": STRING}})}}},
-            "responses": {"200": _json({"type": "object"}, "the task claimed"), "204": {"description": "nothing to take"},
+            "responses": {"200": _json({"type": "object"}, "the task claimed"),
+                          "204": {"description": "nothing to take"},
                           **_errors(400, 401, 409, 422, 503)}}},
         "/api/tasks/{task_id}/claim": _action("claim an open task", _object({})),
         "/api/tasks/{task_id}/unclaim": _action("give a task back to its queue", _object({})),
@@ -166,8 +170,9 @@ DOCUMENT: dict[str, Any] = {
         "/api/tasks/{task_id}/delegate": _action("delegate the user's task", _object(
             {"to": {"type": "string", "minLength": 1, "maxLength": 50}}, ["to"])),
         "/api/tasks/{task_id}/resolve": _action("hand a task delegated to the user back to its owner", _object({})),
-        "/api/tasks/{task_id}/escalate": _action("escalate a task one level (it stays takeable, offered first)", _object(
-            {"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
+        "/api/tasks/{task_id}/escalate": _action(
+            "escalate a task one level (it stays takeable, offered first)",
+            _object({"reason": {"type": "string", "minLength": 1, "maxLength": 2000}}, ["reason"])),
         "/api/tasks/{task_id}/comment": _action("comment on a task", _object(
             {"message": {"type": "string", "minLength": 1, "maxLength": 4000}}, ["message"])),
         "/api/queues": {"get": {
@@ -184,7 +189,8 @@ DOCUMENT: dict[str, Any] = {
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/QueueSettings"}}}},
                     "responses": {"200": _json({"$ref": "#/components/schemas/Queue"}, "changed (or already so)"),
-                                  "422": _json(_object({"error": STRING, "problems": {"type": "array", "items": STRING}}),
+                                  "422": _json(_object({"error": STRING,
+                                                        "problems": {"type": "array", "items": STRING}}),
                                                "nothing changed: every problem listed"),
                                   **_errors(400, 401, 403, 404)}}},
         "/api/admin/entitlements": {"post": {

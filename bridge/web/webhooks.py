@@ -15,9 +15,9 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge import metrics
 from bridge.db.engine import transient_conflict
-from bridge.web.errors import body_deadline
 from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, receive_batch
 from bridge.mirror.signature import SignatureError, verify
+from bridge.web.errors import body_deadline
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)

@@ -18,14 +18,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge import metrics
+from bridge import entitlements, metrics
+from bridge.auth import ENTITLEMENTS_ROLE
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
-from bridge.web.errors import body_deadline
 from bridge.json_limits import MAX_DEPTH, deeper_than
-from bridge import entitlements
-from bridge.auth import ENTITLEMENTS_ROLE
 from bridge.web.api_auth import USER_ID, first_unstorable, problem, require_role, storable_text
+from bridge.web.errors import body_deadline
 from bridge.work.actions import Actor, WorkError, WorkService
 from bridge.work.cases import case_workflows, parse_case_id, start_case_workflow
 from bridge.work.reads import MAX_PAGE, BadCursor, TaskFilter, list_tasks, task_detail
@@ -220,7 +219,8 @@ async def _idempotent(request: web.Request, db_key: web.AppKey, work_key: web.Ap
     async def remember(conn, result: Any) -> None:
         """Called by the action inside its transaction, after its mirror write: both commit or neither."""
         response = _success(result, created)
-        await _store(conn, user, key, fingerprint, response.status, json.loads(response.body) if response.body else None)
+        await _store(conn, user, key, fingerprint, response.status,
+                     json.loads(response.body) if response.body else None)
 
     # one request per (user, key) at a time: a concurrent retry waits (the lock's connection is not the work's)
     async with request.app[work_key].locks.hold(SQL.lock_idempotency_key, SQL.unlock_idempotency_key,

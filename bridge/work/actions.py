@@ -38,8 +38,14 @@ from bridge.db.engine import transient_conflict
 from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.failpoints import failpoint
-from bridge.flowable.client import (LONG_MAX, LONG_MIN, EngineUnavailable, FlowableClient, FlowableError,
-                                    to_rest_variables)
+from bridge.flowable.client import (
+    LONG_MAX,
+    LONG_MIN,
+    EngineUnavailable,
+    FlowableClient,
+    FlowableError,
+    to_rest_variables,
+)
 from bridge.mirror import bridge_events
 from bridge.mirror.apply import lock_entities, try_lock_entities
 from bridge.mirror.reconcile import resync_instances
@@ -115,7 +121,8 @@ class WorkService:
 
     # -- claim-next ------------------------------------------------------------------------------
 
-    async def claim_next(self, actor: Actor, queues: list[str] | None, *, remember: Remember | None = None) -> dict | None:
+    async def claim_next(self, actor: Actor, queues: list[str] | None, *,
+                         remember: Remember | None = None) -> dict | None:
         """The best open task the user may take, claimed in the engine and the mirror; None if none."""
         busy = 0
         attempts = 0
@@ -296,7 +303,8 @@ class WorkService:
                     if step.name == "complete" and row["status"] == "DELEGATED" and row["assignee_id"] == actor.user_id:
                         raise WorkError(409, "the task is delegated to you: resolve it (POST .../resolve) to hand "
                                              "it back to its owner, who completes it")
-                    raise WorkError(409, f"the task is {row['status']}; {step.name} needs it {' or '.join(step.allowed)}")
+                    raise WorkError(409, f"the task is {row['status']}; "
+                                         f"{step.name} needs it {' or '.join(step.allowed)}")
                 if step.mine and row["assignee_id"] != actor.user_id:
                     holder = f"held by {row['assignee_id']}" if row["assignee_id"] else "unclaimed"
                     raise WorkError(409, f"the task is not yours ({holder}); claim it first")

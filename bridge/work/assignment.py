@@ -63,7 +63,8 @@ async def auto_assign_once(db: AsyncEngine, flowable: FlowableClient, *, limit: 
                     continue  # a push for it is being applied (we hold its row: waiting could deadlock)
                 if task["current_load"] > task["max_capacity"]:
                     overflow = task["overflow_queue"]
-                    if overflow and overflow != queue and (await conn.execute(SQL.queue_exists, {"queue": overflow})).scalar():
+                    if (overflow and overflow != queue
+                            and (await conn.execute(SQL.queue_exists, {"queue": overflow})).scalar()):
                         await bridge_events.record(conn, bridge_events.moved(
                             task["task_id"], task["process_instance_id"], queue=overflow, actor=SYSTEM, at=None,
                             reason=f"queue over capacity: moved to {overflow}", client_info=JOB))

@@ -15,9 +15,9 @@ escalation_config (workflow_queues, the queue's `escalation` setting: bridge/que
   notify_role        a role code: that role becomes a candidate group of the task in the engine, e.g. the
                      department's supervisors, who can then see and take it;
   max_level          the top level (default 3).
-Other keys (only SQL by hand can write them) are logged and ignored. Only one bridge runs a round at a time (advisory lock); each task is
-escalated in its own transaction, under the locks pushes take, so a round never escalates a task twice for
-one level and a push never lands in the middle.
+Other keys (only SQL by hand can write them) are logged and ignored. Only one bridge runs a round at a
+time (advisory lock); each task is escalated in its own transaction, under the locks pushes take, so a
+round never escalates a task twice for one level and a push never lands in the middle.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ async def escalate_task(conn: AsyncConnection, flowable: FlowableClient, row: di
     if isinstance(raise_by, int) and not isinstance(raise_by, bool) and raise_by > 0:
         priority = min(row["priority"] + raise_by, 100)
         times.append(await flowable.set_task_priority(row["task_id"], priority, acting_user=actor))
-    role = config.get("notify_role") if isinstance(config.get("notify_role"), str) and config.get("notify_role") else None
+    role = (config.get("notify_role") if isinstance(config.get("notify_role"), str) and config.get("notify_role")
+            else None)
     if role and role not in (row.get("candidate_groups") or ()):  # the engine would add the link twice
         try:
             times.append(await flowable.add_candidate_group(row["task_id"], role, acting_user=actor))
@@ -102,7 +103,8 @@ async def escalate_once(db: AsyncEngine, flowable: FlowableClient, *, limit: int
         await lock.commit()
         try:
             async with db.connect() as conn:
-                due = [dict(r._mapping) for r in await conn.execute(SQL.escalation_due, {"task_id": None, "limit": limit})]
+                due = [dict(r._mapping)
+                       for r in await conn.execute(SQL.escalation_due, {"task_id": None, "limit": limit})]
             for task in due:
                 try:
                     escalated = await _escalate_if_still_due(db, flowable, task)
