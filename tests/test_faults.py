@@ -63,3 +63,27 @@ async def test_with_every_connection_taken_a_request_answers_503_soon(db_url, to
             assert response.headers["Retry-After"] == "1"
             assert "saturated" in (await response.json())["error"]
     assert (await client.get("/api/tasks", headers=token)).status == 200
+
+
+async def test_readyz_says_the_engine_gave_no_answer_in_time(db_url, aiohttp_client, monkeypatch):
+    """An engine that takes the connection and never answers: /readyz names the wait, not "error: "."""
+    import asyncio
+
+    from bridge.flowable.client import EngineEndpoint
+    from bridge.web import app as app_module
+
+    async def hold(reader, writer):
+        await asyncio.sleep(30)
+        writer.close()
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    monkeypatch.setattr(app_module, "READY_ENGINE_TIMEOUT_S", 0.5)
+    try:
+        client = await aiohttp_client(bridge_app(db_url, EngineEndpoint(f"http://127.0.0.1:{port}/process-api",
+                                                                         "x", "y")))
+        ready = await client.get("/readyz")
+        assert ready.status == 503
+        assert (await ready.json())["checks"]["engine"] == "error: no answer within 0.5s"
+    finally:
+        silent.close()

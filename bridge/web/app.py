@@ -231,7 +231,8 @@ async def readyz(request: web.Request) -> web.Response:
             await app[FLOWABLE].request("GET", "management/engine", retry=RetryPolicy(attempts=1))
         checks["engine"] = "ok"
     except (EngineUnavailable, FlowableError, TimeoutError) as err:
-        checks["engine"] = f"error: {err or f'no answer within {READY_ENGINE_TIMEOUT_S}s'}"
+        # asyncio's TimeoutError has no message (and an exception object is always true)
+        checks["engine"] = f"error: {str(err) or f'no answer within {READY_ENGINE_TIMEOUT_S}s'}"
     ready = all(value == "ok" for value in checks.values())
     body: dict = {"status": "ready" if ready else "not ready", "checks": checks}
     if RECONCILER in app:  # informative: a failing reconciler does not stop the bridge from serving
