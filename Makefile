@@ -28,9 +28,10 @@ endif
 run: install
 	$(BIN)/bridge up
 
-## check: the lint gate (ruff, configured in pyproject.toml); .ci/run runs it before the tests
+## check: the gate (ruff and mypy, configured in pyproject.toml); .ci/run runs it before the tests
 check: install
 	$(BIN)/ruff check bridge tests bench
+	$(BIN)/mypy
 
 ## test: the whole test suite against real parts
 test: install browser

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -93,6 +94,14 @@ def _bounds(element) -> Box | None:
         return None
 
 
+def _box(shape) -> Box:
+    """A drawn shape's bounds: the renderer keeps only shapes that have them (_Renderer.shapes)."""
+    box = _bounds(shape)
+    if box is None:
+        raise ValueError(f"shape {shape.get('id')!r} has no usable dc:Bounds")
+    return box
+
+
 def _label_box(element) -> Box | None:
     label = element.find(f"{{{BPMNDI}}}BPMNLabel")
     return _bounds(label) if label is not None else None
@@ -141,7 +150,7 @@ def wrap(text: str, width: float, size: float) -> list[str]:
 class _Renderer:
     def __init__(self, root) -> None:
         self.root = root
-        self.model = {}
+        self.model: dict[str, Any] = {}  # id -> lxml element
         for element in root.iter():
             if _ns(element) == BPMN and element.get("id"):
                 self.model.setdefault(element.get("id"), element)
@@ -249,7 +258,7 @@ class _Renderer:
                 lane_index += 1
         # outer sub-processes first, so inner ones are drawn over them
         subprocesses = [s for k, s in by_kind if k in _CONTAINERS]
-        for shape in sorted(subprocesses, key=lambda s: -(_bounds(s).w * _bounds(s).h)):
+        for shape in sorted(subprocesses, key=lambda s: -(_box(s).w * _box(s).h)):
             self.draw_container(containers, shape)
         for edge in self.edges:
             self.draw_edge(edges, labels, edge)
@@ -311,14 +320,14 @@ class _Renderer:
         return flag.strip().lower() == "true" if flag is not None else box.w >= box.h
 
     def draw_pool(self, parent, shape) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         g = self.group(parent, element_id, "participant")
         self.sub(g, "rect", x=box.x, y=box.y, width=box.w, height=box.h, fill="#ffffff", stroke=INK,
                  stroke_width=1.5)
         self.band_name(g, shape, box, self.name(element_id), size=13, weight="bold")
 
     def draw_lane(self, parent, shape, index: int) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         g = self.group(parent, element_id, "lane")
         self.sub(g, "rect", x=box.x, y=box.y, width=box.w, height=box.h,
                  fill="#f7f9fb" if index % 2 == 0 else "#ffffff", stroke=INK, stroke_width=1)
@@ -343,7 +352,7 @@ class _Renderer:
             self.text_lines(g, wrap(text, box.w - 10, size)[:1], box.cx, box.y + 8, size, weight=weight)
 
     def draw_container(self, parent, shape) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         kind = self.kind(element_id)
         g = self.group(parent, element_id, kind)
         expanded = shape.get("isExpanded", "true").strip().lower() != "false"
@@ -368,7 +377,7 @@ class _Renderer:
                  stroke=INK, stroke_width=1.2)
 
     def draw_task(self, parent, shape, kind: str) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         g = self.group(parent, element_id, kind)
         self.sub(g, "rect", x=box.x, y=box.y, width=box.w, height=box.h, rx=10, ry=10,
                  fill=_TASK_FILL.get(kind, "#ffffff"), stroke=INK, stroke_width=3 if kind == "callActivity" else 1.5)
@@ -398,7 +407,7 @@ class _Renderer:
         return ""
 
     def draw_event(self, parent, labels, shape, kind: str) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         element = self.model.get(element_id or "")
         g = self.group(parent, element_id, kind)
         cx, cy, r = box.cx, box.cy, min(box.w, box.h) / 2
@@ -463,7 +472,7 @@ class _Renderer:
             self.text_lines(g, [letter], cx, cy - 6 * s, 12 * s, weight="bold")
 
     def draw_gateway(self, parent, labels, shape, kind: str) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         g = self.group(parent, element_id, kind)
         cx, cy = box.cx, box.cy
         hw, hh = box.w / 2, box.h / 2
@@ -499,7 +508,7 @@ class _Renderer:
         self.outside_label(labels, self.name(element_id), box, _label_box(shape))
 
     def draw_other(self, parent, labels, shape, kind: str) -> None:
-        box, element_id = _bounds(shape), shape.get("bpmnElement")
+        box, element_id = _box(shape), shape.get("bpmnElement")
         g = self.group(parent, element_id, kind or "unknown")
         name = self.name(element_id)
         if kind == "textAnnotation":

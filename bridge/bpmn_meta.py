@@ -36,6 +36,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from lxml import etree
 
@@ -337,7 +338,9 @@ def split_candidates(value: str | None) -> tuple[str, ...]:
         return (value,) if value else ()
     if "{" not in value:  # no expression: a plain split will do
         return tuple(part.strip() for part in value.split(",") if part.strip())
-    parts, current, depth, quote = [], [], 0, None
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, None
     for char in value:
         if quote:
             quote = None if char == quote else quote
@@ -454,7 +457,9 @@ def _byte_scan_reads(data: bytes) -> bool:
 
 def _prolog_doctype(data: bytes) -> int | None:
     """Offset of a <!DOCTYPE before the root element, found without parsing anything."""
-    position = _PROLOG.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0).end()
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    prolog = _PROLOG.match(data, start)
+    position = prolog.end() if prolog else start
     return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
 
 
@@ -504,7 +509,7 @@ class _Node:
     def __init__(self, element, kind: str, attrs: dict[str, str], scope: _Node | None) -> None:
         self.element, self.kind, self.attrs, self.scope = element, kind, attrs, scope
         self.id = attrs.get("id")
-        self.event_definition = None  # events: their first <...EventDefinition> child
+        self.event_definition: Any = None  # events: their first <...EventDefinition> child (lxml, untyped)
 
 
 class _Scan:
@@ -613,7 +618,7 @@ class _Reader:
         """One pass over the direct children of the process and of its sub-processes, checking each
         element on the way: the reader touches nothing else of a scope's content but what it needs."""
         scan = _Scan()
-        stack: list[tuple[object, _Node | None]] = [(process, None)]
+        stack: list[tuple[Any, _Node | None]] = [(process, None)]  # lxml elements (untyped)
         while stack:
             scope, scope_node = stack.pop()
             none_starts, has_start = [], False
@@ -791,11 +796,11 @@ class _Reader:
         """Timer boundary events by the task they watch; every timer event's time is checked."""
         timers: dict[str, list[SlaTimer]] = {}
         for node in scan.timer_events:
-            specs = {}
-            for spec in node.event_definition:
-                kind = _local(spec)
+            specs: dict[str, Any] = {}
+            for child in node.event_definition if node.event_definition is not None else ():
+                kind = _local(child)
                 if kind in _TIME_KINDS:
-                    specs.setdefault(kind, spec)
+                    specs.setdefault(kind, child)
             for kind in _TIME_KINDS:
                 spec = specs.get(kind)
                 if spec is None:
@@ -956,10 +961,10 @@ def _lane_of(node: _Node, lane_of: dict[str, str], nodes: dict[str, _Node]) -> s
     """A node's lane; a boundary event is in its task's lane, a sub-process's nodes in the sub-process's."""
     current: _Node | None = node
     while current is not None:
-        lane = lane_of.get(current.id)
+        lane = lane_of.get(current.id) if current.id else None
         if lane is not None:
             return lane
-        attached = nodes.get(current.attrs.get("attachedToRef")) if current.kind == "boundaryEvent" else None
+        attached = nodes.get(current.attrs.get("attachedToRef") or "") if current.kind == "boundaryEvent" else None
         current = attached if attached is not None else current.scope
     return None
 
@@ -1010,7 +1015,7 @@ def _routes(scan: _Scan, outgoing, lane_of, department_of_lane) -> list[Route]:
             target = scan.nodes.get(target_ref)
             target_lane = _lane_of(target, lane_of, scan.nodes) if target is not None and lane_of else None
             routes.append(Route(
-                gateway_id=gateway.id, flow_id=flow.id or "", name=flow.attrs.get("name"),
+                gateway_id=gateway.id or "", flow_id=flow.id or "", name=flow.attrs.get("name"),
                 condition=(condition.text or "").strip() if condition is not None else None,
                 is_default=flow.id == default, target_id=target_ref or "",
                 target_department=department_of_lane.get(target_lane) if target_lane else None))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 FLOWABLE_NS = "http://flowable.org/bpmn"
 ACTIVITI_NS = "http://activiti.org/bpmn"
@@ -49,7 +50,7 @@ SERVICE_TYPES_ALLOWED: frozenset[str] = frozenset()
 
 @dataclass(frozen=True)
 class Violation:
-    element: object  # the lxml element it was found in (line and id come from it)
+    element: Any  # the lxml element it was found in (line and id come from it); lxml is untyped
     code: str
     message: str
 

@@ -86,9 +86,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
         with provisioned_engine(settings, url) as engine:
-            if settings.deploy_on_start and asyncio.run(
-                    _deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge",
-                            allowed_delegates=settings.deploy_allowed_delegates)):
+            failed = asyncio.run(_deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge",
+                                         allowed_delegates=settings.deploy_allowed_delegates)) \
+                if settings.deploy_on_start else 0
+            if failed:
                 log.error("a workflow could not be deployed on start (see above); not serving")
                 return 1
             _serve(settings, url, engine)
@@ -215,6 +216,7 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    engine: EngineEndpoint | None
     if settings.flowable_url:
         engine = EngineEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
     else:

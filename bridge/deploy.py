@@ -192,7 +192,10 @@ async def _record_definition(conn: AsyncConnection, process: Process, outcome: P
 
 def _wanted(metadata: BpmnMetadata) -> tuple[dict, dict, dict, set]:
     """Departments, queues, roles (by key) and assignments the file's executable processes declare."""
-    departments, queues, roles, assignments = {}, {}, {}, set()
+    departments: dict[str, dict] = {}
+    queues: dict[str, dict] = {}
+    roles: dict[str, dict] = {}
+    assignments: set[tuple[str, str]] = set()
     for process in metadata.executable_processes:
         owner = process.key
         for d in process.departments:

@@ -93,7 +93,7 @@ def parse(text: str, kind: str) -> Entitlements:
             "name": _optional_text(department, "name", 100, where, problems) or department["code"],
             "parent": _optional_text(department, "parent", 50, where, problems)})
     for index, user in enumerate(_list(documents, "users", "users", problems)):
-        where = user.get("_where") if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
+        where = str(user["_where"]) if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
         if not isinstance(user, dict) or not _text(user.get("id"), 50):
             problems.append(f"{where}: needs an id (up to 50 characters)")
             continue

@@ -5,6 +5,7 @@ against this bound right after parsing and refused with 400 beyond it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 MAX_DEPTH = 100
@@ -15,6 +16,7 @@ def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, list):

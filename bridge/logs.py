@@ -15,8 +15,9 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]%(request_tag)s: %
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        record.request_tag = f" req={record.request_id}" if record.request_id else ""
+        request_id = REQUEST_ID.get()
+        record.request_id = request_id  # LogRecord takes any attribute: its formatters read these two
+        record.request_tag = f" req={request_id}" if request_id else ""
         return True
 
 
@@ -25,8 +26,9 @@ class JsonFormatter(logging.Formatter):
         entry = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                  "level": record.levelname, "logger": record.name, "pid": record.process,
                  "message": record.getMessage()}
-        if getattr(record, "request_id", None):
-            entry["request_id"] = record.request_id
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

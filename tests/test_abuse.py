@@ -240,3 +240,14 @@ def test_an_entitlements_file_nesting_without_end_is_refused_not_a_crash():
     for text in ("users: " + "[" * 3000 + "]" * 3000, "users: " + "[" * 150 + "]" * 150):
         with pytest.raises(entitlements.EntitlementsError, match="nests deeper than 100 levels"):
             entitlements.parse(text, "yaml")
+
+
+async def test_a_deployment_whose_multipart_part_is_itself_multipart_is_400_not_500(api, people):  # noqa: F811
+    """Found by the type gate: a nested multipart part has no name, and reading one was an AttributeError."""
+    body = (b"--outer\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n"
+            b"--inner\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bpmn20.xml\"\r\n\r\n<x/>\r\n"
+            b"--inner--\r\n--outer--\r\n")
+    response = await api.post("/api/deployments", data=body, headers={
+        **bearer(people["designer"]), "Content-Type": "multipart/form-data; boundary=outer"})
+    assert response.status == 400, await response.text()
+    assert "no part named file" in (await response.json())["error"]

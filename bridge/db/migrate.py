@@ -127,7 +127,7 @@ async def pending(conninfo: str, migrations_dir: Path) -> list[str]:
     migrations = discover(migrations_dir)
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
         cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [HISTORY_TABLE])
-        (has_history,) = await cur.fetchone()
-        applied = await _applied(conn) if has_history else {}
+        row = await cur.fetchone()
+        applied = await _applied(conn) if row and row[0] else {}
     _check_history(migrations, applied, migrations_dir)
     return [m.version for m in migrations if m.version not in applied]

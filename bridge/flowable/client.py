@@ -152,6 +152,7 @@ class FlowableClient:
                     wait=wait_random_exponential(multiplier=0.1, max=policy.max_wait_s), reraise=True):
                 with attempt:
                     return await self._once(method, url, path, query, json_body, data, raw, acting_user)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         except _Retry as err:
             outcome = "unavailable"
             raise EngineUnavailable(f"Flowable {method} {path}: {err.cause}") from None

@@ -264,8 +264,9 @@ def _completion_outcomes(events: list[dict]) -> dict[str, str]:
         if event.get("entityType") == "variable" and event["type"] in ("VARIABLE_CREATED", "VARIABLE_UPDATED"):
             variable = event.get("variable") or {}
             name = variable.get("name") or ""
-            if (name == "outcome" or name.endswith("Decision")) and variable.get("value") is not None:
-                decided[variable.get("processInstanceId")] = str(variable["value"])[:100]
+            instance = variable.get("processInstanceId")
+            if (name == "outcome" or name.endswith("Decision")) and variable.get("value") is not None and instance:
+                decided[instance] = str(variable["value"])[:100]
         elif event["type"] == "TASK_COMPLETED" and event.get("entityType") == "task":
             decision = decided.pop(event["task"].get("processInstanceId"), None)
             if decision is not None:
@@ -280,7 +281,8 @@ async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[s
     rows = [{"task_id": e["task"]["id"], "process_instance_id": e["task"]["processInstanceId"],
              "task_key": e["task"].get("taskDefinitionKey")} for e in created]
     found = {r.task_id: r for r in await conn.execute(SQL.queues_of_new_tasks, {"rows": _json(rows)})}
-    placement, defaults = {}, set()
+    placement: dict[str, tuple[str, str | None]] = {}
+    defaults: set[str] = set()
     for event in created:
         task = event["task"]
         hit = found.get(task["id"])

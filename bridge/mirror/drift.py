@@ -24,6 +24,7 @@ Not compared: current_activity (history has no "current activity"), task_history
 from __future__ import annotations
 
 import uuid
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -182,7 +183,7 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
 
 
 def _compare_variables(result: Comparison, process: dict, mirrored: dict[str, tuple[str, str | None]],
-                       read_at: str, newer: set[str] = frozenset()) -> None:
+                       read_at: str, newer: Set[str] = frozenset()) -> None:
     """Process-scope variables: the engine's (from history, so they outlive the instance) vs the mirror's;
     `newer`: variables the mirror holds from a change after the read, left alone."""
     pid = process["id"]

@@ -162,7 +162,8 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
     row, kind, at = fold.row, event["type"], event["timestamp"]
     task = event.get("task") or {}
     bridge = kind in BRIDGE_KINDS
-    actor = (event.get("actor") or "SYSTEM") if bridge else None
+    actor: str | None = (event.get("actor") or "SYSTEM") if bridge else None
+    bridge_actor = actor or "SYSTEM"  # the branches for BRIDGE_* kinds below
 
     def record(action: str, by: str, old: TaskRow, new: TaskRow, comments: str | None = None, *,
                escalate_to: str | None = None, data: dict[str, Any] | None = None) -> None:
@@ -185,7 +186,7 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
         return
 
     if kind == "BRIDGE_COMMENT":
-        record("COMMENT", actor, row, row, event.get("comments"))
+        record("COMMENT", bridge_actor, row, row, event.get("comments"))
         return
     if kind in ("BRIDGE_ESCALATE", "BRIDGE_QUEUE_MOVE"):
         # the bridge refuses these on a task the mirror shows ended, so one that meets an ended task here was
@@ -221,7 +222,7 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
             return
         new = _snapshot(row, task, at)
         if kind in BRIDGE_ASSIGNING:
-            record(BRIDGE_ASSIGNING[kind], actor, row, new, event.get("comments"))
+            record(BRIDGE_ASSIGNING[kind], bridge_actor, row, new, event.get("comments"))
         elif new.assignee_id != row.assignee_id:
             if new.status == "DELEGATED":
                 action = "DELEGATE"

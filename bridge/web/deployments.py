@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.auth import DEPLOY_ROLE, ENTITLEMENTS_ROLE
@@ -54,7 +54,8 @@ async def _read_upload(request: web.Request) -> tuple[str, bytes]:
         try:
             reader = await request.multipart()
             async for part in reader:
-                if part.name == "file":
+                # a part that is itself multipart has no name: not the file (it was an AttributeError, a 500)
+                if isinstance(part, BodyPartReader) and part.name == "file":
                     data = await part.read(decode=False)
                     if len(data) > MAX_BYTES:
                         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BYTES, actual_size=len(data))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _json(schema: dict, description: str) -> dict:

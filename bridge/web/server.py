@@ -104,7 +104,7 @@ def serve(settings: Settings, database_url: str, engine: EngineEndpoint) -> None
         for process in extra:
             process.start()
         if extra:
-            serving_records.add_workers(record, [p.pid for p in extra])
+            serving_records.add_workers(record, [p.pid for p in extra if p.pid is not None])
             log.info("%d serving processes (pids %s and %d)", settings.workers,
                      ", ".join(str(p.pid) for p in extra), os.getpid())
         _serve_one(settings, database_url, engine, background_jobs=True)

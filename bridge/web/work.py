@@ -220,7 +220,7 @@ async def _idempotent(request: web.Request, db_key: web.AppKey, work_key: web.Ap
         """Called by the action inside its transaction, after its mirror write: both commit or neither."""
         response = _success(result, created)
         await _store(conn, user, key, fingerprint, response.status,
-                     json.loads(response.body) if response.body else None)
+                     json.loads(response.text) if response.text else None)
 
     # one request per (user, key) at a time: a concurrent retry waits (the lock's connection is not the work's)
     async with request.app[work_key].locks.hold(SQL.lock_idempotency_key, SQL.unlock_idempotency_key,

@@ -130,11 +130,11 @@ async def _escalate_if_still_due(db: AsyncEngine, flowable: FlowableClient, task
     async with db.connect() as conn:
         async with conn.begin():
             await lock_entities(conn, [task["task_id"], task["process_instance_id"]])
-            row = (await conn.execute(SQL.lock_task, {"task_id": task["task_id"]})).first()
+            locked = (await conn.execute(SQL.lock_task, {"task_id": task["task_id"]})).first()
             still = (await conn.execute(SQL.escalation_due, {"task_id": task["task_id"], "limit": 1})).first()
-            if row is None or still is None:
+            if locked is None or still is None:
                 return None  # completed, claimed away from the SLA or escalated meanwhile
-            row = dict(row._mapping)
+            row = dict(locked._mapping)
             done = await escalate_task(conn, flowable, row, actor=SYSTEM,
                                        reason=f"SLA breach: due {row['due_date'].isoformat()}",
                                        client_info={"job": "escalation"})
