@@ -121,7 +121,7 @@ async def main() -> None:
                              webhook_secret=secret, log_file=Path(tmp) / "engine.log", java_options=["-Xmx1g"])
         await asyncio.to_thread(engine.start)
         try:
-            async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+            async with FlowableClient.of(engine) as client:
                 await client.deploy("benchOneTask.bpmn20.xml", PROCESS)
                 for on in (True, False):  # JIT warm-up of both paths, not counted
                     await set_emitter(client, on)

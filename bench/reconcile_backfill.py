@@ -109,7 +109,7 @@ async def main() -> None:
                              java_options=["-Xmx1g"], extra_env={"WEBHOOK_MAX_ATTEMPTS": "1"})
         await asyncio.to_thread(engine.start)
         try:
-            async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+            async with FlowableClient.of(engine) as client:
                 await client.request("POST", "../bridge-emitter/pause")  # webhooks off: the reconciler alone
                 await client.deploy(ONECMS.name, ONECMS.read_bytes())
                 half = args.instances // 2

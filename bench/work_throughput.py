@@ -170,7 +170,7 @@ async def main() -> None:
                                          stderr=subprocess.STDOUT)
         db = create_engine(url, pool_size=2)
         try:
-            async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+            async with FlowableClient.of(engine) as client:
                 await deploy_bpmn(ONECMS.read_bytes(), ONECMS.name, db=db, flowable=client, deployed_by="bench")
                 tokens = []
                 async with db.begin() as conn:

@@ -59,7 +59,7 @@ async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deploy
     db = create_engine(url, pool_size=2)
     failed = 0
     try:
-        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+        async with FlowableClient.of(engine) as flowable:
             for path in files:
                 try:
                     outcome = await deploy_bpmn(path.read_bytes(), path.name, db=db, flowable=flowable,
@@ -121,7 +121,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _drift(url: str, engine: EngineEndpoint) -> int:
     db = create_engine(url, pool_size=1)
     try:
-        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable, db.connect() as conn:
+        async with FlowableClient.of(engine) as flowable, db.connect() as conn:
             differences, state = await find_drift(conn, EngineReader(flowable))
     finally:
         await db.dispose()
@@ -147,7 +147,7 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
 async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep: bool) -> PassReport:
     db = create_engine(url, pool_size=1)
     try:
-        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+        async with FlowableClient.of(engine) as flowable:
             with Bars() as bars:  # a backfill reads everything: show how far it got
                 return await Reconciler(db, flowable, ReconcilerSettings.of(settings),
                                         progress=bars).run_once(sweep=sweep)
@@ -173,7 +173,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 async def _escalate(url: str, engine: EngineEndpoint) -> EscalationRound:
     db = create_engine(url, pool_size=2)
     try:
-        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+        async with FlowableClient.of(engine) as flowable:
             return await escalate_once(db, flowable)
     finally:
         await db.dispose()
@@ -194,7 +194,7 @@ async def _demo_seed(url: str, engine: EngineEndpoint, cases: int, seed: int | N
                      concurrency: int) -> DemoOutcome:
     db = create_engine(url, pool_size=concurrency + 1)
     try:
-        async with FlowableClient(engine.base_url, engine.user, engine.password) as flowable:
+        async with FlowableClient.of(engine) as flowable:
             seeder = DemoSeeder(db, flowable, seed=seed, concurrency=concurrency)
             await seeder.prepare()
             with Bars({"cases": cases}) as bars:

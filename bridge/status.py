@@ -45,8 +45,7 @@ async def report(database_url: str, migrations_dir, engine: EngineEndpoint | Non
         healthy = False
     else:
         try:
-            async with FlowableClient(engine.base_url, engine.user, engine.password,
-                                      retry=RetryPolicy(attempts=1), timeout_s=5) as client:
+            async with FlowableClient.of(engine, retry=RetryPolicy(attempts=1), timeout_s=5) as client:
                 info = await client.engine_info()
                 pushes = await emitter(client)
             lines.append(f"engine      ok, {engine.base_url} (Flowable {info.get('version', '?')})")

@@ -183,5 +183,5 @@ async def engine(pg_cluster: PostgresCluster, webhook_receiver):
 async def flowable(engine):
     from bridge.flowable.client import FlowableClient
 
-    async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+    async with FlowableClient.of(engine) as client:
         yield client

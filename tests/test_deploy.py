@@ -278,7 +278,7 @@ async def test_two_deploys_of_the_same_new_file_at_once_deploy_it_once(db, flowa
     from bridge.flowable.client import FlowableClient
 
     key = new_key()
-    async with FlowableClient(engine.base_url, engine.user, engine.password) as other_client:
+    async with FlowableClient.of(engine) as other_client:
         outcomes = await asyncio.gather(
             deploy_bpmn(workflow(key), "race.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann"),
             deploy_bpmn(workflow(key), "race.bpmn20.xml", db=db, flowable=other_client, deployed_by="bob"))

@@ -15,7 +15,7 @@ from tests.seed import hours, now
 
 
 def _no_engine() -> FlowableClient:
-    return FlowableClient(NO_ENGINE.base_url, NO_ENGINE.user, NO_ENGINE.password)
+    return FlowableClient.of(NO_ENGINE)
 
 
 async def _setup(conn, config: str = "{}", sla_minutes: int = 60) -> str:

@@ -76,7 +76,7 @@ def about(actual: timedelta, expected: timedelta) -> bool:
 @pytest.fixture(scope="module")
 async def definition_id(engine) -> str:
     """The workflow deployed once for this module (a new version of the key each session)."""
-    async with FlowableClient(engine.base_url, engine.user, engine.password) as client:
+    async with FlowableClient.of(engine) as client:
         deployment = await client.deploy(BPMN_FILE.name, BPMN_FILE.read_bytes(),
                                          deployment_name=f"onecms-workflow-test-{uuid.uuid4().hex[:8]}")
         [definition] = await client.process_definitions(deploymentId=deployment["id"])

@@ -20,10 +20,10 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -105,7 +105,25 @@ class _Retry(Exception):
         super().__init__(str(cause))
 
 
+class Endpoint(Protocol):
+    """Where an engine's REST API is and how to log in: an EngineEndpoint, or a LocalEngine the bridge runs."""
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+
+
 class FlowableClient:
+    """The one place that knows Flowable's REST paths. Build it with FlowableClient.of(endpoint)."""
+
+    @classmethod
+    def of(cls, endpoint: Endpoint, *, session: aiohttp.ClientSession | None = None,
+           retry: RetryPolicy | None = None, timeout_s: float = 30) -> FlowableClient:
+        return cls(endpoint.base_url, endpoint.user, endpoint.password, session=session,
+                   retry=retry or RetryPolicy(), timeout_s=timeout_s)
+
     def __init__(self, base_url: str, user: str, password: str, *,
                  session: aiohttp.ClientSession | None = None,
                  retry: RetryPolicy = RetryPolicy(), timeout_s: float = 30) -> None:
@@ -193,8 +211,8 @@ class FlowableClient:
 
     # -- management --------------------------------------------------------------------------------
 
-    async def engine_info(self) -> dict:
-        return await self.request("GET", "management/engine")
+    async def engine_info(self, *, retry: RetryPolicy | None = None) -> dict:
+        return await self.request("GET", "management/engine", retry=retry)
 
     # -- repository --------------------------------------------------------------------------------
 
@@ -306,7 +324,20 @@ class FlowableClient:
     async def task_identity_links(self, task_id: str) -> list[dict]:
         return await self.request("GET", f"runtime/tasks/{task_id}/identitylinks")
 
-    async def pages(self, path: str, *, sort: str, page_size: int = 500, **filters: Any):
+    def historic_process_pages(self, *, page_size: int = 500, **filters: Any) -> AsyncIterator[dict]:
+        """Every historic process instance the filters select (finished=, startedAfter=, ...), by id."""
+        return self.pages("history/historic-process-instances", sort="processInstanceId", page_size=page_size,
+                          **filters)
+
+    def historic_task_pages(self, *, page_size: int = 500, **filters: Any) -> AsyncIterator[dict]:
+        """Every historic task instance the filters select (processInstanceId=, processFinished=, ...), by id."""
+        return self.pages("history/historic-task-instances", sort="taskInstanceId", page_size=page_size, **filters)
+
+    def process_instance_pages(self, *, page_size: int = 500, **filters: Any) -> AsyncIterator[dict]:
+        """Every running process instance the filters select (suspended=, ...), by id."""
+        return self.pages("runtime/process-instances", sort="id", page_size=page_size, **filters)
+
+    async def pages(self, path: str, *, sort: str, page_size: int = 500, **filters: Any) -> AsyncIterator[dict]:
         """Every row of a list resource, a page at a time, in `sort` order (offset paging: rows inserted
         meanwhile may shift a page; the reconciler's overlap window catches what that skips)."""
         start = 0

@@ -99,12 +99,10 @@ class EngineReader:
     async def read_everything(self) -> EngineState:
         state = self._start()
         suspended = await self._suspended_ids()
-        async for row in self.client.pages("history/historic-process-instances", sort="processInstanceId",
-                                           page_size=self.page_size, includeProcessVariables=True):
+        async for row in self.client.historic_process_pages(page_size=self.page_size, includeProcessVariables=True):
             state.processes[row["id"]] = process_view(row, row["id"] in suspended)
             self.progress("instances")
-        async for row in self.client.pages("history/historic-task-instances", sort="taskInstanceId",
-                                           page_size=self.page_size):
+        async for row in self.client.historic_task_pages(page_size=self.page_size):
             if row.get("processInstanceId"):
                 state.tasks[row["id"]] = task_view(row)
             self.progress("tasks")
@@ -115,11 +113,10 @@ class EngineReader:
     async def read_open_work(self, also: Iterable[str] = ()) -> EngineState:
         state = self._start()
         suspended = await self._suspended_ids()
-        async for row in self.client.pages("history/historic-process-instances", sort="processInstanceId",
-                                           page_size=self.page_size, finished=False, includeProcessVariables=True):
+        async for row in self.client.historic_process_pages(page_size=self.page_size, finished=False,
+                                                            includeProcessVariables=True):
             state.processes[row["id"]] = process_view(row, row["id"] in suspended)
-        async for row in self.client.pages("history/historic-task-instances", sort="taskInstanceId",
-                                           page_size=self.page_size, processFinished=False):
+        async for row in self.client.historic_task_pages(page_size=self.page_size, processFinished=False):
             if row.get("processInstanceId") in state.processes:
                 state.tasks[row["id"]] = task_view(row)
         state.covers = set(state.processes)
@@ -147,9 +144,8 @@ class EngineReader:
 
         async def tasks_of(instance_id: str) -> list[dict]:
             async with gate:
-                return [row async for row in self.client.pages(
-                    "history/historic-task-instances", sort="taskInstanceId", page_size=self.page_size,
-                    processInstanceId=instance_id)]
+                return [row async for row in self.client.historic_task_pages(
+                    page_size=self.page_size, processInstanceId=instance_id)]
 
         known = [i for i in ids if i in state.processes]
         for rows in await asyncio.gather(*(tasks_of(i) for i in known)):
@@ -162,8 +158,8 @@ class EngineReader:
                                             and (wanted is None or t["id"] in wanted)])
 
     async def _suspended_ids(self) -> set[str]:
-        return {row["id"] async for row in self.client.pages(
-            "runtime/process-instances", sort="id", page_size=self.page_size, suspended=True)}
+        return {row["id"] async for row in self.client.process_instance_pages(page_size=self.page_size,
+                                                                             suspended=True)}
 
     async def _read_candidates(self, state: EngineState, open_tasks: list[dict]) -> None:
         gate = asyncio.Semaphore(READ_CONCURRENCY)

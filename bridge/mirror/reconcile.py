@@ -196,8 +196,8 @@ class Reconciler:
         since = process_time - self.settings.overlap
         rows: dict[str, str] = {}
         for filter_name in ("startedAfter", "finishedAfter"):
-            async for row in self.client.pages("history/historic-process-instances", sort="processInstanceId",
-                                               page_size=self.settings.page_size, **{filter_name: since}):
+            async for row in self.client.historic_process_pages(page_size=self.settings.page_size,
+                                                                **{filter_name: since}):
                 rows[row["id"]] = engine_process_status({**row, "suspended": False})
         if not rows:
             return set()

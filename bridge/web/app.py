@@ -112,7 +112,7 @@ async def _database_engine(app: web.Application) -> AsyncIterator[None]:
 
 async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
     endpoint = app[ENGINE_ENDPOINT]
-    client = FlowableClient(endpoint.base_url, endpoint.user, endpoint.password)
+    client = FlowableClient.of(endpoint)
     app[FLOWABLE] = client
     app[WORK] = WorkService(app[DB], client, locks=app[LOCKS])
     yield
@@ -228,7 +228,7 @@ async def readyz(request: web.Request) -> web.Response:
             checks["migrations"] = f"error: {err}"
     try:
         async with asyncio.timeout(READY_ENGINE_TIMEOUT_S):
-            await app[FLOWABLE].request("GET", "management/engine", retry=RetryPolicy(attempts=1))
+            await app[FLOWABLE].engine_info(retry=RetryPolicy(attempts=1))
         checks["engine"] = "ok"
     except (EngineUnavailable, FlowableError, TimeoutError) as err:
         # asyncio's TimeoutError has no message (and an exception object is always true)
