@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run check test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
+.PHONY: install browser run check schema test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: install
 check: install
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/mypy
+
+## schema: schema.sql, the schema the migrations make, in one file (tests/test_schema.py checks it is current)
+schema: install
+	$(BIN)/python -m bridge.db.schema_dump
 
 ## test: the whole test suite against real parts
 test: install browser

@@ -98,3 +98,19 @@ async def test_updated_at_moves_on_a_real_update_only(conn, table):
     moved, = await (await conn.execute(
         f"SELECT bool_and(updated_at > now() - interval '1 minute') FROM {table}")).fetchone()
     assert moved
+
+
+async def test_schema_sql_is_what_the_migrations_make(pg_cluster):
+    """schema.sql (bridge/db/schema_dump.py) is the schema in one readable file: regenerated, never edited."""
+    from bridge.db.migrate import migrate
+    from bridge.db.schema_dump import SCHEMA_FILE, dump
+    from tests.conftest import MIGRATIONS
+
+    url = pg_cluster.create_database("t_schema_sql")
+    try:
+        await migrate(url, MIGRATIONS)
+        made = await asyncio.to_thread(dump, url)
+    finally:
+        pg_cluster.drop_database(url)
+    assert made == SCHEMA_FILE.read_text(), "schema.sql is not what the migrations make: run `make schema`"
+    assert "CREATE FUNCTION flowable.claim_next_task(" in made  # the current body, in one place

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge.db.engine import transient_conflict
+from bridge.db.metadata import engine_events, webhook_batches
 from bridge.db.queries import queries
 from bridge.json_limits import MAX_DEPTH, deeper_than
 from bridge.mirror.apply import apply_events
@@ -31,7 +32,19 @@ SQL = queries("intake")
 log = logging.getLogger(__name__)
 
 
-MAX_WEBHOOK_ID = 100  # flowable.webhook_batches.webhook_id
+def _width(column) -> int:
+    """A text column's width, from the schema's one description (bridge/db/metadata.py, checked against the
+    migrated database by tests/test_schema.py): what the inbox can hold is not written down a third time."""
+    return int(column.type.length)
+
+
+MAX_WEBHOOK_ID = _width(webhook_batches.c.webhook_id)
+_BATCH_TEXT = {"engine": _width(webhook_batches.c.engine),
+               "engineInstanceId": _width(webhook_batches.c.engine_instance_id)}
+_EVENT_TEXT = {"eventId": _width(engine_events.c.event_id), "type": _width(engine_events.c.event_type),
+               "entityType": _width(engine_events.c.entity_type),
+               "processInstanceId": _width(engine_events.c.process_instance_id)}
+_TASK_ID = _width(engine_events.c.task_id)
 
 
 class BadBatch(ValueError):
@@ -67,8 +80,8 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         raise BadBatch("events: missing, or not an array")
     # Everything the inbox columns take is checked here, to their sizes (migration 0009): a value they
     # cannot hold would otherwise fail the INSERT, answer 500, and have the engine send it again forever.
-    _text(batch, "engine", "engine", 100)
-    _text(batch, "engineInstanceId", "engineInstanceId", 100)
+    for name, width in _BATCH_TEXT.items():
+        _text(batch, name, name, width)
     _integer(batch, "batchSeq", "batchSeq", 2**63)
     _timestamp(batch, "committedAt", "committedAt")
     for index, event in enumerate(events):
@@ -78,12 +91,11 @@ def parse_batch(body: bytes) -> dict[str, Any]:
         for name in ("eventId", "type"):
             if not isinstance(event.get(name), str) or not event[name]:
                 raise BadBatch(f"{where}.{name}: missing or not a non-empty string")
-            _text(event, name, f"{where}.{name}", 100)
-        _text(event, "entityType", f"{where}.entityType", 50)
-        _text(event, "processInstanceId", f"{where}.processInstanceId", 64)
+        for name, width in _EVENT_TEXT.items():
+            _text(event, name, f"{where}.{name}", width)
         for entity, key in (("task", "id"), ("identityLink", "taskId")):  # the task_id column (migration 0014)
             if isinstance(event.get(entity), dict):
-                _text(event[entity], key, f"{where}.{entity}.{key}", 64)
+                _text(event[entity], key, f"{where}.{entity}.{key}", _TASK_ID)
         _integer(event, "seq", f"{where}.seq", 2**31)
         _timestamp(event, "timestamp", f"{where}.timestamp")
     if any(isinstance(e.get("variable"), dict) and _has_float(e["variable"].get("value")) for e in events):
