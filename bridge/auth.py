@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 
 SQL = queries("auth")
 TOKEN_PREFIX = "ocb_"  # recognisable in logs and secret scanners
@@ -34,19 +35,19 @@ DEFAULT_TOKEN_LIFETIME = timedelta(days=DEFAULT_TOKEN_DAYS)
 MAX_TOKEN_DAYS = 3650  # ten years; beyond that, say --no-expiry
 
 
-class UnknownUser(LookupError):
+class UnknownUser(BridgeError, LookupError):
     """No such user in entitlements.users."""
 
 
-class UnknownRole(LookupError):
+class UnknownRole(BridgeError, LookupError):
     """No such role in entitlements.workflow_roles."""
 
 
-class UnknownToken(LookupError):
+class UnknownToken(BridgeError, LookupError):
     """No token with that id (or label, of that user)."""
 
 
-class AmbiguousToken(LookupError):
+class AmbiguousToken(BridgeError, LookupError):
     """A label that more than one live token carries: name the token by its id."""
 
 

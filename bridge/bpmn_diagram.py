@@ -26,6 +26,8 @@ from typing import Any
 
 from lxml import etree
 
+from bridge.errors import BridgeError
+
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 BPMNDI = "http://www.omg.org/spec/BPMN/20100524/DI"
 DC = "http://www.omg.org/spec/DD/20100524/DC"
@@ -45,7 +47,7 @@ _GATEWAYS = {"exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBa
 _TASK_FILL = {"userTask": "#eef5fc", "serviceTask": "#f0f4ec", "callActivity": "#f6f1fa"}
 
 
-class DiagramError(ValueError):
+class DiagramError(BridgeError, ValueError):
     """The file is not XML, or has no diagram to draw."""
 
 

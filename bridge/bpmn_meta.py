@@ -41,6 +41,7 @@ from typing import Any
 from lxml import etree
 
 from bridge import bpmn_policy, queue_settings
+from bridge.errors import BridgeError
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 FLOWABLE_NS = "http://flowable.org/bpmn"
@@ -277,7 +278,7 @@ class BpmnMetadata:
         return [p for p in self.processes if p.executable]
 
 
-class BpmnError(ValueError):
+class BpmnError(BridgeError, ValueError):
     """A BPMN file that must not be deployed; `issues` says where and why."""
 
     def __init__(self, filename: str, issues: list[Issue]) -> None:

@@ -19,14 +19,14 @@ import sqlalchemy.exc
 
 from bridge import auth, entitlements, logs, status
 from bridge.bpmn_meta import BpmnError
-from bridge.config import ConfigError, Settings
+from bridge.config import Settings
 from bridge.db import migrate
-from bridge.db.embedded import EmbeddedPostgresError
 from bridge.db.engine import create_engine, libpq_url
 from bridge.demo import DemoOutcome, DemoSeeder
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
+from bridge.errors import BridgeError
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
-from bridge.flowable.local_engine import EngineError, LocalEngine, build_engine_jar
+from bridge.flowable.local_engine import LocalEngine, build_engine_jar
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
@@ -576,8 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.handler(settings, args)
-    except (ConfigError, migrate.MigrationError, EmbeddedPostgresError, EngineError, auth.UnknownUser,
-            auth.UnknownRole) as err:
+    except BridgeError as err:  # the bridge refused, and says why (bridge/errors.py): no traceback
         log.error("%s", err)
         return 2
     except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as err:

@@ -1,36 +1,50 @@
 """Settings of the service, read once from the environment.
 
-Every setting has one name, one default and one line of why; the README's settings table is
-generated from the same knowledge, so keep them in step.
+Every setting is declared once (`setting(...)` on its Settings field): its environment variable, default,
+how its text is read, and its line of the README's settings table, which tests/test_config.py checks
+against these declarations.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from bridge.errors import BridgeError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class ConfigError(ValueError):
+class ConfigError(BridgeError, ValueError):
     """A setting has a value the service cannot use."""
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _text(raw: str, name: str) -> str:
+    return raw
+
+
+def _optional(raw: str, name: str) -> str | None:
+    return raw or None
+
+
+def _int(raw: str, name: str) -> int:
     try:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _workers(raw: str, name: str) -> int:
+    value = _int(raw, name)
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {raw!r}")
+    return value
+
+
+def _seconds(raw: str, name: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -40,129 +54,123 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
     return value
 
 
+def _path(raw: str, name: str) -> Path:
+    return Path(raw)
+
+
+def _names(raw: str, name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _paths(raw: str, name: str) -> tuple[Path, ...]:
+    return tuple(Path(part.strip()) for part in raw.split(",") if part.strip())
+
+
+def _log_format(raw: str, name: str) -> str:
+    if raw not in ("text", "json"):
+        raise ConfigError(f"{name} must be text or json, got {raw!r}")
+    return raw
+
+
+def setting(env: str, default: Any, doc: str, *, parse: Callable[[str, str], Any], shown: str | None = None,
+            empty_is_default: bool = True, factory: Callable[[], Any] | None = None) -> Any:
+    """One setting, declared once: the Settings field's default, its environment variable, how its text is
+    read, and its line of the README's table (`shown`: the default as the table says it). An empty variable
+    means the default, unless `empty_is_default` is False (then the empty text is read: "none")."""
+    metadata = {"env": env, "doc": doc, "parse": parse, "empty_is_default": empty_is_default,
+                "shown": shown if shown is not None else str(default)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
-    # None means: start the embedded PostgreSQL and use it.
-    database_url: str | None = None
-    # Where the embedded PostgreSQL keeps its data (kept between runs).
-    data_dir: Path = field(default_factory=lambda: Path.cwd() / ".bridge-data")
-    # TCP port of the embedded PostgreSQL on 127.0.0.1 (0 picks a free one). TCP, not only a
-    # socket, because the Flowable engine reaches the same server over JDBC.
-    embedded_pg_port: int = 55432
-    http_host: str = "127.0.0.1"
-    http_port: int = 8080
-    migrations_dir: Path = PROJECT_ROOT / "migrations"
-    db_pool_size: int = 10
-    # Seconds a request waits for a free connection before it is answered 503 (saturated).
-    db_pool_timeout_s: float = 10
-    # Processes serving HTTP on the same port (SO_REUSEPORT); measured best at 2 on 2 cores.
-    workers: int = 2
-    # None means: build and start the Flowable engine under engine/ on engine_port.
-    flowable_url: str | None = None
-    flowable_user: str = "rest-admin"
-    flowable_password: str = "test"
-    engine_port: int = 8081
-    engine_java_opts: str = "-Xmx768m -XX:+UseSerialGC"
-    # None means: generate one on first run and keep it in data_dir/webhook-secret.
-    webhook_secret: str | None = None
-    # Secrets that signed before the current one, still accepted during a rotation.
-    webhook_previous_secrets: tuple[str, ...] = ()
-    # BPMN files `bridge up` deploys (idempotently) once the engine answers.
-    deploy_on_start: tuple[Path, ...] = (PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml",)
-    # Seconds between the service's reconciler passes; 0 turns the background reconciler off.
-    reconcile_interval_s: int = 10
-    # Rows per page when the reconciler reads engine history.
-    reconcile_page_size: int = 500
-    # Minutes between sweeps that compare every running instance, not only what the task log names.
-    reconcile_sweep_minutes: int = 10
-    # Seconds between SLA escalation rounds; 0 turns the background escalation off.
-    escalate_interval_s: int = 60
-    # Seconds between auto-assignment rounds; 0 turns auto-assignment off.
-    auto_assign_interval_s: int = 2
-    # Java classes and Spring beans of the site's own that deployed BPMN may call (bridge/bpmn_policy.py).
-    deploy_allowed_delegates: tuple[str, ...] = ()
+    """Every setting of the service, in the order of the README's table."""
+
+    database_url: str | None = setting(
+        "DATABASE_URL", None, "PostgreSQL to use, e.g. postgresql://user:pw@host:5432/db. Unset: start the "
+        "embedded one.", parse=_optional, shown="(unset)")
+    data_dir: Path = setting(
+        "BRIDGE_DATA_DIR", None, "Folder of the embedded PostgreSQL's data; kept between runs.", parse=_path,
+        shown="./.bridge-data", factory=lambda: Path.cwd() / ".bridge-data")
+    # TCP, not only a socket, because the Flowable engine reaches the same server over JDBC.
+    embedded_pg_port: int = setting(
+        "BRIDGE_EMBEDDED_PG_PORT", 55432, "TCP port (127.0.0.1) of the embedded PostgreSQL; 0 picks a free port.",
+        parse=_int)
+    http_host: str = setting("BRIDGE_HOST", "127.0.0.1", "Address the HTTP server binds.", parse=_text)
+    http_port: int = setting("BRIDGE_PORT", 8080, "Port of the HTTP server.", parse=_int)
+    migrations_dir: Path = setting(
+        "BRIDGE_MIGRATIONS_DIR", PROJECT_ROOT / "migrations", "Folder of the ordered .sql migrations.",
+        parse=_path, shown="./migrations")
+    db_pool_size: int = setting(
+        "BRIDGE_DB_POOL_SIZE", 10, "Connections each serving process keeps open to PostgreSQL.", parse=_int)
+    db_pool_timeout_s: float = setting(
+        "BRIDGE_DB_POOL_TIMEOUT_S", 10.0, "Seconds a request waits for a free connection; then it is answered "
+        "503 with Retry-After (saturated).", parse=_seconds, shown="10")
+    # measured best at 2 on 2 cores (bench/webhook_ingest.py)
+    workers: int = setting(
+        "BRIDGE_WORKERS", 2, "Processes serving HTTP on the same port; the first also runs the background jobs "
+        "(reconciler, queue-load folding).", parse=_workers)
+    flowable_url: str | None = setting(
+        "FLOWABLE_URL", None, "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start "
+        "engine/.", parse=_optional, shown="(unset)")
+    flowable_user: str = setting(
+        "FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it "
+        "starts).", parse=_text)
+    flowable_password: str = setting(
+        "FLOWABLE_PASSWORD", "test", "Basic-auth password of the Flowable REST API.", parse=_text)
+    engine_port: int = setting(
+        "BRIDGE_ENGINE_PORT", 8081, "Port (127.0.0.1) of the engine the bridge starts; 0 picks a free port.",
+        parse=_int)
+    engine_java_opts: str = setting(
+        "BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts.",
+        parse=_text)
+    deploy_on_start: tuple[Path, ...] = setting(
+        "BRIDGE_DEPLOY_ON_START", (PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml",),
+        "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none.",
+        parse=_paths, shown="./bpmn/OneCMS_Nextgen_WF.bpmn20.xml", empty_is_default=False)
+    webhook_secret: str | None = setting(
+        "WEBHOOK_SECRET", None, "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, "
+        "kept in BRIDGE_DATA_DIR.", parse=_optional, shown="(generated)")
+    webhook_previous_secrets: tuple[str, ...] = setting(
+        "WEBHOOK_PREVIOUS_SECRETS", (), "Comma-separated secrets still accepted on incoming webhooks while the "
+        "engine moves to WEBHOOK_SECRET.", parse=_names, shown="(none)")
+    log_format: str = setting(
+        "BRIDGE_LOG_FORMAT", "text", "text: a line per record for a terminal; json: one JSON object per line (ts, "
+        "level, logger, pid, message, request_id) for a log pipeline.", parse=_log_format)
+    reconcile_interval_s: int = setting(
+        "BRIDGE_RECONCILE_INTERVAL_S", 10, "Seconds between the service's reconciler passes; 0 turns the "
+        "background reconciler off.", parse=_int)
+    reconcile_page_size: int = setting(
+        "BRIDGE_RECONCILE_PAGE_SIZE", 500, "Rows per page when the reconciler reads engine history.", parse=_int)
+    escalate_interval_s: int = setting(
+        "BRIDGE_ESCALATE_INTERVAL_S", 60, "Seconds between SLA escalation rounds (overdue tasks escalate, queues' "
+        "escalation_config is carried out); 0: off.", parse=_int)
+    auto_assign_interval_s: int = setting(
+        "BRIDGE_AUTO_ASSIGN_INTERVAL_S", 2, "Seconds between auto-assignment rounds (queues whose assignments say "
+        "auto_assign); 0: off.", parse=_int)
+    deploy_allowed_delegates: tuple[str, ...] = setting(
+        "BRIDGE_DEPLOY_ALLOWED_DELEGATES", (), "Comma-separated Java class names and Spring bean names of the "
+        "site's own that deployed BPMN may use (flowable:class, delegateExpression, bean method calls in "
+        "expressions); nothing else runs (bridge/bpmn_policy.py).", parse=_names, shown="(none)")
+    reconcile_sweep_minutes: int = setting(
+        "BRIDGE_RECONCILE_SWEEP_MINUTES", 10, "Minutes between reconciler sweeps over every running instance "
+        "(between them, only what the task log names).", parse=_int)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        defaults = cls()
-        if env.get("BRIDGE_LOG_FORMAT", "text") not in ("text", "json"):
-            raise ConfigError(f"BRIDGE_LOG_FORMAT must be text or json, got {env['BRIDGE_LOG_FORMAT']!r}")
-        if _int(env, "BRIDGE_WORKERS", defaults.workers) < 1:
-            raise ConfigError(f"BRIDGE_WORKERS must be at least 1, got {env['BRIDGE_WORKERS']!r}")
-        return cls(
-            database_url=env.get("DATABASE_URL") or None,
-            data_dir=Path(env["BRIDGE_DATA_DIR"]) if env.get("BRIDGE_DATA_DIR") else defaults.data_dir,
-            embedded_pg_port=_int(env, "BRIDGE_EMBEDDED_PG_PORT", defaults.embedded_pg_port),
-            http_host=env.get("BRIDGE_HOST") or defaults.http_host,
-            http_port=_int(env, "BRIDGE_PORT", defaults.http_port),
-            migrations_dir=(Path(env["BRIDGE_MIGRATIONS_DIR"]) if env.get("BRIDGE_MIGRATIONS_DIR")
-                            else defaults.migrations_dir),
-            db_pool_size=_int(env, "BRIDGE_DB_POOL_SIZE", defaults.db_pool_size),
-            db_pool_timeout_s=_float(env, "BRIDGE_DB_POOL_TIMEOUT_S", defaults.db_pool_timeout_s),
-            workers=_int(env, "BRIDGE_WORKERS", defaults.workers),
-            flowable_url=env.get("FLOWABLE_URL") or None,
-            flowable_user=env.get("FLOWABLE_USER") or defaults.flowable_user,
-            flowable_password=env.get("FLOWABLE_PASSWORD") or defaults.flowable_password,
-            engine_port=_int(env, "BRIDGE_ENGINE_PORT", defaults.engine_port),
-            engine_java_opts=env.get("BRIDGE_ENGINE_JAVA_OPTS") or defaults.engine_java_opts,
-            webhook_secret=env.get("WEBHOOK_SECRET") or None,
-            webhook_previous_secrets=tuple(s.strip() for s in env.get("WEBHOOK_PREVIOUS_SECRETS", "").split(",")
-                                           if s.strip()),
-            deploy_on_start=(tuple(Path(p) for p in env["BRIDGE_DEPLOY_ON_START"].split(",") if p.strip())
-                             if "BRIDGE_DEPLOY_ON_START" in env else defaults.deploy_on_start),
-            reconcile_interval_s=_int(env, "BRIDGE_RECONCILE_INTERVAL_S", defaults.reconcile_interval_s),
-            reconcile_page_size=_int(env, "BRIDGE_RECONCILE_PAGE_SIZE", defaults.reconcile_page_size),
-            reconcile_sweep_minutes=_int(env, "BRIDGE_RECONCILE_SWEEP_MINUTES", defaults.reconcile_sweep_minutes),
-            escalate_interval_s=_int(env, "BRIDGE_ESCALATE_INTERVAL_S", defaults.escalate_interval_s),
-            auto_assign_interval_s=_int(env, "BRIDGE_AUTO_ASSIGN_INTERVAL_S", defaults.auto_assign_interval_s),
-            deploy_allowed_delegates=tuple(s.strip() for s in env.get("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "").split(",")
-                                           if s.strip()),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values = {}
+        for declared in fields(cls):
+            meta = declared.metadata
+            raw = env.get(meta["env"])
+            if raw is None or (raw == "" and meta["empty_is_default"]):
+                continue
+            values[declared.name] = meta["parse"](raw, meta["env"])
+        return cls(**values)
 
 
-# name, default, meaning: the source of the README's settings table.
+# name, default, meaning: the README's settings table, made from the declarations above.
 SETTINGS_DOC: list[tuple[str, str, str]] = [
-    ("DATABASE_URL", "(unset)",
-     "PostgreSQL to use, e.g. postgresql://user:pw@host:5432/db. Unset: start the embedded one."),
-    ("BRIDGE_DATA_DIR", "./.bridge-data", "Folder of the embedded PostgreSQL's data; kept between runs."),
-    ("BRIDGE_EMBEDDED_PG_PORT", "55432", "TCP port (127.0.0.1) of the embedded PostgreSQL; 0 picks a free port."),
-    ("BRIDGE_HOST", "127.0.0.1", "Address the HTTP server binds."),
-    ("BRIDGE_PORT", "8080", "Port of the HTTP server."),
-    ("BRIDGE_MIGRATIONS_DIR", "./migrations", "Folder of the ordered .sql migrations."),
-    ("BRIDGE_DB_POOL_SIZE", "10", "Connections each serving process keeps open to PostgreSQL."),
-    ("BRIDGE_DB_POOL_TIMEOUT_S", "10",
-     "Seconds a request waits for a free connection; then it is answered 503 with Retry-After (saturated)."),
-    ("BRIDGE_WORKERS", "2",
-     "Processes serving HTTP on the same port; the first also "
-     "runs the background jobs (reconciler, queue-load folding)."),
-    ("FLOWABLE_URL", "(unset)",
-     "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start engine/."),
-    ("FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it starts)."),
-    ("FLOWABLE_PASSWORD", "test", "Basic-auth password of the Flowable REST API."),
-    ("BRIDGE_ENGINE_PORT", "8081", "Port (127.0.0.1) of the engine the bridge starts; 0 picks a free port."),
-    ("BRIDGE_ENGINE_JAVA_OPTS", "-Xmx768m -XX:+UseSerialGC", "JVM options of the engine the bridge starts."),
-    ("BRIDGE_DEPLOY_ON_START", "./bpmn/OneCMS_Nextgen_WF.bpmn20.xml",
-     "Comma-separated BPMN files `bridge up` deploys on start (skipped when unchanged); empty: none."),
-    ("WEBHOOK_SECRET", "(generated)",
-     "Standard Webhooks secret whsec_<base64> shared with the engine; unset: made once, kept in BRIDGE_DATA_DIR."),
-    ("WEBHOOK_PREVIOUS_SECRETS", "(none)",
-     "Comma-separated secrets still accepted on incoming webhooks while the engine moves to WEBHOOK_SECRET."),
-    ("BRIDGE_LOG_FORMAT", "text",
-     "text: a line per record for a terminal; json: one JSON object per "
-     "line (ts, level, logger, pid, message, request_id) for a log pipeline."),
-    ("BRIDGE_RECONCILE_INTERVAL_S", "10",
-     "Seconds between the service's reconciler passes; 0 turns the background reconciler off."),
-    ("BRIDGE_RECONCILE_PAGE_SIZE", "500", "Rows per page when the reconciler reads engine history."),
-    ("BRIDGE_ESCALATE_INTERVAL_S", "60",
-     "Seconds between SLA escalation rounds (overdue tasks "
-     "escalate, queues' escalation_config is carried out); 0: off."),
-    ("BRIDGE_AUTO_ASSIGN_INTERVAL_S", "2",
-     "Seconds between auto-assignment rounds (queues whose assignments say auto_assign); 0: off."),
-    ("BRIDGE_DEPLOY_ALLOWED_DELEGATES", "(none)",
-     "Comma-separated Java class names and Spring bean names of the site's own "
-     "that deployed BPMN may use (flowable:class, delegateExpression, bean "
-     "method calls in expressions); nothing else runs (bridge/bpmn_policy.py)."),
-    ("BRIDGE_RECONCILE_SWEEP_MINUTES", "10",
-     "Minutes between reconciler sweeps over every running instance (between them, only what the task log names)."),
-]
+    (f.metadata["env"], f.metadata["shown"], f.metadata["doc"]) for f in fields(Settings)]

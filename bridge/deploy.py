@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.bpmn_meta import BpmnMetadata, Process, load_bpmn
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 from bridge.flowable.client import FlowableClient, FlowableError
 from bridge.work.queues import QueueSettingsError, change_queue, read_queue
 
@@ -40,7 +41,7 @@ DEFAULT_BUSINESS_APP = "ONECMS"
 SQL = queries("deploy")
 
 
-class DeployError(RuntimeError):
+class DeployError(BridgeError, RuntimeError):
     """The engine refused the file (its message is in the text), or the deploy could not complete."""
 
 

@@ -37,12 +37,13 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 from bridge.json_limits import MAX_DEPTH, deeper_than
 
 SQL = queries("entitlements")
 
 
-class EntitlementsError(ValueError):
+class EntitlementsError(BridgeError, ValueError):
     """The file has problems; .problems lists each with its place."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.errors import BridgeError
+
 STRATEGIES = ("ROUND_ROBIN", "LEAST_LOADED")
 # escalation's keys: the API's name -> the key escalation_config stores (bridge/work/escalation.py reads it)
 ESCALATION_KEYS = {"raisePriorityBy": "raise_priority_by", "moveToQueue": "move_to_queue",
@@ -28,7 +30,7 @@ ESCALATION_KEYS = {"raisePriorityBy": "raise_priority_by", "moveToQueue": "move_
 ASSIGNMENT_SETTINGS = ("autoAssign", "assignmentStrategy", "maxTasksPerUser")
 
 
-class Invalid(ValueError):
+class Invalid(BridgeError, ValueError):
     """A value a setting does not take; the message says which values it takes."""
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 
 SQL = queries("reports")
@@ -28,7 +29,7 @@ DEFAULT_AT_RISK_MINUTES = 60
 MAX_LIMIT = 200
 
 
-class BadFilter(ValueError):
+class BadFilter(BridgeError, ValueError):
     """A filter parameter that cannot be used; the message names it."""
 
 

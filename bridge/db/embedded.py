@@ -29,6 +29,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bridge.errors import BridgeError
+
 log = logging.getLogger(__name__)
 
 SUPERUSER = "postgres"
@@ -37,7 +39,7 @@ SERVER_OS_USER = "embedded_postgres"
 _MAX_SOCKET_PATH = 100
 
 
-class EmbeddedPostgresError(RuntimeError):
+class EmbeddedPostgresError(BridgeError, RuntimeError):
     """The embedded server could not be initialised, started or stopped."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from bridge.errors import BridgeError
+
 log = logging.getLogger(__name__)
 
 HISTORY_TABLE = "public.bridge_schema_migrations"
@@ -26,7 +28,7 @@ MIGRATION_LOCK_KEY = 0x4F6E65434D5301
 _FILE_NAME = re.compile(r"^(?P<number>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 
-class MigrationError(RuntimeError):
+class MigrationError(BridgeError, RuntimeError):
     """The migrations on disk and in the database do not agree, or one failed."""
 
 

@@ -29,11 +29,12 @@ import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from bridge import logs, metrics
+from bridge.errors import BridgeError
 
 log = logging.getLogger(__name__)
 
 
-class FlowableError(RuntimeError):
+class FlowableError(BridgeError, RuntimeError):
     """The engine answered with an error."""
 
     def __init__(self, status: int, method: str, path: str, message: str, exception: str | None = None):
@@ -47,7 +48,7 @@ class FlowableError(RuntimeError):
         return self.status == 409 and (self.exception or "").endswith("OptimisticLockingException")
 
 
-class EngineUnavailable(RuntimeError):
+class EngineUnavailable(BridgeError, RuntimeError):
     """The engine could not be reached (after retries)."""
 
 

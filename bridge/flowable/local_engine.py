@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from bridge.config import PROJECT_ROOT
 from bridge.db.embedded import free_tcp_port
+from bridge.errors import BridgeError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ READY_PATH = "/process-api/management/engine"
 KEEP_BUILDS = 3
 
 
-class EngineError(RuntimeError):
+class EngineError(BridgeError, RuntimeError):
     """The engine could not be built or started; the message carries the log's tail."""
 
 

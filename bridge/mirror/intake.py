@@ -25,6 +25,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from bridge.db.engine import transient_conflict
 from bridge.db.metadata import engine_events, webhook_batches
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 from bridge.json_limits import MAX_DEPTH, deeper_than
 from bridge.mirror.apply import apply_events
 
@@ -47,7 +48,7 @@ _EVENT_TEXT = {"eventId": _width(engine_events.c.event_id), "type": _width(engin
 _TASK_ID = _width(engine_events.c.task_id)
 
 
-class BadBatch(ValueError):
+class BadBatch(BridgeError, ValueError):
     """The body is not a batch of engine events; the message says which part is wrong."""
 
 

@@ -20,11 +20,13 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
+from bridge.errors import BridgeError
+
 SECRET_PREFIX = "whsec_"
 TOLERANCE_S = 300
 
 
-class SignatureError(ValueError):
+class SignatureError(BridgeError, ValueError):
     """The request is not signed by any configured secret (the message says why)."""
 
 

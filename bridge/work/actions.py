@@ -37,6 +37,7 @@ from bridge import metrics
 from bridge.db.engine import transient_conflict
 from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 from bridge.failpoints import failpoint
 from bridge.flowable.client import (
     LONG_MAX,
@@ -63,7 +64,7 @@ VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 Remember = Callable[[AsyncConnection, Any], Awaitable[None]]
 
 
-class WorkError(Exception):
+class WorkError(BridgeError):
     """An action that cannot be done; status is the HTTP status that says why. `definitive` is false for
     an answer that a retry of the same request may change (a conflict, the engine down): such an answer is
     never stored under an Idempotency-Key."""

@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge import queue_settings
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 
 SQL = queries("queues")
 
 
-class QueueSettingsError(Exception):
+class QueueSettingsError(BridgeError):
     """A change refused, nothing written: status 404 (no such queue) or 422 (the problems say why)."""
 
     def __init__(self, status: int, problems: list[str]) -> None:

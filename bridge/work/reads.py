@@ -14,12 +14,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.db.queries import queries
+from bridge.errors import BridgeError
 
 SQL = queries("work")
 MAX_PAGE = 200
 
 
-class BadCursor(ValueError):
+class BadCursor(BridgeError, ValueError):
     pass
 
 
