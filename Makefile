@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run check schema test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
+.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ check: install
 ## schema: schema.sql, the schema the migrations make, in one file (tests/test_schema.py checks it is current)
 schema: install
 	$(BIN)/python -m bridge.db.schema_dump
+
+## test-fast: the tests that need neither PostgreSQL nor the engine (parsers, folds, policies), in seconds
+test-fast: install
+	$(BIN)/pytest -m "not needs_postgres and not needs_engine"
 
 ## test: the whole test suite against real parts
 test: install browser

@@ -49,6 +49,18 @@ class PostgresCluster:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+# What a test needs, read from the fixtures it uses (directly or through others): `make test-fast` runs the
+# tests that need neither, in seconds.
+_NEEDS = {"pg_cluster": "needs_postgres", "engine": "needs_engine"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in _NEEDS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:
     external = os.environ.get("TEST_DATABASE_URL")

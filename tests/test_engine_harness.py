@@ -23,6 +23,7 @@ def test_the_fingerprint_follows_the_sources_and_ignores_build_output(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.needs_engine  # starts the engine's jar (and it fails)
 async def test_a_start_that_fails_raises_with_the_engine_log(tmp_path: Path):
     import asyncio
 

@@ -76,6 +76,7 @@ def _postmaster_running(data_dir: Path) -> bool:
     return (data_dir / "pgdata" / "postmaster.pid").exists()
 
 
+@pytest.mark.needs_postgres  # starts its own, as `bridge up` does
 def test_up_starts_embedded_postgres_migrates_serves_and_keeps_data_across_restarts(tmp_path: Path):
     data_dir = tmp_path / "data"
     env = {"BRIDGE_DATA_DIR": str(data_dir), "BRIDGE_EMBEDDED_PG_PORT": str(free_tcp_port())}
@@ -190,6 +191,7 @@ def test_users_add_and_token_create_from_the_command_line(pg_cluster: PostgresCl
         pg_cluster.drop_database(url)
 
 
+@pytest.mark.needs_postgres  # runs the CLI against a database that is not there, timeouts included
 def test_an_unreachable_database_or_a_bad_secret_is_a_one_line_error_not_a_traceback(tmp_path: Path):
     base = {**os.environ, "FLOWABLE_URL": "http://127.0.0.1:1/process-api", "BRIDGE_DEPLOY_ON_START": "",
             "BRIDGE_PORT": str(free_tcp_port())}

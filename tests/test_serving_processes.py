@@ -230,3 +230,4 @@ def test_without_the_parent_death_signal_the_watch_on_the_parent_pid_stops_a_wor
             kill_parent(middle)
         if child is not None and proc_state(child) is not None:
             os.kill(child, signal.SIGKILL)
+        middle.stdout.close()
