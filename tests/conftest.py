@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from bridge.auth import add_user, create_token
 from bridge.config import Settings
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.engine import create_engine
@@ -197,3 +199,27 @@ async def flowable(engine):
 
     async with FlowableClient.of(engine) as client:
         yield client
+
+
+# -- the deploy API with a designer and a user without the role (tests/test_api_deployments.py, test_abuse.py) --
+
+@pytest.fixture
+async def api(engine, aiohttp_client):
+    return await aiohttp_client(bridge_app(engine.database_url, engine))
+
+
+@pytest.fixture
+async def people(engine):
+    """A designer and a user without the designer role, each with a token."""
+    db = create_engine(engine.database_url, pool_size=1)
+    suffix = uuid.uuid4().hex[:6]
+    tokens = {}
+    async with db.begin() as conn:
+        for who, roles in (("designer", ["WORKFLOW_DESIGNER"]), ("clerk", [])):
+            user_id = f"{who}_{suffix}"
+            await add_user(conn, user_id, roles=roles, granted_by="test")
+            tokens[who] = await create_token(conn, user_id, label="test")
+        tokens["expired"] = await create_token(conn, f"designer_{suffix}", valid_for=timedelta(seconds=-1))
+    tokens["designer_id"] = f"designer_{suffix}"
+    yield tokens
+    await db.dispose()

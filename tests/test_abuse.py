@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.flowable.client import FlowableError
-from tests.test_api_deployments import api, bearer, people, upload  # noqa: F401 - fixtures
+from tests.helpers import bearer, upload
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def script_process(key: str, marker: Path, language: str) -> bytes:
 </definitions>""".encode()
 
 
-async def test_a_designer_cannot_deploy_an_expression_that_reaches_the_jvm(api, people, tmp_path):  # noqa: F811
+async def test_a_designer_cannot_deploy_an_expression_that_reaches_the_jvm(api, people, tmp_path):
     key = f"probe{uuid.uuid4().hex[:8]}"
     for query in ("?dryRun=true", ""):
         refused = await api.post(f"/api/deployments{query}", data=upload(probe_process(key, tmp_path / "x"),
@@ -135,7 +135,7 @@ async def _chunks(body: bytes, size: int, pause: float = 0.05):
 
 
 async def test_a_signed_chunked_batch_is_read_whole_and_stored(intake, engine):
-    from tests.test_webhook_intake import signed
+    from tests.helpers import signed
 
     body = _batch(variable_value={"note": "x" * 3000})
     response = await intake.post("/webhooks/flowable", data=_chunks(body, len(body) // 2 + 1),
@@ -146,7 +146,7 @@ async def test_a_signed_chunked_batch_is_read_whole_and_stored(intake, engine):
 
 
 async def test_an_oversized_chunked_batch_is_413_not_401(intake, engine):
-    from tests.test_webhook_intake import signed
+    from tests.helpers import signed
 
     body = _batch(variable_value="y" * (5 * 1024 * 1024))
     response = await intake.post("/webhooks/flowable", data=_chunks(body, 256 * 1024, pause=0),
@@ -156,7 +156,7 @@ async def test_an_oversized_chunked_batch_is_413_not_401(intake, engine):
 
 @pytest.mark.parametrize("depth", [101, 1000, 5000])
 async def test_deeply_nested_json_is_400_not_500(intake, engine, depth, db_url, aiohttp_client):
-    from tests.test_webhook_intake import signed
+    from tests.helpers import signed
 
     nested: object = 1
     for _ in range(depth):
@@ -242,7 +242,7 @@ def test_an_entitlements_file_nesting_without_end_is_refused_not_a_crash():
             entitlements.parse(text, "yaml")
 
 
-async def test_a_deployment_whose_multipart_part_is_itself_multipart_is_400_not_500(api, people):  # noqa: F811
+async def test_a_deployment_whose_multipart_part_is_itself_multipart_is_400_not_500(api, people):
     """Found by the type gate: a nested multipart part has no name, and reading one was an AttributeError."""
     body = (b"--outer\r\nContent-Type: multipart/mixed; boundary=inner\r\n\r\n"
             b"--inner\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bpmn20.xml\"\r\n\r\n<x/>\r\n"

@@ -3,50 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 
-import aiohttp
 import pytest
 from sqlalchemy import text
 
-from bridge.auth import add_user, create_token
 from bridge.db.engine import create_engine
-from tests.conftest import bridge_app
-from tests.test_deploy import workflow
+from tests.helpers import bearer, upload, workflow
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def api(engine, aiohttp_client):
-    return await aiohttp_client(bridge_app(engine.database_url, engine))
-
-
-@pytest.fixture
-async def people(engine):
-    """A designer and a user without the designer role, each with a token."""
-    db = create_engine(engine.database_url, pool_size=1)
-    suffix = uuid.uuid4().hex[:6]
-    tokens = {}
-    async with db.begin() as conn:
-        for who, roles in (("designer", ["WORKFLOW_DESIGNER"]), ("clerk", [])):
-            user_id = f"{who}_{suffix}"
-            await add_user(conn, user_id, roles=roles, granted_by="test")
-            tokens[who] = await create_token(conn, user_id, label="test")
-        tokens["expired"] = await create_token(conn, f"designer_{suffix}", valid_for=timedelta(seconds=-1))
-    tokens["designer_id"] = f"designer_{suffix}"
-    yield tokens
-    await db.dispose()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def upload(data: bytes, name: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    form.add_field("file", data, filename=name, content_type="text/xml")
-    return form
 
 
 async def test_no_token_a_bad_token_or_an_expired_one_get_401(api, people):

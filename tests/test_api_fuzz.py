@@ -20,8 +20,7 @@ from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.mirror.reconcile import resync_instances
 from tests.conftest import ARTIFACTS
-from tests.test_bpmn_meta import ONECMS_FILE
-from tests.test_crash_recovery import start_bridge, wait_healthy
+from tests.helpers import ONECMS_FILE, start_bridge, wait_healthy
 
 pytestmark = pytest.mark.slow
 

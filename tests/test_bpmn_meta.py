@@ -13,6 +13,7 @@ from lxml import etree
 from bridge import bpmn_meta
 from bridge.bpmn_meta import ERROR, SlaTimer, StartVariable, duration_minutes, parse_bpmn, split_candidates
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import ONECMS_FILE
 
 CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"
 CORPUS_FILES = sorted(p for p in CORPUS.iterdir() if p.name != "LICENSE") if CORPUS.is_dir() else []
@@ -353,7 +354,6 @@ def test_size_depth_and_element_limits(monkeypatch):
 
 # -- our own workflow ----------------------------------------------------------------------------------
 
-ONECMS_FILE = PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml"
 
 # task: (department, candidate group, queue, queue type, SLA minutes, max capacity, priority, due date)
 ONECMS_TASKS = {

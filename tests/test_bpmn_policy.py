@@ -98,6 +98,6 @@ def test_a_sites_listed_delegates_are_allowed():
 
 
 def test_the_onecms_workflow_passes_the_policy():
-    from tests.test_bpmn_meta import ONECMS_FILE
+    from tests.helpers import ONECMS_FILE
 
     assert policy_issues(ONECMS_FILE.read_bytes()) == []

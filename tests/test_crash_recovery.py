@@ -9,10 +9,7 @@ those it did: an answer can be lost too).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 
 import aiohttp
 import pytest
@@ -25,34 +22,9 @@ from bridge.flowable.client import FlowableError
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import resync_instances
-from tests.conftest import ARTIFACTS, PROJECT_ROOT
-from tests.test_bpmn_meta import ONECMS_FILE
+from tests.helpers import ONECMS_FILE, start_bridge, wait_healthy
 
 pytestmark = pytest.mark.slow
-
-
-def start_bridge(db_url: str, engine, port: int, log_name: str, **extra_env: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": db_url, "FLOWABLE_URL": engine.base_url, "FLOWABLE_USER": engine.user,
-           "FLOWABLE_PASSWORD": engine.password, "WEBHOOK_SECRET": engine.webhook_secret,
-           "BRIDGE_PORT": str(port), "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
-           "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0", **extra_env}
-    ARTIFACTS.mkdir(exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                            stdout=(ARTIFACTS / log_name).open("wb"), stderr=subprocess.STDOUT)
-
-
-async def wait_healthy(port: int, process: subprocess.Popen) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            assert process.poll() is None, "bridge serve exited"
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    pytest.fail("bridge serve did not come up")
 
 
 async def run_cases(flowable, count: int) -> list[str]:

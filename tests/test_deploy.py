@@ -10,35 +10,9 @@ from sqlalchemy import text
 from bridge.bpmn_meta import BpmnError
 from bridge.db.engine import create_engine
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
+from tests.helpers import workflow
 
 pytestmark = pytest.mark.slow
-
-
-def workflow(key: str, *, task_name: str = "Review", extra: str = "") -> bytes:
-    tag = key.upper()
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:flowable="http://flowable.org/bpmn"
-             xmlns:onecms="urn:onecms:bpmn:1.0" targetNamespace="tests">
-  <process id="{key}" name="Deploy test {key}" isExecutable="true">
-    <laneSet id="ls">
-      <lane id="lane_a" name="Desk {tag}">
-        <extensionElements><onecms:department code="DESK_{tag}" name="Desk {tag}"/></extensionElements>
-        <flowNodeRef>start</flowNodeRef><flowNodeRef>review</flowNodeRef><flowNodeRef>end</flowNodeRef>
-        {extra}
-      </lane>
-    </laneSet>
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="review"/>
-    <userTask id="review" name="{task_name}" flowable:candidateGroups="REVIEWER_{tag}" flowable:formKey="f"
-              flowable:priority="50" flowable:dueDate="PT2H">
-      <extensionElements>
-        <onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="120" maxCapacity="30"/>
-      </extensionElements>
-    </userTask>
-    <sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
-    <endEvent id="end"/>
-  </process>
-</definitions>""".encode()
 
 
 @pytest.fixture
@@ -245,7 +219,7 @@ async def test_a_files_queue_settings_apply_with_a_new_version_and_an_admins_cha
 
 
 async def test_the_onecms_workflow_deploys_and_its_first_task_lands_in_the_queue_the_metadata_names(db, flowable):
-    from tests.test_bpmn_meta import ONECMS_FILE
+    from tests.helpers import ONECMS_FILE
 
     outcome = await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable,
                                 deployed_by="ops")
@@ -292,7 +266,7 @@ async def test_a_deploy_cannot_take_over_roles_queues_or_departments_another_wor
     """Issue 14: an unrelated process whose task used candidateGroups="INTAKE_CLERK" rewrote the OneCMS role
     (type, department, home queue). Using another workflow's role is fine; changing it is refused, naming each
     row, unless it is adopted (an ENTITLEMENTS_ADMIN's decision)."""
-    from tests.test_bpmn_meta import ONECMS_FILE
+    from tests.helpers import ONECMS_FILE
 
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="ops")
     role = "SELECT role_type, queue_name, owner_process_key FROM entitlements.workflow_roles WHERE role_code = :r"

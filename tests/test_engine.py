@@ -9,29 +9,9 @@ import pytest
 
 from bridge.flowable.client import FlowableError
 from bridge.mirror.signature import SignatureError, decode_secret, verify
+from tests.helpers import BPMN, deploy, one_task_process
 
 pytestmark = pytest.mark.slow
-
-BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-
-
-def one_task_process(key: str, *, extra: str = "", after_start: str = "review") -> bytes:
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" targetNamespace="onecms-tests">
-  <process id="{key}" name="Test {key}" isExecutable="true">
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="{after_start}"/>
-    {extra}
-    <userTask id="review" name="Review" flowable:candidateGroups="INTAKE_CLERK" flowable:formKey="intake-form"
-              flowable:priority="70" flowable:dueDate="PT4H"/>
-    <sequenceFlow id="f2" sourceRef="review" targetRef="end"/>
-    <endEvent id="end"/>
-  </process>
-</definitions>""".encode()
-
-
-async def deploy(flowable, key: str, xml: bytes) -> None:
-    await flowable.deploy(f"{key}.bpmn20.xml", xml)
 
 
 def types(batch: list[dict]) -> list[str]:

@@ -12,7 +12,7 @@ from bridge.deploy import deploy_bpmn
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
 from tests.conftest import bridge_app
-from tests.test_bpmn_meta import ONECMS_FILE
+from tests.helpers import ONECMS_FILE
 
 pytestmark = pytest.mark.slow
 

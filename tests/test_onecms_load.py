@@ -37,8 +37,7 @@ from sqlalchemy import text
 from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient, FlowableError
-from tests.test_bpmn_meta import ONECMS_FILE
-from tests.test_work_api import app_client, drift_of, worker
+from tests.helpers import ONECMS_FILE, app_client, drift_of, worker
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import ONECMS_FILE
 from tests.tcp_proxy import TcpProxy
-from tests.test_bpmn_meta import ONECMS_FILE
 
 pytestmark = pytest.mark.slow
 

@@ -14,6 +14,7 @@ import pytest
 from bridge import auth
 from bridge.db.engine import create_engine
 from tests.conftest import bridge_app
+from tests.helpers import bearer
 
 pytestmark = pytest.mark.slow  # each command is a process of its own
 
@@ -49,8 +50,6 @@ async def stored(conn) -> list[tuple]:
     return await cursor.fetchall()
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_days_below_one_or_beside_no_expiry_is_a_usage_error_and_makes_no_token(users, db_url):

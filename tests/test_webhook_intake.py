@@ -12,10 +12,9 @@ from sqlalchemy import text
 
 from bridge.db.engine import create_engine
 from bridge.flowable.local_engine import new_webhook_secret
-from bridge.mirror.signature import decode_secret, sign
 from bridge.web.webhooks import MAX_WEBHOOK_BYTES
 from tests.conftest import bridge_app
-from tests.test_engine import deploy, one_task_process
+from tests.helpers import deploy, one_task_process, signed
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +39,6 @@ async def db(db_url):
 async def count(db, table: str) -> int:
     async with db.connect() as conn:
         return (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
-
-
-def signed(body: bytes, secret: str, *, msg_id: str | None = None, ts: int | None = None) -> dict[str, str]:
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    ts = int(time.time()) if ts is None else ts
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sign(decode_secret(secret),
-                                                                                         msg_id, ts, body),
-            "content-type": "application/json"}
 
 
 async def run_one_task_instance(flowable, webhook_receiver, business_key: str) -> dict:

@@ -16,14 +16,10 @@ from sqlalchemy import text
 from bridge import auth
 from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
-from bridge.flowable.client import EngineEndpoint
-from bridge.mirror.drift import compare, read_mirror
-from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import resync_instances
 from bridge.work.queues import change_queue
-from tests.conftest import bridge_app
+from tests.helpers import ONECMS_FILE, app_client, drift_of, worker
 from tests.tcp_proxy import TcpProxy
-from tests.test_bpmn_meta import ONECMS_FILE
 
 pytestmark = pytest.mark.slow
 KEY = "OneCMS_Nextgen_WF"
@@ -37,26 +33,6 @@ async def db(db_url, conn, flowable):
     await db.dispose()
 
 
-async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
-    endpoint = EngineEndpoint(base_url or engine.base_url, engine.user, engine.password)
-    return await aiohttp_client(bridge_app(db_url, endpoint, webhook_secret=engine.webhook_secret))
-
-
-BUILT_IN_ROLES = {"QUEUE_ADMIN": "Queue administrator", "ENTITLEMENTS_ADMIN": "Entitlements administrator"}
-
-
-async def worker(db, user: str, *roles: str) -> dict[str, str]:
-    async with db.begin() as conn:
-        for role in set(roles) & set(BUILT_IN_ROLES):  # the migrations' built-in roles (the conn fixture empties
-            await conn.execute(text(                  # the role table)
-                "INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
-                "VALUES (:code, :name, 'SYSTEM') ON CONFLICT (role_code) DO NOTHING"),
-                {"code": role, "name": BUILT_IN_ROLES[role]})
-        await auth.add_user(conn, user, roles=list(roles), granted_by="test")
-        token = await auth.create_token(conn, user)
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def start_cases(flowable, db, count: int) -> list[str]:
     pids = []
     for n in range(count):
@@ -64,12 +40,6 @@ async def start_cases(flowable, db, count: int) -> list[str]:
             "caseId": 50000 + n, "caseType": "QUALITY", "severity": "LOW"}))["id"])
     await resync_instances(db, flowable, pids)  # webhooks do not reach this module's mirror: read them in
     return pids
-
-
-async def drift_of(db, flowable, pids: list[str]) -> list[str]:
-    engine = await EngineReader(flowable).read_instances(pids)
-    async with db.connect() as conn:
-        return [str(d) for d in compare(engine, await read_mirror(conn, pids)).differences]
 
 
 async def test_eight_workers_drain_three_hundred_tasks_each_completed_exactly_once(
