@@ -932,6 +932,11 @@ class _Reader:
                 self.issue_at(task.line if task else None, "UNKNOWN_ROLE",
                               f"queue {queue.name}: escalation notifyRole {role} is not a role of this file (a "
                               "candidate group or an <onecms:role>)", task.id if task else None)
+            assigning = [k for k in queue_settings.ASSIGNMENT_SETTINGS if k in queue.settings]
+            if assigning and not any(q == queue.name for _, q in process.assignments):
+                self.issue_at(task.line if task else None, "BAD_EXTENSION",
+                              f"queue {queue.name}: {', '.join(assigning)} need roles to assign to, and no task of "
+                              "this queue names a candidate group", task.id if task else None)
 
     def _declared_roles(self, process, extensions: list) -> dict[str, tuple[str | None, str | None]]:
         declared: dict[str, tuple[str | None, str | None]] = {}

@@ -226,6 +226,13 @@ def test_queue_settings_are_read_checked_and_must_name_queues_and_roles_of_the_f
     assert all(i.element_id == "t1" and i.line == 6 for i in bad.errors)
     references = parse_bpmn(doc(queue('<onecms:escalation notifyRole="BOSS" moveToQueue="Qt1"/>')), "f.bpmn20.xml")
     assert sorted(i.code for i in references.errors) == ["UNKNOWN_QUEUE", "UNKNOWN_ROLE"]
+    # auto-assignment on a queue whose tasks name people, not roles: the deploy could never apply it
+    nobody = parse_bpmn(doc('    <userTask id="t1" flowable:candidateUsers="ann"><extensionElements>'
+                            '<onecms:queue name="Q"><onecms:assignment autoAssign="true"/></onecms:queue>'
+                            '</extensionElements></userTask>'), "f.bpmn20.xml")
+    assert [(i.code, i.message) for i in nobody.errors] == [
+        ("BAD_EXTENSION", "queue Q: autoAssign need roles to assign to, and no task of this queue names a "
+                          "candidate group")]
 
 
 def test_onecms_ships_queue_settings(onecms):
