@@ -7,7 +7,7 @@ from aiohttp import web
 
 from bridge.auth import QUEUE_ROLE
 from bridge.web.api_auth import USER_ID, problem, require_role
-from bridge.web.work import json_body
+from bridge.web.bodies import json_body
 from bridge.work.queues import QueueSettingsError, change_queue, queue_names, read_queue
 
 

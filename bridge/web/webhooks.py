@@ -17,6 +17,7 @@ from bridge import metrics
 from bridge.db.engine import transient_conflict
 from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, receive_batch
 from bridge.mirror.signature import SignatureError, verify
+from bridge.web.bodies import read_whole
 from bridge.web.errors import body_deadline
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -57,19 +58,6 @@ def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDe
         return web.json_response(received.as_json())
 
     return [web.post("/webhooks/flowable", receive)]
-
-
-async def read_whole(request: web.Request, limit: int) -> bytes | None:
-    """The whole body, whatever its framing (Content-Length, chunked, split across packets), or None once it
-    passes `limit` bytes. StreamReader.read(n) returns what has arrived so far, up to n: for a chunked body
-    that was its first chunk, whose signature then failed (a 401, and the engine drops a batch on any 4xx)."""
-    parts, size = [], 0
-    while chunk := await request.content.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _refused(outcome: str, status: int, message: str) -> web.Response:

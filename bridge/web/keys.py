@@ -1,0 +1,23 @@
+"""What the application holds, by key: one module, so that handlers at module level reach them
+(`request.app[DB]`) without each route table being built around the keys it is given."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bridge.config import Settings
+from bridge.db.locks import RequestLocks
+from bridge.flowable.client import EngineEndpoint, FlowableClient
+from bridge.mirror.reconcile import Reconciler
+from bridge.work.actions import WorkService
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE_URL = web.AppKey("database_url", str)
+ENGINE_ENDPOINT = web.AppKey("engine_endpoint", EngineEndpoint)
+DB = web.AppKey("db", AsyncEngine)
+FLOWABLE = web.AppKey("flowable", FlowableClient)
+WEBHOOK_KEYS = web.AppKey("webhook_keys", list)
+RECONCILER = web.AppKey("reconciler", Reconciler)
+WORK = web.AppKey("work", WorkService)
+LOCKS = web.AppKey("locks", RequestLocks)
