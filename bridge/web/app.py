@@ -29,16 +29,11 @@ from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
-from bridge.web import admin, cases, tasks
+from bridge.web import admin, cases, dashboard, deployments, queues, reports, tasks, webhooks
 from bridge.web.api_auth import authentication_middleware
-from bridge.web.dashboard import dashboard_routes
-from bridge.web.deployments import deployments_routes
 from bridge.web.errors import error_middleware
 from bridge.web.keys import DATABASE_URL, DB, ENGINE_ENDPOINT, FLOWABLE, LOCKS, RECONCILER, SETTINGS, WEBHOOK_KEYS, WORK
 from bridge.web.openapi import DOCUMENT
-from bridge.web.queues import queue_routes
-from bridge.web.reports import report_routes
-from bridge.web.webhooks import webhook_routes
 from bridge.work.actions import WorkService
 from bridge.work.assignment import auto_assign_once
 from bridge.work.escalation import escalate_once
@@ -80,14 +75,14 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/openapi.json", openapi_document)
-    app.router.add_routes(deployments_routes(DB, FLOWABLE, SETTINGS))
-    app.router.add_routes(webhook_routes(DB, WEBHOOK_KEYS))
+    app.router.add_routes(deployments.routes)
+    app.router.add_routes(webhooks.routes)
     app.router.add_routes(tasks.routes)
     app.router.add_routes(cases.routes)
     app.router.add_routes(admin.routes)
-    app.router.add_routes(queue_routes(DB))
-    app.router.add_routes(report_routes(DB, FLOWABLE))
-    app.router.add_routes(dashboard_routes(DB, FLOWABLE))
+    app.router.add_routes(queues.routes)
+    app.router.add_routes(reports.routes)
+    app.router.add_routes(dashboard.routes)
     return app
 
 

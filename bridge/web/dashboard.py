@@ -19,6 +19,7 @@ from aiohttp import web
 from bridge import reports
 from bridge.auth import OPS_ROLE, holds_role, user_of_token
 from bridge.web.errors import body_deadline
+from bridge.web.keys import DB, FLOWABLE
 
 COOKIE = "bridge_dashboard"
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -42,59 +43,63 @@ def _page(template: str, status: int = 200, **context: Any) -> web.Response:
     return response
 
 
-def dashboard_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
-    async def check(app: web.Application, token: str) -> tuple[str | None, int, str | None]:
-        """(user, 200, None) for a token of a user holding OPS_VIEWER, else (None, 401 or 403, why)."""
-        if not token:
-            return None, 401, None
-        async with app[db_key].connect() as conn:
-            user = await user_of_token(conn, token)
-            if user is None:
-                return None, 401, "That token is unknown, revoked or expired, or its user is inactive."
-            if not await holds_role(conn, user, OPS_ROLE):
-                return None, 403, f"{user} does not hold the {OPS_ROLE} role."
-        return user, 200, None
-
-    async def dashboard(request: web.Request) -> web.Response:
-        scheme, _, given_token = request.headers.get("Authorization", "").partition(" ")
-        token = given_token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
-        user, status, why = await check(request.app, token)
+async def check(app: web.Application, token: str) -> tuple[str | None, int, str | None]:
+    """(user, 200, None) for a token of a user holding OPS_VIEWER, else (None, 401 or 403, why)."""
+    if not token:
+        return None, 401, None
+    async with app[DB].connect() as conn:
+        user = await user_of_token(conn, token)
         if user is None:
-            return _page("sign_in.html", status=status, message=why)
-        given = request.query.get("hours", "")
-        hours = int(given) if given in map(str, WINDOWS) else 24
-        where = reports.ReportFilter.last(timedelta(hours=hours), department=request.query.get("department") or None,
-                                          limit=15)
-        figures = await reports.run_all(request.app[db_key], where)
-        figures["mirror"]["emitter"] = await reports.emitter(request.app[flowable_key])
-        departments = await reports.department_codes(request.app[db_key])
-        return _page("dashboard.html", **_context(figures, where, hours, user, departments))
+            return None, 401, "That token is unknown, revoked or expired, or its user is inactive."
+        if not await holds_role(conn, user, OPS_ROLE):
+            return None, 403, f"{user} does not hold the {OPS_ROLE} role."
+    return user, 200, None
 
-    async def sign_in(request: web.Request) -> web.Response:
-        try:
-            async with body_deadline():
-                form = await request.post()
-        except ValueError:  # a multipart type without its boundary, a body that is not in its charset, ...
-            return _page("sign_in.html", status=400, message="The form could not be read; send it again.")
-        token = str(form.get("token", "")).strip()
-        user, status, why = await check(request.app, token)
-        if user is None:
-            return _page("sign_in.html", status=status, message=why or "Give a token.")
-        response = web.HTTPSeeOther("/dashboard")
-        response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE_S, path="/dashboard", httponly=True,
-                            samesite="Strict", secure=request.secure)
-        raise response
 
-    async def sign_out(request: web.Request) -> web.Response:
-        response = web.HTTPSeeOther("/dashboard")
-        response.del_cookie(COOKIE, path="/dashboard")
-        raise response
+async def dashboard(request: web.Request) -> web.Response:
+    scheme, _, given_token = request.headers.get("Authorization", "").partition(" ")
+    token = given_token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
+    user, status, why = await check(request.app, token)
+    if user is None:
+        return _page("sign_in.html", status=status, message=why)
+    given = request.query.get("hours", "")
+    hours = int(given) if given in map(str, WINDOWS) else 24
+    where = reports.ReportFilter.last(timedelta(hours=hours), department=request.query.get("department") or None,
+                                      limit=15)
+    figures = await reports.run_all(request.app[DB], where)
+    figures["mirror"]["emitter"] = await reports.emitter(request.app[FLOWABLE])
+    departments = await reports.department_codes(request.app[DB])
+    return _page("dashboard.html", **_context(figures, where, hours, user, departments))
 
-    return [web.get("/dashboard", dashboard), web.post("/dashboard/login", sign_in),
-            web.post("/dashboard/logout", sign_out)]
+
+async def sign_in(request: web.Request) -> web.Response:
+    try:
+        async with body_deadline():
+            form = await request.post()
+    except ValueError:  # a multipart type without its boundary, a body that is not in its charset, ...
+        return _page("sign_in.html", status=400, message="The form could not be read; send it again.")
+    token = str(form.get("token", "")).strip()
+    user, status, why = await check(request.app, token)
+    if user is None:
+        return _page("sign_in.html", status=status, message=why or "Give a token.")
+    response = web.HTTPSeeOther("/dashboard")
+    response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE_S, path="/dashboard", httponly=True,
+                        samesite="Strict", secure=request.secure)
+    raise response
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    response = web.HTTPSeeOther("/dashboard")
+    response.del_cookie(COOKIE, path="/dashboard")
+    raise response
+
+
+routes = [web.get("/dashboard", dashboard), web.post("/dashboard/login", sign_in),
+          web.post("/dashboard/logout", sign_out)]
 
 
 # -- what the template shows ------------------------------------------------------------------------
+
 
 def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, departments: list[str]) -> dict:
     now = where.until
@@ -161,6 +166,7 @@ def _due(now: datetime, value: str | None) -> str:
 
 # Charts are built here as SVG text from numbers only; the template inserts them unescaped, so nothing
 # user-supplied may go into them unescaped (queue names do not; labels are ours).
+
 
 def _esc(text: str) -> str:
     return str(jinja2.utils.markupsafe.escape(text))

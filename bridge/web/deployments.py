@@ -13,40 +13,41 @@ from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.flowable.client import EngineUnavailable
 from bridge.web.api_auth import USER_ID, problem, require_role
 from bridge.web.errors import body_deadline
+from bridge.web.keys import DB, FLOWABLE, SETTINGS
 
 
-def deployments_routes(db_key: web.AppKey, flowable_key: web.AppKey, settings_key: web.AppKey) -> list[web.RouteDef]:
-    async def create(request: web.Request) -> web.Response:
-        """Multipart with a `file` part, or the raw BPMN as the body with ?filename=. ?dryRun=true plans only."""
-        await require_role(request, db_key, DEPLOY_ROLE)
-        adopt = [a.strip() for a in request.query.get("adopt", "").split(",") if a.strip()]
-        if adopt:  # taking over another workflow's roles, queues or departments is an entitlements decision
-            await require_role(request, db_key, ENTITLEMENTS_ROLE)
-        async with body_deadline():
-            filename, data = await _read_upload(request)
-        try:
-            outcome = await deploy_bpmn(data, filename, db=request.app[db_key], flowable=request.app[flowable_key],
-                                        deployed_by=request[USER_ID],
-                                        allowed_delegates=request.app[settings_key].deploy_allowed_delegates,
-                                        adopt=adopt,
-                                        dry_run=request.query.get("dryRun", "").lower() == "true")
-        except BpmnError as err:
-            return problem(422, f"{filename} has errors; nothing was deployed", issues=[
-                {"file": i.file, "line": i.line, "elementId": i.element_id, "code": i.code, "message": i.message,
-                 "severity": i.severity} for i in err.issues])
-        except OwnershipError as err:
-            return problem(422, f"{filename} would change what other workflows own; nothing was deployed",
-                           problems=err.problems)
-        except DeployError as err:
-            return problem(422, str(err))
-        except EngineUnavailable as err:
-            return problem(503, f"the Flowable engine is not reachable; nothing was deployed: {err}")
-        body = {"filename": outcome.filename, "status": outcome.status, "changes": outcome.changes,
-                "processes": [{"processKey": p.process_key, "version": p.version, "deploymentId": p.deployment_id,
-                               "workflowId": p.workflow_id} for p in outcome.processes]}
-        return web.json_response(body, status=201 if outcome.status == "deployed" else 200)
+async def create(request: web.Request) -> web.Response:
+    """Multipart with a `file` part, or the raw BPMN as the body with ?filename=. ?dryRun=true plans only."""
+    await require_role(request, DB, DEPLOY_ROLE)
+    adopt = [a.strip() for a in request.query.get("adopt", "").split(",") if a.strip()]
+    if adopt:  # taking over another workflow's roles, queues or departments is an entitlements decision
+        await require_role(request, DB, ENTITLEMENTS_ROLE)
+    async with body_deadline():
+        filename, data = await _read_upload(request)
+    try:
+        outcome = await deploy_bpmn(data, filename, db=request.app[DB], flowable=request.app[FLOWABLE],
+                                    deployed_by=request[USER_ID],
+                                    allowed_delegates=request.app[SETTINGS].deploy_allowed_delegates,
+                                    adopt=adopt,
+                                    dry_run=request.query.get("dryRun", "").lower() == "true")
+    except BpmnError as err:
+        return problem(422, f"{filename} has errors; nothing was deployed", issues=[
+            {"file": i.file, "line": i.line, "elementId": i.element_id, "code": i.code, "message": i.message,
+             "severity": i.severity} for i in err.issues])
+    except OwnershipError as err:
+        return problem(422, f"{filename} would change what other workflows own; nothing was deployed",
+                       problems=err.problems)
+    except DeployError as err:
+        return problem(422, str(err))
+    except EngineUnavailable as err:
+        return problem(503, f"the Flowable engine is not reachable; nothing was deployed: {err}")
+    body = {"filename": outcome.filename, "status": outcome.status, "changes": outcome.changes,
+            "processes": [{"processKey": p.process_key, "version": p.version, "deploymentId": p.deployment_id,
+                           "workflowId": p.workflow_id} for p in outcome.processes]}
+    return web.json_response(body, status=201 if outcome.status == "deployed" else 200)
 
-    return [web.post("/api/deployments", create)]
+
+routes = [web.post("/api/deployments", create)]
 
 
 async def _read_upload(request: web.Request) -> tuple[str, bytes]:

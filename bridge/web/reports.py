@@ -9,21 +9,23 @@ from aiohttp import web
 from bridge import reports
 from bridge.auth import OPS_ROLE
 from bridge.web.api_auth import problem, require_role
+from bridge.web.keys import DB, FLOWABLE
 
 
-def report_routes(db_key: web.AppKey, flowable_key: web.AppKey) -> list[web.RouteDef]:
-    def handler(name: str):
-        async def report(request: web.Request) -> web.Response:
-            await require_role(request, db_key, OPS_ROLE)
-            try:
-                where = reports.ReportFilter.parse(request.query)
-                body = await reports.run(request.app[db_key], name, where)
-            except reports.BadFilter as err:
-                return problem(400, str(err))
-            if name == "mirror":
-                body["emitter"] = await reports.emitter(request.app[flowable_key])
-            return web.json_response(body, dumps=json.dumps)
-        report.__doc__ = reports.REPORTS[name].__doc__
-        return report
+def handler(name: str):
+    async def report(request: web.Request) -> web.Response:
+        await require_role(request, DB, OPS_ROLE)
+        try:
+            where = reports.ReportFilter.parse(request.query)
+            body = await reports.run(request.app[DB], name, where)
+        except reports.BadFilter as err:
+            return problem(400, str(err))
+        if name == "mirror":
+            body["emitter"] = await reports.emitter(request.app[FLOWABLE])
+        return web.json_response(body, dumps=json.dumps)
+    report.__doc__ = reports.REPORTS[name].__doc__
+    return report
 
-    return [web.get(f"/api/reports/{name}", handler(name)) for name in reports.REPORTS]
+
+routes = [web.get(f"/api/reports/{name}", handler(name)) for name in reports.REPORTS]
+

@@ -19,45 +19,47 @@ from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Re
 from bridge.mirror.signature import SignatureError, verify
 from bridge.web.bodies import read_whole
 from bridge.web.errors import body_deadline
+from bridge.web.keys import DB, WEBHOOK_KEYS
 
 MAX_WEBHOOK_BYTES = 1024 * 1024
 log = logging.getLogger(__name__)
 
 
-def webhook_routes(db_key: web.AppKey, keys_key: web.AppKey) -> list[web.RouteDef]:
-    async def receive(request: web.Request) -> web.Response:
-        if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
-            return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
-        async with body_deadline():
-            body = await read_whole(request, MAX_WEBHOOK_BYTES)
-        if body is None:
-            return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            webhook_id = verify(request.app[keys_key], headers, body)
-        except SignatureError as err:
-            return _refused("bad_signature", 401, f"signature check failed: {err}")
-        if len(webhook_id) > MAX_WEBHOOK_ID:
-            return _refused("malformed", 400, f"webhook-id: at most {MAX_WEBHOOK_ID} characters")
-        try:
-            batch = parse_batch(body)
-        except BadBatch as err:
-            return _refused("malformed", 400, str(err))
-        try:
-            with metrics.APPLY_SECONDS.time():
-                received = await receive_batch(request.app[db_key], webhook_id, batch, body)
-        except (OperationalError, InterfaceError, OSError) as err:
-            # nothing was committed: the engine keeps the batch and sends it again
-            if transient_conflict(err):
-                log.warning("batch %s not stored, still conflicting after %d attempts: %s", webhook_id,
-                            CONFLICT_ATTEMPTS, err)
-                return _refused("conflict", 503, "the batch kept conflicting with concurrent ones; send it again")
-            log.warning("batch %s not stored, database unavailable: %s", webhook_id, err)
-            return _refused("database_unavailable", 503, "the database is unavailable; send the batch again later")
-        _count(received, batch)
-        return web.json_response(received.as_json())
+async def receive(request: web.Request) -> web.Response:
+    if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+        return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
+    async with body_deadline():
+        body = await read_whole(request, MAX_WEBHOOK_BYTES)
+    if body is None:
+        return _refused("too_large", 413, f"a batch may be at most {MAX_WEBHOOK_BYTES} bytes")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    keys: list[bytes] = request.app[WEBHOOK_KEYS]
+    try:
+        webhook_id = verify(keys, headers, body)
+    except SignatureError as err:
+        return _refused("bad_signature", 401, f"signature check failed: {err}")
+    if len(webhook_id) > MAX_WEBHOOK_ID:
+        return _refused("malformed", 400, f"webhook-id: at most {MAX_WEBHOOK_ID} characters")
+    try:
+        batch = parse_batch(body)
+    except BadBatch as err:
+        return _refused("malformed", 400, str(err))
+    try:
+        with metrics.APPLY_SECONDS.time():
+            received = await receive_batch(request.app[DB], webhook_id, batch, body)
+    except (OperationalError, InterfaceError, OSError) as err:
+        # nothing was committed: the engine keeps the batch and sends it again
+        if transient_conflict(err):
+            log.warning("batch %s not stored, still conflicting after %d attempts: %s", webhook_id,
+                        CONFLICT_ATTEMPTS, err)
+            return _refused("conflict", 503, "the batch kept conflicting with concurrent ones; send it again")
+        log.warning("batch %s not stored, database unavailable: %s", webhook_id, err)
+        return _refused("database_unavailable", 503, "the database is unavailable; send the batch again later")
+    _count(received, batch)
+    return web.json_response(received.as_json())
 
-    return [web.post("/webhooks/flowable", receive)]
+
+routes = [web.post("/webhooks/flowable", receive)]
 
 
 def _refused(outcome: str, status: int, message: str) -> web.Response:
