@@ -108,8 +108,10 @@ async def _plan(data: bytes, filename: str, metadata: BpmnMetadata, *, db: Async
     outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
                             [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
     async with db.connect() as conn:
-        writable = await _writable(conn, metadata, adopt)
-        outcome.changes = await _planned_changes(conn, metadata, settings=latest is None, writable=writable)
+        existing = await _existing(conn)
+        writable = await _writable(conn, metadata, adopt, existing)
+        outcome.changes = await _planned_changes(conn, metadata, settings=latest is None, writable=writable,
+                                                 existing=existing)
     return outcome
 
 
@@ -117,7 +119,8 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
                   flowable: FlowableClient, deployed_by: str, business_app: str | None,
                   adopt: frozenset[str]) -> DeployOutcome:
     processes = metadata.executable_processes
-    writable = await _writable(conn, metadata, adopt)  # before the engine: a refused file is not deployed
+    present = await _existing(conn)
+    writable = await _writable(conn, metadata, adopt, present)  # before the engine: a refused file is not deployed
     latest = await _latest_definitions_holding(flowable, processes, data)
 
     if latest is None:
@@ -133,7 +136,8 @@ async def _deploy(data: bytes, filename: str, metadata: BpmnMetadata, *, conn: A
     else:
         status = "unchanged"
 
-    changes = await _planned_changes(conn, metadata, settings=status == "deployed", writable=writable)
+    changes = await _planned_changes(conn, metadata, settings=status == "deployed", writable=writable,
+                                     existing=present)
     repaired = False
     for outcome in latest:
         process = next(p for p in processes if p.key == outcome.process_key)
@@ -244,19 +248,29 @@ def _file_settings(queue: dict) -> dict:
 _SHOWN = ("owner", "declared", "settings")  # not values of the row: who declares it, and settings (below)
 
 
-async def _current(conn: AsyncConnection) -> dict[str, dict[str, dict]]:
-    return {kind: {row[key]: dict(row) for row in (await conn.execute(query)).mappings()}
+@dataclass
+class _Existing:
+    """The departments, queues and roles already there, read once per deploy: their owners (migration 0022)
+    and their values by kind and name."""
+    owners: dict[tuple[str, str], str | None]
+    rows: dict[str, dict[str, dict]]
+
+
+async def _existing(conn: AsyncConnection) -> _Existing:
+    owners = {(r.kind, r.name): r.owner for r in await conn.execute(SQL.entitlement_owners)}
+    rows = {kind: {row[key]: dict(row) for row in (await conn.execute(query)).mappings()}
             for kind, query, key in (("department", SQL.current_departments, "code"),
                                      ("queue", SQL.current_queues, "name"), ("role", SQL.current_roles, "code"))}
+    return _Existing(owners, rows)
 
 
-async def _writable(conn: AsyncConnection, metadata: BpmnMetadata, adopt: frozenset[str]) -> set[tuple[str, str]]:
+async def _writable(conn: AsyncConnection, metadata: BpmnMetadata, adopt: frozenset[str],
+                    existing: _Existing) -> set[tuple[str, str]]:
     """The departments, queues and roles this file may write: new ones, those its process keys own (or that
     predate ownership), and adopted ones. Another key's row it only uses (a candidate group, a queue its tasks
     name) stays as it is; one it declares differently (<onecms:role>, <onecms:queue>, <onecms:department>) is
     refused, every such row named (OwnershipError)."""
-    owners = {(r.kind, r.name): r.owner for r in await conn.execute(SQL.entitlement_owners)}
-    current = await _current(conn)
+    owners, current = existing.owners, existing.rows
     departments, queues, roles, _ = _wanted(metadata)
     writable, problems = set(), []
     for kind, rows in (("department", departments), ("queue", queues), ("role", roles)):
@@ -282,20 +296,18 @@ async def _writable(conn: AsyncConnection, metadata: BpmnMetadata, adopt: frozen
 
 
 async def _planned_changes(conn: AsyncConnection, metadata: BpmnMetadata, *, settings: bool,
-                           writable: set[tuple[str, str]]) -> list[str]:
+                           writable: set[tuple[str, str]], existing: _Existing) -> list[str]:
     """What syncing this file's metadata changes, one line per department, queue, role or assignment, and
     with `settings` (a new version) per queue whose settings it changes; another workflow's rows it uses
     are listed as used."""
     departments, queues, roles, assignments = _wanted(metadata)
     changes: list[str] = []
-    owners = {(r.kind, r.name): r.owner for r in await conn.execute(SQL.entitlement_owners)}
-    current_rows = await _current(conn)
     for kind, wanted, key in (("department", departments, "code"), ("queue", queues, "name"), ("role", roles, "code")):
-        current = current_rows[kind]
+        current = existing.rows[kind]
         for name, want in sorted(wanted.items()):
             have = current.get(name)
             if (kind, name) not in writable:
-                changes.append(f"= {kind} {name}: belongs to {owners[(kind, name)]}, used as it is")
+                changes.append(f"= {kind} {name}: belongs to {existing.owners[(kind, name)]}, used as it is")
                 continue
             want = {k: v for k, v in want.items() if k not in ("owner", "declared")}
             if have is None:

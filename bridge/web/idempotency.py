@@ -20,10 +20,10 @@ from bridge.db.queries import queries
 from bridge.web.api_auth import USER_ID, problem
 from bridge.web.bodies import json_answer
 from bridge.web.keys import DB, WORK
+from bridge.work.actions import Remember
 
 SQL = queries("work")
 DEFINITIVE = web.ResponseKey("definitive", bool)  # may the answer be stored under an Idempotency-Key
-Remember = Callable[[Any, Any], Awaitable[None]]
 
 
 async def idempotent(request: web.Request, key: str, body: dict, created: bool,
