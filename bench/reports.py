@@ -205,9 +205,10 @@ async def main() -> None:
                "WEBHOOK_SECRET": "whsec_" + "A" * 43 + "=", "BRIDGE_PORT": str(port), "BRIDGE_WORKERS": "1",
                "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
                "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0"}
-        bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
-                                         cwd=PROJECT_ROOT, env=env, stdout=(Path(tmp) / "bridge.log").open("wb"),
-                                         stderr=subprocess.STDOUT)
+        with (Path(tmp) / "bridge.log").open("wb") as log:  # the child keeps its own copy
+            bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
+                                             cwd=PROJECT_ROOT, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT)
         try:
             await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
             where = ReportFilter.last(timedelta(hours=args.hours))

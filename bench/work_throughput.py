@@ -165,9 +165,10 @@ async def main() -> None:
                "FLOWABLE_PASSWORD": engine.password, "WEBHOOK_SECRET": secret, "BRIDGE_PORT": str(bridge_port),
                "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
                "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0"}  # OneCMS auto-assigns registration: the workers claim here
-        bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
-                                         cwd=PROJECT_ROOT, env=env, stdout=(Path(tmp) / "bridge.log").open("wb"),
-                                         stderr=subprocess.STDOUT)
+        with (Path(tmp) / "bridge.log").open("wb") as log:  # the child keeps its own copy
+            bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
+                                             cwd=PROJECT_ROOT, env=env, stdout=log,
+                                             stderr=subprocess.STDOUT)
         db = create_engine(url, pool_size=2)
         try:
             async with FlowableClient.of(engine) as client:

@@ -23,6 +23,7 @@ from bridge.config import Settings
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
+from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import EngineEndpoint
 from bridge.web.app import create_app
 
@@ -201,6 +202,16 @@ async def flowable(engine):
         yield client
 
 
+@pytest.fixture
+async def onecms_deployed(db, flowable) -> None:
+    """The OneCMS workflow deployed through the bridge onto the module's database (after the module's first
+    test, the redeploy of the same bytes that every `bridge up` does). Modules whose tests all work on OneCMS
+    use it with `pytest.mark.usefixtures("onecms_deployed")`."""
+    from tests.helpers import ONECMS_FILE  # here: tests.helpers imports this module
+
+    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
+
+
 # -- the deploy API with a designer and a user without the role (tests/test_api_deployments.py, test_abuse.py) --
 
 @pytest.fixture
@@ -223,3 +234,4 @@ async def people(engine):
     tokens["designer_id"] = f"designer_{suffix}"
     yield tokens
     await db.dispose()
+

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -34,14 +36,20 @@ def signed(body: bytes, secret: str, *, msg_id: str | None = None, ts: int | Non
             "content-type": "application/json"}
 
 
+def spawn_logged(argv: list[str], log: Path, *, mode: str = "ab", **popen: Any) -> subprocess.Popen:
+    """A process whose output goes to `log`; the file is the child's to keep, this process closes its own copy."""
+    with log.open(mode) as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **popen)
+
+
 def start_bridge(db_url: str, engine, port: int, log_name: str, **extra_env: str) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": db_url, "FLOWABLE_URL": engine.base_url, "FLOWABLE_USER": engine.user,
            "FLOWABLE_PASSWORD": engine.password, "WEBHOOK_SECRET": engine.webhook_secret,
            "BRIDGE_PORT": str(port), "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
            "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0", **extra_env}
     ARTIFACTS.mkdir(exist_ok=True)
-    return subprocess.Popen([sys.executable, "-m", "bridge.cli", "serve"], cwd=PROJECT_ROOT, env=env,
-                            stdout=(ARTIFACTS / log_name).open("wb"), stderr=subprocess.STDOUT)
+    return spawn_logged([sys.executable, "-m", "bridge.cli", "serve"], ARTIFACTS / log_name, mode="wb",
+                        cwd=PROJECT_ROOT, env=env)
 
 
 async def wait_healthy(port: int, process: subprocess.Popen) -> None:

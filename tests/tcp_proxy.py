@@ -20,6 +20,12 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
+    async def __aenter__(self) -> TcpProxy:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.cut()
+
     async def cut(self) -> None:
         """Stop listening and drop every open connection: new connections are refused."""
         if self._server is not None:

@@ -34,21 +34,21 @@ ROUTES = [("GET", "/api/tasks", None), ("POST", "/api/work/next", {}), ("GET", "
 
 async def test_with_postgresql_cut_off_every_route_answers_503_with_retry_after(db_url, token, aiohttp_client):
     url = make_url(db_url)
-    proxy = await TcpProxy(url.host, url.port).start()
-    client = await aiohttp_client(bridge_app(url.set(port=proxy.port).render_as_string(hide_password=False)))
-    assert (await client.get("/api/tasks", headers=token)).status == 200  # connected, pooled
-    await proxy.cut()
-    try:
-        for method, path, body in ROUTES:
-            response = await client.request(method, path, json=body, headers=token)
-            assert response.status == 503, (method, path, response.status, await response.text())
-            assert response.headers["Retry-After"] == "5"
-            assert "database is unavailable" in (await response.json())["error"]
-        ready = await client.get("/readyz")
-        assert ready.status == 503
-    finally:
-        await proxy.restore()
-    assert (await client.get("/api/tasks", headers=token)).status == 200  # and it comes back by itself
+    async with TcpProxy(url.host, url.port) as proxy:
+        client = await aiohttp_client(bridge_app(url.set(port=proxy.port).render_as_string(hide_password=False)))
+        assert (await client.get("/api/tasks", headers=token)).status == 200  # connected, pooled
+        await proxy.cut()
+        try:
+            for method, path, body in ROUTES:
+                response = await client.request(method, path, json=body, headers=token)
+                assert response.status == 503, (method, path, response.status, await response.text())
+                assert response.headers["Retry-After"] == "5"
+                assert "database is unavailable" in (await response.json())["error"]
+            ready = await client.get("/readyz")
+            assert ready.status == 503
+        finally:
+            await proxy.restore()
+        assert (await client.get("/api/tasks", headers=token)).status == 200  # and it comes back by itself
 
 
 async def test_with_every_connection_taken_a_request_answers_503_soon(db_url, token, aiohttp_client):
@@ -72,9 +72,10 @@ async def test_readyz_says_the_engine_gave_no_answer_in_time(db_url, aiohttp_cli
     from bridge.flowable.client import EngineEndpoint
     from bridge.web import app as app_module
 
-    async def hold(reader, writer):
-        await asyncio.sleep(30)
-        writer.close()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader, writer):  # accept, then never answer
+        held.append(writer)
 
     silent = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
@@ -87,3 +88,5 @@ async def test_readyz_says_the_engine_gave_no_answer_in_time(db_url, aiohttp_cli
         assert (await ready.json())["checks"]["engine"] == "error: no answer within 0.5s"
     finally:
         silent.close()
+        for writer in held:
+            writer.close()

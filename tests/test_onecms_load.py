@@ -34,12 +34,10 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
-from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient, FlowableError
-from tests.helpers import ONECMS_FILE, app_client, drift_of, worker
+from tests.helpers import app_client, drift_of, worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("onecms_deployed")]
 
 KEY = "OneCMS_Nextgen_WF"
 WORKERS = 8
@@ -87,14 +85,6 @@ class Pair:
     first: str | None = None  # the sign-off the initiating worker took
     signers: list[str] = field(default_factory=list)
     completions: list[Answer] = field(default_factory=list)
-
-
-@pytest.fixture
-async def db(db_url, conn, flowable):
-    db = create_engine(db_url, pool_size=10)
-    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
-    yield db
-    await db.dispose()
 
 
 @pytest.fixture

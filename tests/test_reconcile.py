@@ -16,27 +16,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
-from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import EngineUnavailable, FlowableClient, RetryPolicy
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import ONECMS_FILE
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("onecms_deployed")]
 
 KEY = "OneCMS_Nextgen_WF"
-
-
-@pytest.fixture
-async def db(db_url, conn, flowable):
-    db = create_engine(db_url, pool_size=3)
-    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
-    yield db
-    await db.dispose()
 
 
 async def drift(db, flowable) -> list[str]:
@@ -194,9 +183,9 @@ async def test_a_sweep_repairs_what_no_log_entry_names_and_reports_what_it_canno
 
 
 async def test_engine_unreachable_fails_the_pass_keeps_the_cursor_then_catches_up(db, flowable, engine):
-    proxy = await TcpProxy("127.0.0.1", engine.port).start()
-    async with FlowableClient(f"http://127.0.0.1:{proxy.port}/process-api", engine.user, engine.password,
-                              retry=RetryPolicy(attempts=3, max_wait_s=0.2)) as through_proxy:
+    async with TcpProxy("127.0.0.1", engine.port) as proxy, \
+            FlowableClient(f"http://127.0.0.1:{proxy.port}/process-api", engine.user, engine.password,
+                           retry=RetryPolicy(attempts=3, max_wait_s=0.2)) as through_proxy:
         reconciler = Reconciler(db, through_proxy)
         await reconciler.run_once()
         state = "SELECT task_log_number, process_time, last_error FROM flowable.reconciler_state"

@@ -19,6 +19,7 @@ import pytest
 from bridge.db.embedded import free_tcp_port
 from bridge.db.migrate import discover
 from tests.conftest import MIGRATIONS, PROJECT_ROOT, PostgresCluster
+from tests.helpers import spawn_logged
 
 BRIDGE = [sys.executable, "-m", "bridge.cli"]
 
@@ -36,8 +37,8 @@ class RunningBridge:
         self.port = free_tcp_port()
         self.engine_port = free_tcp_port()
         self.log = log
-        self.process = subprocess.Popen(
-            [*BRIDGE, "up"], cwd=PROJECT_ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        self.process = spawn_logged(
+            [*BRIDGE, "up"], log, cwd=PROJECT_ROOT,
             env={**os.environ, "BRIDGE_ENGINE_PORT": str(self.engine_port), **env, "BRIDGE_PORT": str(self.port)})
 
     def wait_healthy(self, timeout: float = 300) -> None:  # the first run may build the engine

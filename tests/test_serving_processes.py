@@ -22,6 +22,7 @@ from bridge.db.embedded import free_tcp_port
 from bridge.flowable.local_engine import new_webhook_secret
 from bridge.web.serving_records import record_path
 from tests.conftest import PROJECT_ROOT
+from tests.helpers import spawn_logged
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")]
@@ -34,8 +35,7 @@ def start_bridge(db_url: str, data_dir: Path, port: int, log: Path, **extra_env:
            "FLOWABLE_URL": f"http://127.0.0.1:{free_tcp_port()}/process-api", "WEBHOOK_SECRET": new_webhook_secret(),
            "BRIDGE_WORKERS": "2", "BRIDGE_RECONCILE_INTERVAL_S": "0", "BRIDGE_ESCALATE_INTERVAL_S": "0",
            "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0", **extra_env}
-    return subprocess.Popen([*BRIDGE, "serve"], cwd=PROJECT_ROOT, env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
+    return spawn_logged([*BRIDGE, "serve"], log, cwd=PROJECT_ROOT, env=env)
 
 
 def healthz_pid(port: int) -> int | None:

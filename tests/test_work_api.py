@@ -14,23 +14,14 @@ import pytest
 from sqlalchemy import text
 
 from bridge import auth
-from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.mirror.reconcile import resync_instances
 from bridge.work.queues import change_queue
 from tests.helpers import ONECMS_FILE, app_client, drift_of, worker
 from tests.tcp_proxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("onecms_deployed")]
 KEY = "OneCMS_Nextgen_WF"
-
-
-@pytest.fixture
-async def db(db_url, conn, flowable):
-    db = create_engine(db_url, pool_size=10)
-    await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
-    yield db
-    await db.dispose()
 
 
 async def start_cases(flowable, db, count: int) -> list[str]:
