@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from bridge.bpmn_meta import parse_bpmn
+from bridge.bpmn.reader import parse_bpmn
 from bridge.config import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"

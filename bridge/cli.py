@@ -18,7 +18,7 @@ import psycopg
 import sqlalchemy.exc
 
 from bridge import auth, entitlements, logs, status
-from bridge.bpmn_meta import BpmnError
+from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url

@@ -153,7 +153,7 @@ class Settings:
     deploy_allowed_delegates: tuple[str, ...] = setting(
         "BRIDGE_DEPLOY_ALLOWED_DELEGATES", (), "Comma-separated Java class names and Spring bean names of the "
         "site's own that deployed BPMN may use (flowable:class, delegateExpression, bean method calls in "
-        "expressions); nothing else runs (bridge/bpmn_policy.py).", parse=_names, shown="(none)")
+        "expressions); nothing else runs (bridge/bpmn/policy.py).", parse=_names, shown="(none)")
     reconcile_sweep_minutes: int = setting(
         "BRIDGE_RECONCILE_SWEEP_MINUTES", 10, "Minutes between reconciler sweeps over every running instance "
         "(between them, only what the task log names).", parse=_int)

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import auth
-from bridge.bpmn_meta import load_bpmn
+from bridge.bpmn.reader import load_bpmn
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient, FlowableError, engine_time
 from bridge.mirror.apply import fold_pending_counts

@@ -3,7 +3,7 @@
     outcome = await deploy_bpmn(data, "OneCMS_Nextgen_WF.bpmn20.xml", db=engine, flowable=client,
                                 deployed_by="ops")
 
-1. Parse and validate (bridge.bpmn_meta). Errors: BpmnError, nothing sent anywhere.
+1. Parse and validate (bridge.bpmn.reader). Errors: BpmnError, nothing sent anywhere.
 2. Flowable does not dedupe: when the latest definition of every executable process in the file
    already holds these exact bytes, nothing is deployed ("unchanged").
 3. Otherwise POST the file; a rejection raises DeployError with Flowable's own message, and nothing
@@ -29,7 +29,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bridge.bpmn_meta import BpmnMetadata, Process, load_bpmn
+from bridge.bpmn.model import BpmnMetadata, Process
+from bridge.bpmn.reader import load_bpmn
 from bridge.db.queries import queries
 from bridge.errors import BridgeError
 from bridge.flowable.client import FlowableClient, FlowableError

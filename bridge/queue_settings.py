@@ -1,6 +1,6 @@
 """The settings of a queue, declared once: their names (the same in the API, the CLI and the BPMN extension),
 what values each takes, and how each is stored. Pure: no database; bridge/work/queues.py reads and writes
-them, bridge/bpmn_meta.py reads them from <onecms:queue>.
+them, bridge/bpmn/reader.py reads them from <onecms:queue>.
 
     slaMinutes          whole minutes a task may wait (workflow_queues.sla_minutes): SLA breach, escalation steps
     maxCapacity         live tasks the queue holds before auto-assignment sends new ones to the overflow queue

@@ -2,7 +2,7 @@
 a clear answer, never a 500, and nothing it asked for happens.
 
 Code execution through BPMN: a designer's file is code the engine runs. The bridge refuses it before the
-engine sees it (bridge/bpmn_policy.py), and the engine refuses the same expressions when a file reaches it by
+engine sees it (bridge/bpmn/policy.py), and the engine refuses the same expressions when a file reaches it by
 another way (engine/.../ReflectionGuardELResolver.java), and has no script engine to run a scriptTask.
 """
 

@@ -1,4 +1,4 @@
-"""bridge.bpmn_diagram: the committed picture of the workflow is generated, complete and well-formed."""
+"""bridge.bpmn.diagram: the committed picture of the workflow is generated, complete and well-formed."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from bridge.bpmn_diagram import DiagramError, flow_node_ids, main, render_svg
+from bridge.bpmn.diagram import DiagramError, flow_node_ids, main, render_svg
 from tests.conftest import PROJECT_ROOT
 
 BPMN_FILE = PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.bpmn20.xml"
 SVG_FILE = PROJECT_ROOT / "bpmn" / "OneCMS_Nextgen_WF.svg"
-REGENERATE = "python -m bridge.bpmn_diagram bpmn/OneCMS_Nextgen_WF.bpmn20.xml bpmn/OneCMS_Nextgen_WF.svg"
+REGENERATE = "python -m bridge.bpmn.diagram bpmn/OneCMS_Nextgen_WF.bpmn20.xml bpmn/OneCMS_Nextgen_WF.svg"
 # Third-party files with diagrams (Flowable's own test resources), read where they lie.
 CORPUS = PROJECT_ROOT.parent / "shared" / "bpmn-corpus" / "flowable-engine"
 SVG_NS = "http://www.w3.org/2000/svg"

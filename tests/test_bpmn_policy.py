@@ -1,11 +1,11 @@
-"""The deploy policy (bridge/bpmn_policy.py): what a BPMN file may make the engine run."""
+"""The deploy policy (bridge/bpmn/policy.py): what a BPMN file may make the engine run."""
 
 from __future__ import annotations
 
 import pytest
 
-from bridge.bpmn_meta import parse_bpmn
-from bridge.bpmn_policy import expression_problem, expressions
+from bridge.bpmn.policy import expression_problem, expressions
+from bridge.bpmn.reader import parse_bpmn
 
 PROBE = ("execution.setVariable('probe', ''.getClass().forName('java.io.File')"
          ".getConstructor(''.getClass()).newInstance('/tmp/x').createNewFile())")

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from bridge.bpmn_meta import BpmnError
+from bridge.bpmn.model import BpmnError
 from bridge.db.engine import create_engine
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from tests.helpers import workflow

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bridge.bpmn_meta import default_queue_name
+from bridge.bpmn.reader import default_queue_name
 from bridge.db.queries import queries
 from bridge.mirror.fold import BRIDGE_KINDS, PROCESS_END_STATUS, PROCESS_OPEN, TaskFold, TaskRow, created_row, fold_task
 

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge import logs, metrics
 from bridge.background import periodic
-from bridge.bpmn_meta import MAX_BYTES
+from bridge.bpmn.safe_xml import MAX_BYTES
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.engine import create_engine, libpq_url
@@ -42,7 +42,7 @@ READY_ENGINE_TIMEOUT_S = 3
 log = logging.getLogger(__name__)
 
 
-# A BPMN upload may be up to bpmn_meta.MAX_BYTES; the multipart envelope needs a little more.
+# A BPMN upload may be up to safe_xml.MAX_BYTES; the multipart envelope needs a little more.
 MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 
 

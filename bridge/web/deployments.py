@@ -8,7 +8,8 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bridge.auth import DEPLOY_ROLE, ENTITLEMENTS_ROLE
-from bridge.bpmn_meta import MAX_BYTES, BpmnError
+from bridge.bpmn.model import BpmnError
+from bridge.bpmn.safe_xml import MAX_BYTES
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.flowable.client import EngineUnavailable
 from bridge.web.api_auth import USER_ID, problem, require_role

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bridge.bpmn_meta import StartVariable
+from bridge.bpmn.model import StartVariable
 from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError

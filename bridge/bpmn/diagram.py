@@ -2,7 +2,7 @@
 
     svg = render_svg(Path("bpmn/OneCMS_Nextgen_WF.bpmn20.xml").read_bytes())
 
-    python -m bridge.bpmn_diagram IN.bpmn20.xml OUT.svg
+    python -m bridge.bpmn.diagram IN.bpmn20.xml OUT.svg
 
 Only what the file's diagram says is drawn, where it says: pools and lanes with their names,
 tasks, sub-processes, events (start thin, end thick, terminate filled, non-interrupting dashed,
@@ -26,6 +26,7 @@ from typing import Any
 
 from lxml import etree
 
+from bridge.bpmn.safe_xml import read_xml
 from bridge.errors import BridgeError
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -49,11 +50,6 @@ _TASK_FILL = {"userTask": "#eef5fc", "serviceTask": "#f0f4ec", "callActivity": "
 
 class DiagramError(BridgeError, ValueError):
     """The file is not XML, or has no diagram to draw."""
-
-
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                           remove_comments=True, remove_pis=True)
 
 
 def fmt(value: float) -> str:
@@ -611,12 +607,7 @@ class _Renderer:
 
 def render_svg(bpmn_xml: bytes) -> str:
     """The SVG picture of a BPMN file's diagram (its first BPMNDiagram)."""
-    try:
-        root = etree.fromstring(bpmn_xml, _parser())
-    except etree.XMLSyntaxError as err:
-        raise DiagramError(f"not well-formed XML: {err}") from None
-    if root.getroottree().docinfo.doctype:
-        raise DiagramError("the file has a DOCTYPE: BPMN files need none, and its entities are not expanded")
+    root = _read(bpmn_xml)
     if _ns(root) != BPMN or _local(root) != "definitions":
         raise DiagramError(f"not a BPMN 2.0 file: the root element is <{_local(root)}>")
     return _Renderer(root).render()
@@ -624,13 +615,21 @@ def render_svg(bpmn_xml: bytes) -> str:
 
 def flow_node_ids(bpmn_xml: bytes) -> list[str]:
     """Ids of every flow node (events, activities, gateways) of a BPMN file, in document order."""
-    root = etree.fromstring(bpmn_xml, _parser())
+    root = _read(bpmn_xml)
     kinds = _TASKS | _CONTAINERS | _EVENTS | _GATEWAYS
     return [e.get("id") for e in root.iter(f"{{{BPMN}}}*") if _local(e) in kinds and e.get("id")]
 
 
+def _read(bpmn_xml: bytes) -> etree._Element:
+    """The root element, read with the same limits and refusals as a deploy (bridge/bpmn/safe_xml.py)."""
+    root, issues = read_xml(bpmn_xml, "<diagram>")
+    if root is None:
+        raise DiagramError("; ".join(issue.message for issue in issues))
+    return root
+
+
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bridge.bpmn_diagram",
+    parser = argparse.ArgumentParser(prog="python -m bridge.bpmn.diagram",
                                      description="Draw a BPMN file's diagram (BPMNDI) as SVG.")
     parser.add_argument("source", type=Path, help="the .bpmn20.xml / .bpmn file")
     parser.add_argument("target", type=Path, help="the .svg file to write ('-' for stdout)")

@@ -24,42 +24,43 @@ Without them (any third-party file) the defaults are:
     duration, else 480 minutes.
   * role of a literal candidate group: code = the group; type DEPARTMENT with that department when all
     its tasks lie in one department, else CUSTOM without one; name = the code in words.
-
-The XML parser is hardened: no DTD (so no entity expansion or external entities), no network,
-bounded size, depth and element count. Such files are refused with an issue, never resolved.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from lxml import etree
 
-from bridge import bpmn_policy, queue_settings
-from bridge.errors import BridgeError
-
-BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
-FLOWABLE_NS = "http://flowable.org/bpmn"
-ACTIVITI_NS = "http://activiti.org/bpmn"
-ONECMS_NS = "urn:onecms:bpmn:1.0"
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-
-MAX_BYTES = 5 * 1024 * 1024
-# libxml2's own nesting limit without XML_PARSE_HUGE: the parser stops there, before it builds the tree.
-MAX_DEPTH = 256
-MAX_ELEMENTS = 100_000
-
-QUEUE_TYPES = ("STANDARD", "PRIORITY", "SPECIALIZED", "OVERFLOW")
-ROLE_TYPES = ("SYSTEM", "DEPARTMENT", "CUSTOM")
-DEFAULT_QUEUE_SLA_MINUTES = 480
-DEFAULT_QUEUE_CAPACITY = 100
-
-ERROR, WARNING = "error", "warning"
+from bridge import queue_settings
+from bridge.bpmn import policy
+from bridge.bpmn.model import (
+    ACTIVITI_NS,
+    BPMN_NS,
+    DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_QUEUE_SLA_MINUTES,
+    ERROR,
+    FLOWABLE_NS,
+    ONECMS_NS,
+    QUEUE_TYPES,
+    ROLE_TYPES,
+    WARNING,
+    BpmnError,
+    BpmnMetadata,
+    Department,
+    Issue,
+    Process,
+    Queue,
+    Role,
+    Route,
+    SlaTimer,
+    StartVariable,
+    UserTask,
+)
+from bridge.bpmn.safe_xml import read_xml
 
 # Flow nodes: what sequence flows may connect and lanes may hold.
 _ACTIVITIES = {"task", "userTask", "serviceTask", "scriptTask", "businessRuleTask", "manualTask", "receiveTask",
@@ -103,187 +104,6 @@ _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 _ISO_DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
-# XML declaration, processing instructions, comments and white space: what may come before a DOCTYPE.
-_PROLOG = re.compile(rb"(?:\s*(?:<\?.*?\?>|<!--.*?-->))*\s*", re.S)
-_DOCTYPE_MESSAGE = ("DOCTYPE declarations are not allowed in BPMN files (they enable entity expansion and external "
-                    "entities); remove the <!DOCTYPE ...> block")
-
-
-# -- the model ---------------------------------------------------------------------------------------
-# Plain slotted records, not frozen ones: a frozen dataclass's __init__ costs three times as much, and
-# the reader makes one per task, queue, role, route and timer. Nothing mutates them after the read.
-
-@dataclass(frozen=True)
-class Issue:
-    file: str
-    line: int | None
-    element_id: str | None
-    code: str
-    message: str
-    severity: str = ERROR
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        element = f" [{self.element_id}]" if self.element_id else ""
-        return f"{where}{element}: {self.severity}: {self.message} ({self.code})"
-
-
-@dataclass(slots=True)
-class Department:
-    code: str
-    name: str
-    lane_id: str
-    declared: bool = False  # from <onecms:department>, not derived from the lane's name
-
-
-@dataclass(slots=True)
-class SlaTimer:
-    boundary_id: str
-    kind: str  # timeDuration | timeDate | timeCycle
-    value: str
-    minutes: int | None  # None for expressions, dates and cycles
-    interrupting: bool
-
-
-@dataclass(slots=True)
-class UserTask:
-    id: str
-    name: str | None
-    line: int | None
-    lane_id: str | None
-    department: str | None
-    candidate_groups: tuple[str, ...]
-    candidate_users: tuple[str, ...]
-    assignee: str | None
-    form_key: str | None
-    priority: str | None  # as written: a number or an expression
-    due_date: str | None  # as written: ISO date/duration or an expression
-    queue: str
-    sla_timers: tuple[SlaTimer, ...] = ()
-
-
-@dataclass(slots=True)
-class Queue:
-    name: str
-    type: str
-    sla_minutes: int
-    max_capacity: int
-    department: str | None
-    declared: bool  # from <onecms:queue>, not derived
-    # what the file sets beyond SLA and capacity (bridge/queue_settings.py names), applied on deploy
-    settings: dict = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Role:
-    code: str
-    name: str
-    type: str
-    department: str | None
-    home_queue: str | None
-    declared: bool = False  # from <onecms:role>, not derived from a candidate group
-
-
-@dataclass(slots=True)
-class Route:
-    gateway_id: str
-    flow_id: str
-    name: str | None
-    condition: str | None
-    is_default: bool
-    target_id: str
-    target_department: str | None
-
-
-@dataclass(slots=True, frozen=True)
-class StartVariable:
-    """A variable a start must (or may) carry, from <onecms:entryCriteria>; values empty: any value."""
-    name: str
-    values: tuple[str, ...]
-    required: bool
-
-    def problem(self, variables: dict) -> str | None:
-        """Why `variables` do not satisfy this criterion, or None."""
-        if self.name not in variables or variables[self.name] is None:
-            return f"{self.name}: required" if self.required else None
-        value = variables[self.name]
-        if self.values and value not in self.values:
-            return f"{self.name}: {value!r} is not one of {', '.join(self.values)}"
-        return None
-
-    def stored(self) -> dict:
-        return {"values": list(self.values), "required": self.required}
-
-    @classmethod
-    def from_stored(cls, name: str, stored) -> StartVariable:
-        # definitions deployed before start variables were checked hold a bare list of values: not required
-        if isinstance(stored, list):
-            return cls(name, tuple(stored), False)
-        return cls(name, tuple(stored.get("values") or ()), bool(stored.get("required")))
-
-
-@dataclass(slots=True)
-class Process:
-    key: str
-    name: str | None
-    executable: bool
-    line: int | None
-    version_tag: str | None = None
-    business_app: str | None = None
-    process_sla_minutes: int | None = None
-    start_variables: dict[str, StartVariable] = field(default_factory=dict)
-    departments: list[Department] = field(default_factory=list)
-    user_tasks: list[UserTask] = field(default_factory=list)
-    queues: list[Queue] = field(default_factory=list)
-    roles: list[Role] = field(default_factory=list)
-    assignments: list[tuple[str, str]] = field(default_factory=list)  # (role code, queue name)
-    routes: list[Route] = field(default_factory=list)
-    end_events: dict[str, str | None] = field(default_factory=dict)  # id -> name, sub-processes' too
-
-    def sla_config(self) -> dict:
-        return {
-            "processSlaMinutes": self.process_sla_minutes,
-            "tasks": {t.id: {"queue": t.queue, "dueDate": t.due_date,
-                             "timers": [{"id": s.boundary_id, s.kind: s.value, "minutes": s.minutes,
-                                         "interrupting": s.interrupting} for s in t.sla_timers]}
-                      for t in self.user_tasks},
-            "queues": {q.name: q.sla_minutes for q in self.queues},
-        }
-
-    def routing_rules(self) -> dict:
-        rules: dict[str, list[dict]] = {}
-        for r in self.routes:
-            rules.setdefault(r.gateway_id, []).append({
-                "flow": r.flow_id, "name": r.name, "condition": r.condition, "default": r.is_default,
-                "target": r.target_id, "targetDepartment": r.target_department})
-        return rules
-
-
-@dataclass(slots=True)
-class BpmnMetadata:
-    filename: str
-    processes: list[Process] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.severity == ERROR]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    @property
-    def executable_processes(self) -> list[Process]:
-        return [p for p in self.processes if p.executable]
-
-
-class BpmnError(BridgeError, ValueError):
-    """A BPMN file that must not be deployed; `issues` says where and why."""
-
-    def __init__(self, filename: str, issues: list[Issue]) -> None:
-        self.filename, self.issues = filename, issues
-        super().__init__("\n".join(str(i) for i in issues))
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -402,79 +222,16 @@ def is_iso_datetime(value: str) -> bool:
         return False
 
 
-# -- parsing -----------------------------------------------------------------------------------------
-
-_PARSERS = threading.local()
-
-
-def _safe_parser() -> etree.XMLParser:
-    """One hardened parser per thread (an lxml parser must not be shared between threads)."""
-    parser = getattr(_PARSERS, "parser", None)
-    if parser is None:
-        parser = _PARSERS.parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
-            # Nothing the reader uses lives in comments, PIs or whitespace-only text (it strips what it
-            # reads), and a tree without them is quicker to build and to walk.
-            remove_pis=True, remove_comments=True, remove_blank_text=True, collect_ids=False)
-    return parser
-
-
-def _read_xml(data: bytes, filename: str) -> tuple[etree._Element | None, list[str], list[Issue]]:
-    """(root element, every BPMN id in document order, issues); the root is None when the file is refused."""
-    if len(data) > MAX_BYTES:
-        return _refusal(filename, "TOO_LARGE", f"file is {len(data):,} bytes; the limit is {MAX_BYTES:,}")
-    readable = _byte_scan_reads(data)
-    if readable and (doctype_at := _prolog_doctype(data)) is not None:
-        return _refusal(filename, "DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, data[:doctype_at].count(b"\n") + 1)
-    try:
-        root = etree.fromstring(data, _safe_parser())
-    except etree.XMLSyntaxError as err:
-        if "Excessive depth" in err.msg:
-            return _refusal(filename, "TOO_DEEP", f"elements nest more than {MAX_DEPTH} deep", err.lineno)
-        return _refusal(filename, "XML_MALFORMED", f"not well-formed XML: {err.msg}", err.lineno)
-    if not readable and _has_doctype(root):  # UTF-16, UTF-32, EBCDIC, or a file not starting with '<'
-        return _refusal(filename, "DOCTYPE_FORBIDDEN", _DOCTYPE_MESSAGE, 1)
-    # An element takes at least 4 bytes (<a/>), so a smaller file needs no count.
-    if len(data) >= 4 * MAX_ELEMENTS and (count := int(_COUNT_ELEMENTS(root))) > MAX_ELEMENTS:
-        return _refusal(filename, "TOO_MANY_ELEMENTS", f"{count:,} elements; the limit is {MAX_ELEMENTS:,}")
-    return root, _BPMN_IDS(root), []
-
-
-def _refusal(filename: str, code: str, message: str, line: int | None = None) -> tuple[None, list[str], list[Issue]]:
-    return None, [], [Issue(filename, line, None, code, message)]
-
-
-def _has_doctype(root) -> bool:
-    info = root.getroottree().docinfo
-    return bool(info.doctype) or info.internalDTD is not None
-
-
-def _byte_scan_reads(data: bytes) -> bool:
-    """Whether the file starts with an ASCII '<' (after a UTF-8 BOM), so that a scan of its bytes can see a
-    DOCTYPE. A NUL next to it means UTF-16 or UTF-32 even without a BOM."""
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    return data[start:start + 1] == b"<" and data[start + 1:start + 2] not in (b"\x00", b"")
-
-
-def _prolog_doctype(data: bytes) -> int | None:
-    """Offset of a <!DOCTYPE before the root element, found without parsing anything."""
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    prolog = _PROLOG.match(data, start)
-    position = prolog.end() if prolog else start
-    return position if data[position:position + 9].upper() == b"<!DOCTYPE" else None
-
-
-_COUNT_ELEMENTS = etree.XPath("count(//*)")
 # Every BPMN id as a plain string, collected inside libxml2 (for the duplicate-id check).
 _BPMN_IDS = etree.XPath("//b:*/@id", namespaces={"b": BPMN_NS}, smart_strings=False, regexp=False)
 
 
 def parse_bpmn(data: bytes, filename: str = "<bpmn>", *, allowed_delegates: Iterable[str] = ()) -> BpmnMetadata:
-    """Parse and validate, the deploy policy included (bridge/bpmn_policy.py: what the file may make the engine
+    """Parse and validate, the deploy policy included (bridge/bpmn/policy.py: what the file may make the engine
     run; `allowed_delegates` are the site's own Java classes and beans); never raises on bad input (the issues
     say what is wrong)."""
     result = BpmnMetadata(filename)
-    root, ids, issues = _read_xml(data, filename)
+    root, issues = read_xml(data, filename)
     result.issues.extend(issues)
     if root is None:
         return result
@@ -484,8 +241,8 @@ def parse_bpmn(data: bytes, filename: str = "<bpmn>", *, allowed_delegates: Iter
                                    f"root element is <{qname.localname}> in namespace '{qname.namespace or ''}'; "
                                    f"a BPMN file starts with <definitions xmlns=\"{BPMN_NS}\">"))
         return result
-    _Reader(filename, root, result, ids).read()
-    for violation in bpmn_policy.violations(root, allowed_delegates=allowed_delegates):
+    _Reader(filename, root, result, _BPMN_IDS(root)).read()
+    for violation in policy.violations(root, allowed_delegates=allowed_delegates):
         owner = next((e for e in violation.element.iterancestors() if e.get("id")), None) \
             if violation.element.get("id") is None else violation.element
         result.issues.append(Issue(filename, violation.element.sourceline, owner.get("id") if owner is not None

@@ -1,4 +1,5 @@
-"""The BPMN metadata parser and validator: third-party files, every validator error, hostile XML."""
+"""The BPMN reader (bridge/bpmn/reader.py) and its safe XML loading: third-party files, every validator error,
+hostile XML."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from bridge import bpmn_meta
-from bridge.bpmn_meta import ERROR, SlaTimer, StartVariable, duration_minutes, parse_bpmn, split_candidates
+from bridge.bpmn import model, safe_xml
+from bridge.bpmn.model import ERROR, SlaTimer, StartVariable
+from bridge.bpmn.reader import default_queue_name, duration_minutes, parse_bpmn, split_candidates
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import ONECMS_FILE
 
@@ -21,7 +23,7 @@ INVALID_MARKERS = ("Invalid", "invalid", "xsd_error", "multipleStartEvent", "Eve
 # Our deployment rules: a file Flowable accepts may still break them (and then the bridge refuses it).
 POLICY_CODES = {"UNASSIGNED_USER_TASK", "OUTSIDE_LANES", "NO_EXECUTABLE_PROCESS", "FORBIDDEN_SCRIPT", "FORBIDDEN_CLASS",
                 "FORBIDDEN_DELEGATE", "FORBIDDEN_SERVICE_TYPE", "FORBIDDEN_EXPRESSION"}
-NS = {"b": bpmn_meta.BPMN_NS}
+NS = {"b": model.BPMN_NS}
 
 
 def corpus_path(name: str) -> Path:
@@ -54,8 +56,8 @@ def test_every_valid_third_party_file_parses_with_its_tasks_and_candidates(path:
     parsed = {t.id: t for p in result.processes for t in p.user_tasks}
     assert set(parsed) == wanted
     for element in tree.iterfind(".//b:process//b:userTask", NS):
-        raw = (element.get(f"{{{bpmn_meta.FLOWABLE_NS}}}candidateGroups")
-               or element.get(f"{{{bpmn_meta.ACTIVITI_NS}}}candidateGroups"))
+        raw = (element.get(f"{{{model.FLOWABLE_NS}}}candidateGroups")
+               or element.get(f"{{{model.ACTIVITI_NS}}}candidateGroups"))
         if raw and "{" not in raw:
             assert parsed[element.get("id")].candidate_groups == tuple(g.strip() for g in raw.split(","))
 
@@ -324,7 +326,7 @@ def test_external_entities_and_dtds_are_never_fetched(doctype: str):
         assert [(i.code, i.line) for i in result.issues] == [("DOCTYPE_FORBIDDEN", 3)]
         # The parser underneath is hardened too, should a DOCTYPE ever get past the first check.
         try:
-            etree.fromstring(data, bpmn_meta._safe_parser())
+            etree.fromstring(data, safe_xml.safe_parser())
         except etree.XMLSyntaxError:
             pass
         time.sleep(0.3)
@@ -342,7 +344,7 @@ def test_a_doctype_the_prolog_scan_cannot_see_is_still_refused(encoding: str):
 
 
 def test_size_depth_and_element_limits(monkeypatch):
-    too_big = doc(TASK + "\n<!-- " + "x" * bpmn_meta.MAX_BYTES + " -->")
+    too_big = doc(TASK + "\n<!-- " + "x" * safe_xml.MAX_BYTES + " -->")
     assert [i.code for i in parse_bpmn(too_big, "big.bpmn20.xml").issues] == ["TOO_LARGE"]
 
     def nested(depth: int) -> bytes:  # definitions/process/userTask/extensionElements, then `depth` more
@@ -350,11 +352,11 @@ def test_size_depth_and_element_limits(monkeypatch):
         return doc('    <userTask id="t1" flowable:candidateGroups="G"><extensionElements>'
                    + "<onecms:x>" * inner + "</onecms:x>" * inner + "</extensionElements></userTask>")
 
-    assert parse_bpmn(nested(bpmn_meta.MAX_DEPTH), "fits.bpmn20.xml").ok
-    too_deep = parse_bpmn(nested(bpmn_meta.MAX_DEPTH + 1), "deep.bpmn20.xml").issues
+    assert parse_bpmn(nested(safe_xml.MAX_DEPTH), "fits.bpmn20.xml").ok
+    too_deep = parse_bpmn(nested(safe_xml.MAX_DEPTH + 1), "deep.bpmn20.xml").issues
     assert [(i.code, i.line) for i in too_deep] == [("TOO_DEEP", 6)]
 
-    monkeypatch.setattr(bpmn_meta, "MAX_ELEMENTS", 50)
+    monkeypatch.setattr(safe_xml, "MAX_ELEMENTS", 50)
     many = doc("\n".join(f'    <endEvent id="e{i}"/>' for i in range(60)))
     assert [i.code for i in parse_bpmn(many, "many.bpmn20.xml").issues] == ["TOO_MANY_ELEMENTS"]
 
@@ -456,8 +458,6 @@ def test_onecms_routing_by_case_type(onecms):
 
 
 def test_the_default_queue_rule_the_parser_and_the_mirror_share():
-    from bridge.bpmn_meta import default_queue_name
-
     assert default_queue_name("Legal", ["${a}", "LEGAL_REVIEWER"]) == "LEGAL_LEGAL_REVIEWER"
     assert default_queue_name("claims", ["${svc.groups()}"]) == "CLAIMS_DYNAMIC"
     assert default_queue_name("claims", []) == "CLAIMS_DIRECT"
