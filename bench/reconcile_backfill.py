@@ -28,8 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from bridge.config import PROJECT_ROOT
+from bridge.db.connections import open_database
 from bridge.db.embedded import EmbeddedPostgres
-from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient
@@ -61,7 +61,7 @@ async def drive_cases(client: FlowableClient, first: int, count: int, concurrenc
 async def mirror_database(pg: EmbeddedPostgres, name: str, client: FlowableClient):
     url = pg.ensure_database(name)
     await migrate(url, PROJECT_ROOT / "migrations")
-    db = create_engine(url, pool_size=2)
+    db = open_database(url, pool_size=2)
     await deploy_bpmn(ONECMS.read_bytes(), ONECMS.name, db=db, flowable=client, deployed_by="bench")
     return db
 

@@ -33,8 +33,8 @@ import psycopg
 from bench.serving import wait_until_serving
 from bridge import auth
 from bridge.config import PROJECT_ROOT
+from bridge.db.connections import open_database
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
-from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
 from bridge.db.queries import queries
 from bridge.progress import Bars
@@ -194,7 +194,7 @@ async def main() -> None:
         began = time.monotonic()
         await generate(url, args.tasks, args.instances)
         generated_s = time.monotonic() - began
-        db = create_engine(url, pool_size=1)
+        db = open_database(url, pool_size=1)
         async with db.begin() as conn:
             await auth.add_user(conn, "ops", roles=["OPS_VIEWER"], granted_by="bench")
             token = await auth.create_token(conn, "ops")

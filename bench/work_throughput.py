@@ -34,8 +34,8 @@ import psycopg
 from bench.serving import wait_until_serving
 from bridge import auth
 from bridge.config import PROJECT_ROOT
+from bridge.db.connections import open_database
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
-from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient, FlowableError
@@ -169,7 +169,7 @@ async def main() -> None:
             bridge = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", "bridge.cli", "serve"],
                                              cwd=PROJECT_ROOT, env=env, stdout=log,
                                              stderr=subprocess.STDOUT)
-        db = create_engine(url, pool_size=2)
+        db = open_database(url, pool_size=2)
         try:
             async with FlowableClient.of(engine) as client:
                 await deploy_bpmn(ONECMS.read_bytes(), ONECMS.name, db=db, flowable=client, deployed_by="bench")

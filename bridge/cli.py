@@ -21,7 +21,7 @@ from bridge import auth, entitlements, logs, status
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
 from bridge.db import migrate
-from bridge.db.engine import create_engine, libpq_url
+from bridge.db.connections import libpq_url, open_database
 from bridge.demo import DemoOutcome, DemoSeeder
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.errors import BridgeError
@@ -56,7 +56,7 @@ async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deploy
                   allowed_delegates: tuple[str, ...], dry_run: bool = False, business_app: str | None = None,
                   adopt: tuple[str, ...] = ()) -> int:
     """Deploy each file, printing what happened; returns how many failed."""
-    db = create_engine(url, pool_size=2)
+    db = open_database(url, pool_size=2)
     failed = 0
     try:
         async with FlowableClient.of(engine) as flowable:
@@ -119,7 +119,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _drift(url: str, engine: EngineEndpoint) -> int:
-    db = create_engine(url, pool_size=1)
+    db = open_database(url, pool_size=1)
     try:
         async with FlowableClient.of(engine) as flowable, db.connect() as conn:
             differences, state = await find_drift(conn, EngineReader(flowable))
@@ -145,7 +145,7 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep: bool) -> PassReport:
-    db = create_engine(url, pool_size=1)
+    db = open_database(url, pool_size=1)
     try:
         async with FlowableClient.of(engine) as flowable:
             with Bars() as bars:  # a backfill reads everything: show how far it got
@@ -171,7 +171,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _escalate(url: str, engine: EngineEndpoint) -> EscalationRound:
-    db = create_engine(url, pool_size=2)
+    db = open_database(url, pool_size=2)
     try:
         async with FlowableClient.of(engine) as flowable:
             return await escalate_once(db, flowable)
@@ -192,7 +192,7 @@ def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _demo_seed(url: str, engine: EngineEndpoint, cases: int, seed: int | None,
                      concurrency: int) -> DemoOutcome:
-    db = create_engine(url, pool_size=concurrency + 1)
+    db = open_database(url, pool_size=concurrency + 1)
     try:
         async with FlowableClient.of(engine) as flowable:
             seeder = DemoSeeder(db, flowable, seed=seed, concurrency=concurrency)
@@ -235,7 +235,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_db(url: str, work) -> None:
-    db = create_engine(url, pool_size=1)
+    db = open_database(url, pool_size=1)
     try:
         async with db.begin() as conn:
             await work(conn)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bridge.db import migrate
-from bridge.db.engine import create_engine, libpq_url
+from bridge.db.connections import libpq_url, open_database
 from bridge.db.queries import queries
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
 from bridge.reports import emitter
@@ -53,7 +53,7 @@ async def report(database_url: str, migrations_dir, engine: EngineEndpoint | Non
         except (EngineUnavailable, FlowableError, TimeoutError) as err:
             lines.append(f"engine      UNREACHABLE at {engine.base_url}: {err}")
             healthy = False
-    db = create_engine(database_url, pool_size=1)
+    db = open_database(database_url, pool_size=1)
     try:
         async with db.connect() as conn:
             inbox = (await conn.execute(SQL.inbox)).one()

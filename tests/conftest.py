@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from bridge.auth import add_user, create_token
 from bridge.config import Settings
+from bridge.db.connections import open_database
 from bridge.db.embedded import EmbeddedPostgres
-from bridge.db.engine import create_engine
 from bridge.db.migrate import migrate
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import EngineEndpoint
@@ -131,7 +131,7 @@ async def conn(db_url: str) -> AsyncIterator[psycopg.AsyncConnection]:
 @pytest.fixture
 async def db(db_url: str, conn: psycopg.AsyncConnection):
     """The module's database as the bridge reaches it (an AsyncEngine), every extension table emptied first."""
-    engine = create_engine(db_url, pool_size=6)
+    engine = open_database(db_url, pool_size=6)
     yield engine
     await engine.dispose()
 
@@ -222,7 +222,7 @@ async def api(engine, aiohttp_client):
 @pytest.fixture
 async def people(engine):
     """A designer and a user without the designer role, each with a token."""
-    db = create_engine(engine.database_url, pool_size=1)
+    db = open_database(engine.database_url, pool_size=1)
     suffix = uuid.uuid4().hex[:6]
     tokens = {}
     async with db.begin() as conn:

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from tests.helpers import bearer, upload, workflow
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ async def test_a_designer_deploys_then_deploys_again_unchanged(api, people, engi
                            headers=bearer(people["designer"]))
     assert again.status == 200 and (await again.json())["status"] == "unchanged"
 
-    db = create_engine(engine.database_url, pool_size=1)
+    db = open_database(engine.database_url, pool_size=1)
     async with db.connect() as conn:
         deployed_by = (await conn.execute(text(
             "SELECT deployed_by FROM flowable.workflow_definitions WHERE process_key = :k"), {"k": key})).scalar()
@@ -73,7 +73,7 @@ async def test_dry_run_over_http_changes_nothing(api, people, flowable):
 
 
 async def test_a_token_records_its_use_at_most_once_a_minute(api, people, engine):
-    db = create_engine(engine.database_url, pool_size=1)
+    db = open_database(engine.database_url, pool_size=1)
 
     async def last_used():
         async with db.connect() as conn:

@@ -15,8 +15,8 @@ import sys
 import pytest
 
 from bridge import auth
+from bridge.db.connections import open_database
 from bridge.db.embedded import free_tcp_port
-from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.mirror.reconcile import resync_instances
 from tests.conftest import ARTIFACTS
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_no_generated_request_gets_a_server_error(db_url, flowable, engine):
-    db = create_engine(db_url, pool_size=2)
+    db = open_database(db_url, pool_size=2)
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
     async with db.begin() as conn:
         # every role an endpoint asks for, so the fuzzer gets past the 403s to the parameters

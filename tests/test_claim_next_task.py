@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from bridge.mirror import bridge_events
 from tests import seed
 from tests.seed import hours, now
@@ -23,7 +23,7 @@ class Claimer:
     """Pick + apply the claim event in one transaction: the work API's claim-next without the engine."""
 
     def __init__(self, db_url: str, pool_size: int = 2) -> None:
-        self.db = create_engine(db_url, pool_size=pool_size)
+        self.db = open_database(db_url, pool_size=pool_size)
 
     async def __call__(self, user: str, queues: list[str] | None):
         async with self.db.begin() as c:

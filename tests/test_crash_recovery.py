@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
+from bridge.db.connections import open_database
 from bridge.db.embedded import free_tcp_port
-from bridge.db.engine import create_engine
 from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableError
 from bridge.mirror.drift import compare, read_mirror
@@ -44,7 +44,7 @@ async def run_cases(flowable, count: int) -> list[str]:
 
 async def test_killed_mid_stream_and_restarted_loses_nothing_and_doubles_nothing(
         db_url, flowable, engine, webhook_receiver):
-    db = create_engine(db_url, pool_size=2)
+    db = open_database(db_url, pool_size=2)
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
     pids = await run_cases(flowable, 30)
     wanted = set(pids)
@@ -134,7 +134,7 @@ async def test_killed_between_an_action_and_its_answer_the_retry_with_the_same_k
     from bridge import auth
     from bridge.work.queues import change_queue
 
-    db = create_engine(db_url, pool_size=2)
+    db = open_database(db_url, pool_size=2)
     await deploy_bpmn(ONECMS_FILE.read_bytes(), ONECMS_FILE.name, db=db, flowable=flowable, deployed_by="test")
     async with db.begin() as conn:
         await auth.add_user(conn, "kit", roles=["INTAKE_CLERK"], granted_by="test")

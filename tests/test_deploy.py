@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from bridge.bpmn.model import BpmnError
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from tests.helpers import workflow
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def db(engine):
-    db = create_engine(engine.database_url, pool_size=2)
+    db = open_database(engine.database_url, pool_size=2)
     yield db
     await db.dispose()
 

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bridge import auth
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from tests.conftest import bridge_app
 from tests.tcp_proxy import TcpProxy
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def token(db_url):
-    db = create_engine(db_url, pool_size=1)
+    db = open_database(db_url, pool_size=1)
     async with db.begin() as conn:
         await conn.execute(text("INSERT INTO entitlements.workflow_roles (role_code, role_name, role_type) "
                                 "VALUES ('OPS_VIEWER', 'Ops viewer', 'SYSTEM'), ('QUEUE_ADMIN', 'Queue admin', "

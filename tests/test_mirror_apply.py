@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from bridge.deploy import deploy_bpmn
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 async def db(db_url):
-    db = create_engine(db_url, pool_size=2)
+    db = open_database(db_url, pool_size=2)
     yield db
     await db.dispose()
 

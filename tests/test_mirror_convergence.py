@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from bridge.flowable.client import engine_time
 from bridge.mirror import bridge_events
 from bridge.mirror.intake import store_batch
@@ -224,7 +224,7 @@ def test_any_delivery_order_with_duplicates_ends_in_the_in_order_state(db_url, o
     delivery[delivery.index(0) + 1:delivery.index(0) + 1] = early
 
     async def check() -> None:
-        db = create_engine(db_url, pool_size=1)
+        db = open_database(db_url, pool_size=1)
         try:
             expected = await _deliver(db, f"{run}a", in_order, list(range(len(in_order))))
             got = await _deliver(db, f"{run}b", shuffled, delivery)

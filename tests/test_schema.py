@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from sqlalchemy import create_engine
 
-from bridge.db.engine import sqlalchemy_url
+from bridge.db.connections import sqlalchemy_url
 from bridge.db.metadata import metadata
 from bridge.db.schema_check import metadata_differences
 from tests import seed

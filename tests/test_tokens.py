@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge import auth
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from tests.conftest import bridge_app
 from tests.helpers import bearer
 
@@ -35,7 +35,7 @@ def created(db_url: str, *args: str) -> str:
 @pytest.fixture
 async def users(conn, db_url):
     """alice and bob, holding no role (any authenticated user may GET /api/tasks), and no tokens yet."""
-    db = create_engine(db_url, pool_size=1)
+    db = open_database(db_url, pool_size=1)
     async with db.begin() as c:
         for user in ("alice", "bob"):
             await auth.add_user(c, user, roles=[], granted_by="test")
@@ -95,7 +95,7 @@ async def test_a_token_lasts_the_default_90_days_or_its_days_and_never_expires_o
 
 async def test_the_library_keeps_zero_and_negative_lifetimes_honest(users, db_url, aiohttp_client):
     """timedelta(0) is falsy: create_token once turned it into a token that never expired."""
-    db = create_engine(db_url, pool_size=1)
+    db = open_database(db_url, pool_size=1)
     async with db.begin() as c:
         zero = await auth.create_token(c, "alice", valid_for=timedelta(0))
         negative = await auth.create_token(c, "alice", valid_for=timedelta(days=-1))

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from bridge.db.engine import create_engine
+from bridge.db.connections import open_database
 from bridge.flowable.local_engine import new_webhook_secret
 from bridge.web.webhooks import MAX_WEBHOOK_BYTES
 from tests.conftest import bridge_app
@@ -30,7 +30,7 @@ async def intake(engine, db_url, aiohttp_client):
 
 @pytest.fixture
 async def db(db_url):
-    db = create_engine(db_url, pool_size=1)
+    db = open_database(db_url, pool_size=1)
     async with db.begin() as conn:
         await conn.execute(text("TRUNCATE flowable.webhook_batches CASCADE"))
     yield db
@@ -317,7 +317,7 @@ async def test_a_batch_postgresql_rolls_back_for_a_deadlock_is_done_again_not_an
 
     import psycopg
 
-    from bridge.db.engine import libpq_url
+    from bridge.db.connections import libpq_url
 
     pid = f"p-deadlock-{uuid.uuid4().hex[:6]}"
     event = {"eventId": str(uuid.uuid4()), "type": "ENTITY_SUSPENDED", "entityType": "processInstance",

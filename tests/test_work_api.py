@@ -750,7 +750,7 @@ async def test_an_action_postgresql_rolls_back_for_a_deadlock_is_done_again(db, 
 
     import psycopg
 
-    from bridge.db.engine import libpq_url
+    from bridge.db.connections import libpq_url
 
     (pid,) = await start_cases(flowable, db, 1)
     task_id = (await flowable.tasks(processInstanceId=pid))[0]["id"]

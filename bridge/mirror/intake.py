@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from bridge.db.engine import transient_conflict
+from bridge.db.connections import transient_conflict
 from bridge.db.metadata import engine_events, webhook_batches
 from bridge.db.queries import queries
 from bridge.errors import BridgeError

@@ -22,7 +22,7 @@ from bridge.background import periodic
 from bridge.bpmn.safe_xml import MAX_BYTES
 from bridge.config import ConfigError, Settings
 from bridge.db import migrate
-from bridge.db.engine import create_engine, libpq_url
+from bridge.db.connections import libpq_url, open_database
 from bridge.db.locks import RequestLocks
 from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
 from bridge.mirror.apply import fold_pending_counts
@@ -60,7 +60,7 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
                              *(decode_secret(s) for s in settings.webhook_previous_secrets)]
     except ValueError as err:
         raise ConfigError(f"WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: {err}") from None
-    app.cleanup_ctx.append(_database_engine)
+    app.cleanup_ctx.append(_database_pool)
     app.cleanup_ctx.append(_flowable_client)
     if background_jobs:
         app.cleanup_ctx.append(_background_reconciler)
@@ -86,16 +86,16 @@ def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
     return app
 
 
-async def _database_engine(app: web.Application) -> AsyncIterator[None]:
+async def _database_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = create_engine(app[DATABASE_URL], pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout_s)
-    app[DB] = engine
+    size, timeout = settings.db_pool_size, settings.db_pool_timeout_s
+    database = open_database(app[DATABASE_URL], pool_size=size, pool_timeout=timeout)
+    app[DB] = database
     # the locks a request holds across its engine calls: a pool of their own (bridge/db/locks.py)
-    app[LOCKS] = RequestLocks(create_engine(app[DATABASE_URL], pool_size=settings.db_pool_size,
-                                            pool_timeout=settings.db_pool_timeout_s))
+    app[LOCKS] = RequestLocks(open_database(app[DATABASE_URL], pool_size=size, pool_timeout=timeout))
     yield
     await app[LOCKS].dispose()
-    await engine.dispose()
+    await database.dispose()
 
 
 async def _flowable_client(app: web.Application) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bridge import logs
-from bridge.db.engine import transient_conflict
+from bridge.db.connections import transient_conflict
 from bridge.flowable.client import EngineUnavailable
 
 log = logging.getLogger(__name__)

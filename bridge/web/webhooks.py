@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from bridge import metrics
-from bridge.db.engine import transient_conflict
+from bridge.db.connections import transient_conflict
 from bridge.mirror.intake import CONFLICT_ATTEMPTS, MAX_WEBHOOK_ID, BadBatch, Received, parse_batch, receive_batch
 from bridge.mirror.signature import SignatureError, verify
 from bridge.web.bodies import read_whole

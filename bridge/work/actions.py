@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge import metrics
-from bridge.db.engine import transient_conflict
+from bridge.db.connections import transient_conflict
 from bridge.db.locks import RequestLocks
 from bridge.db.queries import queries
 from bridge.errors import BridgeError

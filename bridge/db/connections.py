@@ -1,4 +1,5 @@
-"""Connections to PostgreSQL: one SQLAlchemy async engine (psycopg 3 underneath) per process.
+"""Connections to PostgreSQL: one pooled SQLAlchemy AsyncEngine (psycopg 3 underneath) per process, opened
+with `open_database` (SQLAlchemy calls it an engine; here "engine" is Flowable's alone).
 
 URLs are accepted in the form users write them (postgresql://...); the driver suffix SQLAlchemy
 needs is added here and nowhere else.
@@ -33,7 +34,8 @@ def transient_conflict(err: BaseException) -> bool:
     return getattr(getattr(err, "orig", err), "sqlstate", None) in TRANSIENT_SQLSTATES
 
 
-def create_engine(url: str, *, pool_size: int = 10, pool_timeout: float = 30) -> AsyncEngine:
+def open_database(url: str, *, pool_size: int = 10, pool_timeout: float = 30) -> AsyncEngine:
+    """A connection pool to the database at `url`; the caller disposes of it."""
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
