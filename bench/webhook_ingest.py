@@ -31,7 +31,7 @@ from bench.serving import wait_until_serving
 from bridge.config import PROJECT_ROOT, Settings
 from bridge.db.embedded import EmbeddedPostgres, free_tcp_port
 from bridge.db.migrate import migrate
-from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.client import FlowableEndpoint
 from bridge.flowable.local_engine import new_webhook_secret
 from bridge.mirror.signature import decode_secret, sign
 
@@ -73,7 +73,7 @@ def serve(database_url: str, secret: str, port: int, workers: int) -> None:
 
     settings = Settings(webhook_secret=secret, db_pool_size=6, deploy_on_start=(), reconcile_interval_s=0,
                         escalate_interval_s=0, auto_assign_interval_s=0, http_port=port, workers=workers)
-    server.serve(settings, database_url, EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
+    server.serve(settings, database_url, FlowableEndpoint("http://127.0.0.1:1/process-api", "x", "y"))
 
 
 async def send(port: int, secret: str, senders: int, seconds: float,

@@ -25,7 +25,7 @@ from bridge.db.connections import libpq_url, open_database
 from bridge.demo import DemoOutcome, DemoSeeder
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.errors import BridgeError
-from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient
+from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableEndpoint
 from bridge.flowable.local_engine import LocalEngine, build_engine_jar
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
@@ -47,19 +47,19 @@ def _migrate(settings: Settings, url: str) -> None:
         log.info("database schema is current")
 
 
-def _serve(settings: Settings, url: str, engine: EngineEndpoint) -> None:
-    log.info("serving on http://%s:%s (engine %s)", settings.http_host, settings.http_port, engine.base_url)
-    server.serve(settings, url, engine)
+def _serve(settings: Settings, url: str, endpoint: FlowableEndpoint) -> None:
+    log.info("serving on http://%s:%s (engine %s)", settings.http_host, settings.http_port, endpoint.base_url)
+    server.serve(settings, url, endpoint)
 
 
-async def _deploy(url: str, engine: EngineEndpoint, files: list[Path], *, deployed_by: str,
+async def _deploy(url: str, endpoint: FlowableEndpoint, files: list[Path], *, deployed_by: str,
                   allowed_delegates: tuple[str, ...], dry_run: bool = False, business_app: str | None = None,
                   adopt: tuple[str, ...] = ()) -> int:
     """Deploy each file, printing what happened; returns how many failed."""
     db = open_database(url, pool_size=2)
     failed = 0
     try:
-        async with FlowableClient.of(engine) as flowable:
+        async with FlowableClient.of(endpoint) as flowable:
             for path in files:
                 try:
                     outcome = await deploy_bpmn(path.read_bytes(), path.name, db=db, flowable=flowable,
@@ -85,22 +85,22 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     serving_records.check(settings.data_dir, settings.http_port)  # before starting anything
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as engine:
-            failed = asyncio.run(_deploy(url, engine, list(settings.deploy_on_start), deployed_by="bridge",
+        with provisioned_engine(settings, url) as endpoint:
+            failed = asyncio.run(_deploy(url, endpoint, list(settings.deploy_on_start), deployed_by="bridge",
                                          allowed_delegates=settings.deploy_allowed_delegates)) \
                 if settings.deploy_on_start else 0
             if failed:
                 log.error("a workflow could not be deployed on start (see above); not serving")
                 return 1
-            _serve(settings, url, engine)
+            _serve(settings, url, endpoint)
     return 0
 
 
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as engine:
-            failed = asyncio.run(_deploy(url, engine, args.files, deployed_by=args.by, dry_run=args.dry_run,
+        with provisioned_engine(settings, url) as endpoint:
+            failed = asyncio.run(_deploy(url, endpoint, args.files, deployed_by=args.by, dry_run=args.dry_run,
                                          allowed_delegates=settings.deploy_allowed_delegates,
                                          business_app=args.business_app, adopt=tuple(args.adopt)))
     return 1 if failed else 0
@@ -113,15 +113,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if waiting:
             log.error("the database needs migrations first (bridge migrate): %s", ", ".join(waiting))
             return 1
-        with provisioned_engine(settings, url) as engine:
-            _serve(settings, url, engine)
+        with provisioned_engine(settings, url) as endpoint:
+            _serve(settings, url, endpoint)
     return 0
 
 
-async def _drift(url: str, engine: EngineEndpoint) -> int:
+async def _drift(url: str, endpoint: FlowableEndpoint) -> int:
     db = open_database(url, pool_size=1)
     try:
-        async with FlowableClient.of(engine) as flowable, db.connect() as conn:
+        async with FlowableClient.of(endpoint) as flowable, db.connect() as conn:
             differences, state = await find_drift(conn, EngineReader(flowable))
     finally:
         await db.dispose()
@@ -136,18 +136,18 @@ async def _drift(url: str, engine: EngineEndpoint) -> int:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
-    with provisioned_database(settings) as url, provisioned_engine(settings, url) as engine:
+    with provisioned_database(settings) as url, provisioned_engine(settings, url) as endpoint:
         try:
-            return asyncio.run(_drift(url, engine))
+            return asyncio.run(_drift(url, endpoint))
         except EngineUnavailable as err:
             log.error("%s", err)
             return 2
 
 
-async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep: bool) -> PassReport:
+async def _reconcile(url: str, endpoint: FlowableEndpoint, settings: Settings, sweep: bool) -> PassReport:
     db = open_database(url, pool_size=1)
     try:
-        async with FlowableClient.of(engine) as flowable:
+        async with FlowableClient.of(endpoint) as flowable:
             with Bars() as bars:  # a backfill reads everything: show how far it got
                 return await Reconciler(db, flowable, ReconcilerSettings.of(settings),
                                         progress=bars).run_once(sweep=sweep)
@@ -158,9 +158,9 @@ async def _reconcile(url: str, engine: EngineEndpoint, settings: Settings, sweep
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as engine:
+        with provisioned_engine(settings, url) as endpoint:
             try:
-                report = asyncio.run(_reconcile(url, engine, settings, args.sweep))
+                report = asyncio.run(_reconcile(url, endpoint, settings, args.sweep))
             except EngineUnavailable as err:
                 log.error("%s", err)
                 return 2
@@ -170,18 +170,18 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _escalate(url: str, engine: EngineEndpoint) -> EscalationRound:
+async def _escalate(url: str, endpoint: FlowableEndpoint) -> EscalationRound:
     db = open_database(url, pool_size=2)
     try:
-        async with FlowableClient.of(engine) as flowable:
+        async with FlowableClient.of(endpoint) as flowable:
             return await escalate_once(db, flowable)
     finally:
         await db.dispose()
 
 
 def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
-    with provisioned_database(settings) as url, provisioned_engine(settings, url) as engine:
-        outcome = asyncio.run(_escalate(url, engine))
+    with provisioned_database(settings) as url, provisioned_engine(settings, url) as endpoint:
+        outcome = asyncio.run(_escalate(url, endpoint))
     for task in outcome.escalated:
         moved = f", moved to {task['moved_to']}" if task.get("moved_to") else ""
         print(f"{task['task_id']} ({task['queue_name']}, {task['status']}): level {task['escalation_level']}, "
@@ -190,11 +190,11 @@ def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if outcome.engine_failures else 0
 
 
-async def _demo_seed(url: str, engine: EngineEndpoint, cases: int, seed: int | None,
+async def _demo_seed(url: str, endpoint: FlowableEndpoint, cases: int, seed: int | None,
                      concurrency: int) -> DemoOutcome:
     db = open_database(url, pool_size=concurrency + 1)
     try:
-        async with FlowableClient.of(engine) as flowable:
+        async with FlowableClient.of(endpoint) as flowable:
             seeder = DemoSeeder(db, flowable, seed=seed, concurrency=concurrency)
             await seeder.prepare()
             with Bars({"cases": cases}) as bars:
@@ -209,21 +209,21 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as engine:
-            outcome = asyncio.run(_demo_seed(url, engine, args.cases, args.seed, args.concurrency))
+        with provisioned_engine(settings, url) as endpoint:
+            outcome = asyncio.run(_demo_seed(url, endpoint, args.cases, args.seed, args.concurrency))
     print(outcome.summary())
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    engine: EngineEndpoint | None
+    endpoint: FlowableEndpoint | None
     if settings.flowable_url:
-        engine = EngineEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
+        endpoint = FlowableEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
     else:
         running = LocalEngine.answering(settings.engine_port, settings.flowable_user, settings.flowable_password)
-        engine = EngineEndpoint(running, settings.flowable_user, settings.flowable_password) if running else None
+        endpoint = FlowableEndpoint(running, settings.flowable_user, settings.flowable_password) if running else None
     with provisioned_database(settings) as url:
-        healthy, lines = asyncio.run(status.report(url, settings.migrations_dir, engine))
+        healthy, lines = asyncio.run(status.report(url, settings.migrations_dir, endpoint))
     print("\n".join(lines))
     return 0 if healthy else 1
 
@@ -440,8 +440,8 @@ def cmd_engine_start(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as engine:
-            print(f"Flowable REST API: {engine.base_url}  (user {engine.user}); Ctrl-C stops it", flush=True)
+        with provisioned_engine(settings, url) as endpoint:
+            print(f"Flowable REST API: {endpoint.base_url}  (user {endpoint.user}); Ctrl-C stops it", flush=True)
             stop.wait()
     return 0
 

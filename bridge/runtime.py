@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from bridge.config import Settings
 from bridge.db.embedded import EmbeddedPostgres
-from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.client import FlowableEndpoint
 from bridge.flowable.local_engine import LocalEngine, build_engine_jar, new_webhook_secret
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,15 @@ def webhook_secret(settings: Settings) -> str:
 
 
 @contextmanager
-def provisioned_engine(settings: Settings, database_url: str) -> Iterator[EngineEndpoint]:
+def provisioned_engine(settings: Settings, database_url: str) -> Iterator[FlowableEndpoint]:
     """Yields the Flowable REST endpoint; with no FLOWABLE_URL, builds and runs engine/ meanwhile."""
     if settings.flowable_url:
-        yield EngineEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
+        yield FlowableEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
         return
     already = LocalEngine.answering(settings.engine_port, settings.flowable_user, settings.flowable_password)
     if already is not None:  # e.g. `bridge deploy` while `bridge up` runs: use its engine
         log.info("using the Flowable engine already running at %s", already)
-        yield EngineEndpoint(already, settings.flowable_user, settings.flowable_password)
+        yield FlowableEndpoint(already, settings.flowable_user, settings.flowable_password)
         return
     engine = LocalEngine(
         build_engine_jar(),
@@ -71,4 +71,4 @@ def provisioned_engine(settings: Settings, database_url: str) -> Iterator[Engine
     )
     log.info("starting the Flowable engine (log: %s)", engine.log_file)
     with engine:
-        yield EngineEndpoint(engine.base_url, engine.user, engine.password)
+        yield FlowableEndpoint(engine.base_url, engine.user, engine.password)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from bridge.db import migrate
 from bridge.db.connections import libpq_url, open_database
 from bridge.db.queries import queries
-from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableEndpoint, FlowableError, RetryPolicy
 from bridge.reports import emitter
 
 SQL = queries("status")
@@ -34,24 +34,24 @@ def _ago(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z ({seconds:.0f} s ago)"
 
 
-async def report(database_url: str, migrations_dir, engine: EngineEndpoint | None) -> tuple[bool, list[str]]:
+async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint | None) -> tuple[bool, list[str]]:
     """(healthy, lines): healthy when the database answers with no migration pending and the engine answers."""
     lines, healthy = [], True
     waiting = await migrate.pending(libpq_url(database_url), migrations_dir)
     lines.append(f"database    ok, {'migrations current' if not waiting else 'PENDING: ' + ', '.join(waiting)}")
     healthy &= not waiting
-    if engine is None:
+    if endpoint is None:
         lines.append("engine      NOT RUNNING (bridge up or bridge engine start starts it; or set FLOWABLE_URL)")
         healthy = False
     else:
         try:
-            async with FlowableClient.of(engine, retry=RetryPolicy(attempts=1), timeout_s=5) as client:
+            async with FlowableClient.of(endpoint, retry=RetryPolicy(attempts=1), timeout_s=5) as client:
                 info = await client.engine_info()
                 pushes = await emitter(client)
-            lines.append(f"engine      ok, {engine.base_url} (Flowable {info.get('version', '?')})")
+            lines.append(f"engine      ok, {endpoint.base_url} (Flowable {info.get('version', '?')})")
             lines.append(_pushes_line(pushes))
         except (EngineUnavailable, FlowableError, TimeoutError) as err:
-            lines.append(f"engine      UNREACHABLE at {engine.base_url}: {err}")
+            lines.append(f"engine      UNREACHABLE at {endpoint.base_url}: {err}")
             healthy = False
     db = open_database(database_url, pool_size=1)
     try:

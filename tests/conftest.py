@@ -24,7 +24,7 @@ from bridge.db.connections import open_database
 from bridge.db.embedded import EmbeddedPostgres
 from bridge.db.migrate import migrate
 from bridge.deploy import deploy_bpmn
-from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.client import FlowableEndpoint
 from bridge.web.app import create_app
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -138,18 +138,18 @@ async def db(db_url: str, conn: psycopg.AsyncConnection):
 
 # -- the bridge's app, as tests run it ----------------------------------------------------------------
 
-NO_ENGINE = EngineEndpoint("http://127.0.0.1:1/process-api", "x", "y")  # nothing listens: calls fail at once
+NO_ENGINE = FlowableEndpoint("http://127.0.0.1:1/process-api", "x", "y")  # nothing listens: calls fail at once
 TEST_WEBHOOK_SECRET = "whsec_" + "A" * 43 + "="
 
 
 def bridge_app(database_url: str, engine=None, **settings):
     """The bridge's real aiohttp app with its background jobs off (tests run reconciliation, escalation and
     auto-assignment themselves). engine: the session's LocalEngine (its REST API, and its webhook secret unless
-    one is given), an EngineEndpoint, or None for an engine that is not there. settings: further Settings."""
-    if engine is None or isinstance(engine, EngineEndpoint):
+    one is given), a FlowableEndpoint, or None for an engine that is not there. settings: further Settings."""
+    if engine is None or isinstance(engine, FlowableEndpoint):
         endpoint, secret = engine or NO_ENGINE, TEST_WEBHOOK_SECRET
     else:
-        endpoint, secret = EngineEndpoint(engine.base_url, engine.user, engine.password), engine.webhook_secret
+        endpoint, secret = FlowableEndpoint(engine.base_url, engine.user, engine.password), engine.webhook_secret
     settings.setdefault("webhook_secret", secret)
     return create_app(Settings(reconcile_interval_s=0, escalate_interval_s=0, auto_assign_interval_s=0, **settings),
                       database_url, endpoint)

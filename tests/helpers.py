@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from bridge import auth
-from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.client import FlowableEndpoint
 from bridge.mirror.drift import compare, read_mirror
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.signature import decode_secret, sign
@@ -67,7 +67,7 @@ async def wait_healthy(port: int, process: subprocess.Popen) -> None:
 
 
 async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None):
-    endpoint = EngineEndpoint(base_url or engine.base_url, engine.user, engine.password)
+    endpoint = FlowableEndpoint(base_url or engine.base_url, engine.user, engine.password)
     return await aiohttp_client(bridge_app(db_url, endpoint, webhook_secret=engine.webhook_secret))
 
 

@@ -69,7 +69,7 @@ async def test_readyz_says_the_engine_gave_no_answer_in_time(db_url, aiohttp_cli
     """An engine that takes the connection and never answers: /readyz names the wait, not "error: "."""
     import asyncio
 
-    from bridge.flowable.client import EngineEndpoint
+    from bridge.flowable.client import FlowableEndpoint
     from bridge.web import app as app_module
 
     held: list[asyncio.StreamWriter] = []
@@ -81,7 +81,7 @@ async def test_readyz_says_the_engine_gave_no_answer_in_time(db_url, aiohttp_cli
     port = silent.sockets[0].getsockname()[1]
     monkeypatch.setattr(app_module, "READY_ENGINE_TIMEOUT_S", 0.5)
     try:
-        client = await aiohttp_client(bridge_app(db_url, EngineEndpoint(f"http://127.0.0.1:{port}/process-api",
+        client = await aiohttp_client(bridge_app(db_url, FlowableEndpoint(f"http://127.0.0.1:{port}/process-api",
                                                                          "x", "y")))
         ready = await client.get("/readyz")
         assert ready.status == 503

@@ -22,8 +22,8 @@ _HELD: ContextVar[AsyncConnection | None] = ContextVar("bridge_lock_connection",
 
 
 class RequestLocks:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self, database: AsyncEngine) -> None:
+        self.database = database
 
     @asynccontextmanager
     async def hold(self, lock: TextClause, unlock: TextClause, params: dict) -> AsyncIterator[None]:
@@ -33,7 +33,7 @@ class RequestLocks:
             async with _locked(held, lock, unlock, params):
                 yield
             return
-        async with self.engine.connect() as conn:
+        async with self.database.connect() as conn:
             token = _HELD.set(conn)
             try:
                 async with _locked(conn, lock, unlock, params):
@@ -42,7 +42,7 @@ class RequestLocks:
                 _HELD.reset(token)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        await self.database.dispose()
 
 
 @asynccontextmanager

@@ -53,7 +53,7 @@ class EngineUnavailable(BridgeError, RuntimeError):
 
 
 @dataclass(frozen=True)
-class EngineEndpoint:
+class FlowableEndpoint:
     """Where the engine's REST API is and how to log in."""
 
     base_url: str  # http://host:port/process-api
@@ -107,7 +107,7 @@ class _Retry(Exception):
 
 
 class Endpoint(Protocol):
-    """Where an engine's REST API is and how to log in: an EngineEndpoint, or a LocalEngine the bridge runs."""
+    """Where an engine's REST API is and how to log in: a FlowableEndpoint, or a LocalEngine the bridge runs."""
     @property
     def base_url(self) -> str: ...
     @property

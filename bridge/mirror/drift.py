@@ -101,8 +101,8 @@ def engine_task_status(task: dict[str, Any]) -> str:
     return "COMPLETED" if task.get("deleteReason") is None else "CANCELLED"
 
 
-def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = False) -> Comparison:
-    """Differences over the instances `engine` covers (and, with whole_mirror, mirror rows the engine lacks).
+def compare(engine_state: EngineState, mirror: MirrorState, *, whole_mirror: bool = False) -> Comparison:
+    """Differences over the instances `engine_state` covers (and, with whole_mirror, mirror rows the engine lacks).
 
     What the mirror holds from a change the engine made after the read began (pushed while the engine was
     being read: a task row's lastEventAt, a variable's changed_at, an instance's completed_at) is newer than
@@ -110,11 +110,11 @@ def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = Fa
     steady stream of pushes fill mirror_repairs with changes that were never lost. A task event carries the
     whole task, so a row that newer lacks nothing older; the next pass reads it again."""
     result = Comparison()
-    read_at = engine_time(engine.read_at)
-    started = engine.started_at or engine.read_at
+    read_at = engine_time(engine_state.read_at)
+    started = engine_state.started_at or engine_state.read_at
     started_text = engine_time(started)
-    for process_id in sorted(engine.covers):
-        process = engine.processes[process_id]
+    for process_id in sorted(engine_state.covers):
+        process = engine_state.processes[process_id]
         row = mirror.processes.get(process_id)
         if row is not None and row["completed_at"] is not None and row["completed_at"] > started:
             row = {**row, "status": engine_process_status(process)}  # ended after the read: newer, not drift
@@ -127,7 +127,7 @@ def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = Fa
             missing = Comparison()
             _compare_variables(missing, process, {}, read_at)
             result.repair_events.extend(missing.repair_events)
-        tasks = sorted(engine.tasks_of(process_id), key=lambda t: (t.get("createTime") or "", t["id"]))
+        tasks = sorted(engine_state.tasks_of(process_id), key=lambda t: (t.get("createTime") or "", t["id"]))
         for task in tasks:
             row = mirror.tasks.get(task["id"])
             if row is not None and _newer_than(row, started_text):
@@ -139,13 +139,13 @@ def compare(engine: EngineState, mirror: MirrorState, *, whole_mirror: bool = Fa
             result.repair_events.append(_event("ACTIVITY_STARTED", "activity", read_at, activity={
                 "activityId": open_tasks[-1]["taskDefinitionKey"], "activityType": "userTask",
                 "processInstanceId": process_id}))
-    engine_task_ids = set(engine.tasks)
+    engine_task_ids = set(engine_state.tasks)
     for task_id, row in sorted(mirror.tasks.items()):
-        if task_id not in engine_task_ids and (whole_mirror or row["process_instance_id"] in engine.covers) \
+        if task_id not in engine_task_ids and (whole_mirror or row["process_instance_id"] in engine_state.covers) \
                 and not _newer_than(row, started_text):  # not a task created after the read
             result.differences.append(Difference("task", task_id, "exists", "yes", "no", False))
     if whole_mirror:
-        for process_id in sorted(set(mirror.processes) - set(engine.processes)):
+        for process_id in sorted(set(mirror.processes) - set(engine_state.processes)):
             result.differences.append(Difference("process", process_id, "exists", "yes", "no", False))
     return result
 
@@ -319,6 +319,6 @@ def _show(value: Any) -> str:
 
 async def find_drift(conn: AsyncConnection, reader: EngineReader) -> tuple[list[Difference], EngineState]:
     """Every difference between the whole mirror and the whole engine (`bridge drift`)."""
-    engine = await reader.read_everything()
+    engine_state = await reader.read_everything()
     mirror = await read_mirror(conn, None)
-    return compare(engine, mirror, whole_mirror=True).differences, engine
+    return compare(engine_state, mirror, whole_mirror=True).differences, engine_state

@@ -137,32 +137,32 @@ class Reconciler:
         if sweep:
             open_ids = [r.process_instance_id for r in await conn.execute(SQL.open_process_ids)]
             await conn.commit()
-            engine = await self.reader.read_open_work(also=open_ids)
-            rest = touched - engine.covers
+            engine_state = await self.reader.read_open_work(also=open_ids)
+            rest = touched - engine_state.covers
             if rest:
-                _merge(engine, await self.reader.read_instances(rest))
+                _merge(engine_state, await self.reader.read_instances(rest))
         else:
-            engine = await self.reader.read_instances(touched)
-        report.instances_checked = len(engine.covers)
-        mirror = await read_mirror(conn, sorted(engine.covers))
-        comparison = compare(engine, mirror)
-        newest = max([t for t in (newest, *_change_times(engine)) if t is not None], default=None)
+            engine_state = await self.reader.read_instances(touched)
+        report.instances_checked = len(engine_state.covers)
+        mirror = await read_mirror(conn, sorted(engine_state.covers))
+        comparison = compare(engine_state, mirror)
+        newest = max([t for t in (newest, *_change_times(engine_state)) if t is not None], default=None)
         await self._write(conn, report, comparison, {
             "task_log_number": log_number, "task_log_seen": sorted(seen),
-            "process_time": engine.read_at, "newest_change_at": newest, "full_sweep": sweep})
+            "process_time": engine_state.read_at, "newest_change_at": newest, "full_sweep": sweep})
         return report
 
     async def _backfill(self, conn: AsyncConnection) -> PassReport:
         report = PassReport("BACKFILL")
         log_number = await self.client.newest_task_log_number()  # before the read: nothing falls between
-        engine = await self.reader.read_everything()
-        report.instances_checked = len(engine.covers)
+        engine_state = await self.reader.read_everything()
+        report.instances_checked = len(engine_state.covers)
         mirror = await read_mirror(conn, None)
         await conn.commit()
-        comparison = compare(engine, mirror)
+        comparison = compare(engine_state, mirror)
         await self._write(conn, report, comparison, {
-            "task_log_number": log_number, "task_log_seen": [], "process_time": engine.read_at,
-            "newest_change_at": max(_change_times(engine), default=None), "full_sweep": True})
+            "task_log_number": log_number, "task_log_seen": [], "process_time": engine_state.read_at,
+            "newest_change_at": max(_change_times(engine_state), default=None), "full_sweep": True})
         return report
 
     async def _read_task_log(self, cursor, report: PassReport) -> tuple[int, set[int], set[str], datetime | None]:
@@ -269,9 +269,9 @@ def _merge(into: EngineState, other: EngineState) -> None:
     into.read_at = min(into.read_at, other.read_at)
 
 
-def _change_times(engine: EngineState) -> list[datetime]:
+def _change_times(engine_state: EngineState) -> list[datetime]:
     times = []
-    for row in [*engine.processes.values(), *engine.tasks.values()]:
+    for row in [*engine_state.processes.values(), *engine_state.tasks.values()]:
         for key in ("startTime", "endTime", "createTime", "claimTime"):
             stamp = _parse(row.get(key))
             if stamp:
@@ -292,8 +292,8 @@ def _text(value: Any) -> str | None:
 async def resync_instances(db: AsyncEngine, client: FlowableClient, ids: list[str]) -> list[Difference]:
     """Make the mirror of these instances equal to the engine now (used when an action finds the mirror
     stale: the engine answered 404 or 409 for a task the mirror offered)."""
-    engine = await EngineReader(client, clock_skew=timedelta(0)).read_instances(ids)
+    engine_state = await EngineReader(client, clock_skew=timedelta(0)).read_instances(ids)
     async with db.begin() as conn:
-        comparison = compare(engine, await read_mirror(conn, sorted(ids)))
+        comparison = compare(engine_state, await read_mirror(conn, sorted(ids)))
         await apply_events(conn, comparison.repair_events)
     return comparison.differences

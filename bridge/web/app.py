@@ -24,7 +24,7 @@ from bridge.config import ConfigError, Settings
 from bridge.db import migrate
 from bridge.db.connections import libpq_url, open_database
 from bridge.db.locks import RequestLocks
-from bridge.flowable.client import EngineEndpoint, EngineUnavailable, FlowableClient, FlowableError, RetryPolicy
+from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableEndpoint, FlowableError, RetryPolicy
 from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
@@ -32,7 +32,17 @@ from bridge.runtime import webhook_secret
 from bridge.web import admin, cases, dashboard, deployments, queues, reports, tasks, webhooks
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.errors import error_middleware
-from bridge.web.keys import DATABASE_URL, DB, ENGINE_ENDPOINT, FLOWABLE, LOCKS, RECONCILER, SETTINGS, WEBHOOK_KEYS, WORK
+from bridge.web.keys import (
+    DATABASE_URL,
+    DB,
+    FLOWABLE,
+    FLOWABLE_ENDPOINT,
+    LOCKS,
+    RECONCILER,
+    SETTINGS,
+    WEBHOOK_KEYS,
+    WORK,
+)
 from bridge.web.openapi import DOCUMENT
 from bridge.work.actions import WorkService
 from bridge.work.assignment import auto_assign_once
@@ -46,14 +56,14 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = MAX_BYTES + 64 * 1024
 
 
-def create_app(settings: Settings, database_url: str, engine: EngineEndpoint, *,
+def create_app(settings: Settings, database_url: str, endpoint: FlowableEndpoint, *,
                background_jobs: bool = True) -> web.Application:
     """The app; background_jobs=False for extra serving processes (bridge/web/server.py)."""
     app = web.Application(middlewares=[request_id, request_metrics, error_middleware, authentication_middleware(DB)],
                           client_max_size=MAX_REQUEST_BYTES)
     app[SETTINGS] = settings
     app[DATABASE_URL] = database_url
-    app[ENGINE_ENDPOINT] = engine
+    app[FLOWABLE_ENDPOINT] = endpoint
     # The current secret signs; previous ones are still accepted while the engine switches over.
     try:
         app[WEBHOOK_KEYS] = [decode_secret(webhook_secret(settings)),
@@ -99,7 +109,7 @@ async def _database_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
-    endpoint = app[ENGINE_ENDPOINT]
+    endpoint = app[FLOWABLE_ENDPOINT]
     client = FlowableClient.of(endpoint)
     app[FLOWABLE] = client
     app[WORK] = WorkService(app[DB], client, locks=app[LOCKS])

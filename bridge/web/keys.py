@@ -8,13 +8,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bridge.config import Settings
 from bridge.db.locks import RequestLocks
-from bridge.flowable.client import EngineEndpoint, FlowableClient
+from bridge.flowable.client import FlowableClient, FlowableEndpoint
 from bridge.mirror.reconcile import Reconciler
 from bridge.work.actions import WorkService
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
-ENGINE_ENDPOINT = web.AppKey("engine_endpoint", EngineEndpoint)
+FLOWABLE_ENDPOINT = web.AppKey("flowable_endpoint", FlowableEndpoint)
 DB = web.AppKey("db", AsyncEngine)
 FLOWABLE = web.AppKey("flowable", FlowableClient)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", list[bytes])  # current secret first, then previous ones

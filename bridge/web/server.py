@@ -29,7 +29,7 @@ from aiohttp import web
 
 from bridge import logs
 from bridge.config import Settings
-from bridge.flowable.client import EngineEndpoint
+from bridge.flowable.client import FlowableEndpoint
 from bridge.web import serving_records
 from bridge.web.app import create_app
 from bridge.web.serving_records import ORPHAN_EXIT_S
@@ -41,16 +41,16 @@ PARENT_CHECK_S = 1.0
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _serve_one(settings: Settings, database_url: str, engine: EngineEndpoint, background_jobs: bool) -> None:
-    web.run_app(create_app(settings, database_url, engine, background_jobs=background_jobs),
+def _serve_one(settings: Settings, database_url: str, endpoint: FlowableEndpoint, background_jobs: bool) -> None:
+    web.run_app(create_app(settings, database_url, endpoint, background_jobs=background_jobs),
                 host=settings.http_host, port=settings.http_port, reuse_port=settings.workers > 1,
                 print=None, access_log=None)
 
 
-def _worker(settings: Settings, database_url: str, engine: EngineEndpoint, parent_pid: int) -> None:
+def _worker(settings: Settings, database_url: str, endpoint: FlowableEndpoint, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     logs.configure(json_lines=os.environ.get("BRIDGE_LOG_FORMAT") == "json")
-    _serve_one(settings, database_url, engine, background_jobs=False)
+    _serve_one(settings, database_url, endpoint, background_jobs=False)
 
 
 def _arm_parent_death_signal() -> bool:
@@ -88,7 +88,7 @@ def _watch_parent(parent_pid: int, signalled: bool) -> None:
     os._exit(1)  # the graceful stop did not finish in time
 
 
-def serve(settings: Settings, database_url: str, engine: EngineEndpoint) -> None:
+def serve(settings: Settings, database_url: str, endpoint: FlowableEndpoint) -> None:
     """Serve until SIGINT/SIGTERM; extra workers are stopped with the first, and die if it is killed.
 
     Raises ServingConflict, serving nothing, beside orphans of an earlier run on this data folder or a
@@ -98,7 +98,7 @@ def serve(settings: Settings, database_url: str, engine: EngineEndpoint) -> None
     data_dir.mkdir(parents=True, exist_ok=True)
     record = serving_records.claim(data_dir, settings.http_port, settings.http_host)
     extra = [multiprocessing.get_context("spawn").Process(
-        target=_worker, args=(settings, database_url, engine, os.getpid()), name=f"bridge-worker-{n}",
+        target=_worker, args=(settings, database_url, endpoint, os.getpid()), name=f"bridge-worker-{n}",
         daemon=True) for n in range(1, settings.workers)]
     try:
         for process in extra:
@@ -107,7 +107,7 @@ def serve(settings: Settings, database_url: str, engine: EngineEndpoint) -> None
             serving_records.add_workers(record, [p.pid for p in extra if p.pid is not None])
             log.info("%d serving processes (pids %s and %d)", settings.workers,
                      ", ".join(str(p.pid) for p in extra), os.getpid())
-        _serve_one(settings, database_url, engine, background_jobs=True)
+        _serve_one(settings, database_url, endpoint, background_jobs=True)
     finally:
         for process in extra:
             if process.pid is not None:
