@@ -259,12 +259,12 @@ def cmd_users_import(settings: Settings, args: argparse.Namespace) -> int:
     text = args.file.read_text(encoding="utf-8")
     kind = "csv" if args.file.suffix.lower() == ".csv" else "yaml"
     try:
-        wanted = entitlements.parse(text, kind)
+        wanted = entitlements.read(text, kind)  # refuses only a file it cannot read at all
     except entitlements.EntitlementsError as err:
         print(f"{args.file}: nothing imported:\n" + "\n".join(f"  {p}" for p in err.problems), file=sys.stderr)
         return 1
 
-    async def work(conn) -> None:
+    async def work(conn) -> None:  # apply answers the file's problems and the database's together
         with Bars({"users": len(wanted.users)}) as bars:
             await entitlements.apply(conn, wanted, by=args.by, progress=bars)
 

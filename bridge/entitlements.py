@@ -19,9 +19,11 @@ CSV: one grant per row, header `user_id,role,valid_from,valid_until,email,first_
 
 A grant's bound is an ISO-8601 date-time or a date; one without a time zone is UTC.
 
-The whole file is checked first (shape, dates, windows, that every role and department exists) and every
-problem reported with its place; nothing is written unless all is well, and then all of it in one
-transaction. Grants take effect at once: claims and row-level security read the grant tables directly.
+The whole file is checked first, and every problem answered at once, each with its place, in the file's order:
+what is wrong with the file itself (shape, dates, windows, duplicates; `read`) and what the database
+refuses (a role or department that does not exist; `check`). Nothing is written unless all is well, and then
+all of it in one transaction (`apply`). Grants take effect at once: claims and row-level security read the
+grant tables directly.
 """
 
 from __future__ import annotations
@@ -51,20 +53,41 @@ class EntitlementsError(BridgeError, ValueError):
         super().__init__("\n".join(problems))
 
 
+# A problem's place, to answer them in the file's order: (-1,) the file as a whole, (0, i) departments[i],
+# (1, i) the i-th user (CSV: in order of first appearance), (1, i, g) that user's g-th grant.
+Place = tuple[int, ...]
+WHOLE_FILE: Place = (-1,)
+
+
 @dataclass
 class Entitlements:
     departments: list[dict] = field(default_factory=list)
     users: list[dict] = field(default_factory=list)
+    # what is wrong with the file itself, each with its place in the file (problems: the texts)
+    file_problems: list[tuple[Place, str]] = field(default_factory=list)
 
     @property
     def grants(self) -> int:
         return sum(len(u["grants"]) for u in self.users)
 
+    @property
+    def problems(self) -> list[str]:
+        return [problem for _, problem in self.file_problems]
+
 
 def parse(text: str, kind: str) -> Entitlements:
-    """kind: 'yaml' or 'csv'. Raises EntitlementsError with every problem found."""
-    problems: list[str] = []
-    result = Entitlements()
+    """read(), raising EntitlementsError when the file itself has problems (the database is not asked)."""
+    result = read(text, kind)
+    if result.file_problems:
+        raise EntitlementsError(result.problems)
+    return result
+
+
+def read(text: str, kind: str) -> Entitlements:
+    """kind: 'yaml' or 'csv'. What the file holds, with every problem of the file itself in .file_problems
+    (check() adds the database's); raises EntitlementsError only when the file cannot be read at all."""
+    found: list[tuple[Place, str]] = []
+    result = Entitlements(file_problems=found)
     if kind == "csv":
         # newline="": the csv module reads line ends itself, so CRLF files and quoted line breaks work
         reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -84,38 +107,61 @@ def parse(text: str, kind: str) -> Entitlements:
             raise EntitlementsError([f"the file nests deeper than {MAX_DEPTH} levels"])
         if not isinstance(documents, dict):
             raise EntitlementsError(["the file must be a mapping with departments and/or users"])
-    for index, department in enumerate(_list(documents, "departments", "departments", problems)):
-        where = f"departments[{index}]"
+    problems: list[str] = []
+    departments = _list(documents, "departments", "departments", problems)
+    users = _list(documents, "users", "users", problems)
+    found += [(WHOLE_FILE, p) for p in problems]
+    first_department: dict[str, str] = {}
+    for index, department in enumerate(departments):
+        where, problems = f"departments[{index}]", []
         if not isinstance(department, dict) or not _text(department.get("code"), 50):
             problems.append(f"{where}: needs a code (up to 50 characters)")
-            continue
-        result.departments.append({
-            "code": department["code"],
-            "name": _optional_text(department, "name", 100, where, problems) or department["code"],
-            "parent": _optional_text(department, "parent", 50, where, problems)})
-    for index, user in enumerate(_list(documents, "users", "users", problems)):
+        else:
+            code = department["code"]
+            if code in first_department:
+                problems.append(f"{where}: department {code!r} again (first at {first_department[code]})")
+            first_department.setdefault(code, where)
+            result.departments.append({
+                "code": code, "name": _optional_text(department, "name", 100, where, problems) or code,
+                "parent": _optional_text(department, "parent", 50, where, problems), "_where": where,
+                "_place": (0, index)})
+        found += [((0, index), p) for p in problems]
+    first_user: dict[str, str] = {}
+    for index, user in enumerate(users):
         where = str(user["_where"]) if isinstance(user, dict) and user.get("_where") else f"users[{index}]"
+        problems = []
         if not isinstance(user, dict) or not _text(user.get("id"), 50):
-            problems.append(f"{where}: needs an id (up to 50 characters)")
+            found.append(((1, index), f"{where}: needs an id (up to 50 characters)"))
             continue
-        grants = []
+        if user["id"] in first_user:
+            problems.append(f"{where}: user {user['id']!r} again (first at {first_user[user['id']]})")
+        first_user.setdefault(user["id"], where)
+        grants: list[dict] = []
+        first_grant: dict[str, str] = {}
         for g_index, grant in enumerate(_list(user, "grants", f"{where}.grants", problems)):
-            g_where = (grant.get("_where") if isinstance(grant, dict) and grant.get("_where")
+            g_problems: list[str] = []
+            g_where = (str(grant["_where"]) if isinstance(grant, dict) and grant.get("_where")
                        else f"{where}.grants[{g_index}]")
             if not isinstance(grant, dict) or not _text(grant.get("role"), 50):
-                problems.append(f"{g_where}: needs a role code")
+                found.append(((1, index, g_index), f"{g_where}: needs a role code"))
                 continue
+            if grant["role"] in first_grant:
+                g_problems.append(f"{g_where}: {grant['role']} granted to {user['id']} again "
+                                  f"(first at {first_grant[grant['role']]})")
+            first_grant.setdefault(grant["role"], g_where)
             window = []
             for key in ("valid_from", "valid_until"):
                 value = grant.get(key)
                 try:
                     window.append(_when(value))
                 except ValueError:
-                    problems.append(f"{g_where}.{key}: not an ISO-8601 date-time: {value!r}")
+                    g_problems.append(f"{g_where}.{key}: not an ISO-8601 date-time: {value!r}")
                     window.append(None)
             if window[0] and window[1] and window[1] <= window[0]:
-                problems.append(f"{g_where}: valid_until must be after valid_from")
-            grants.append({"role": grant["role"], "valid_from": window[0], "valid_until": window[1], "_where": g_where})
+                g_problems.append(f"{g_where}: valid_until must be after valid_from")
+            grants.append({"role": grant["role"], "valid_from": window[0], "valid_until": window[1], "_where": g_where,
+                           "_place": (1, index, g_index)})
+            found += [((1, index, g_index), p) for p in g_problems]
         active = user.get("active", True)
         if active is not None and not isinstance(active, bool):
             problems.append(f"{where}.active: true or false, not {active!r}")
@@ -123,34 +169,48 @@ def parse(text: str, kind: str) -> Entitlements:
                              "first_name": _optional_text(user, "first_name", 100, where, problems),
                              "last_name": _optional_text(user, "last_name", 100, where, problems),
                              "department": _optional_text(user, "department", 50, where, problems),
-                             "active": active is not False, "grants": grants, "_where": where})
-    if problems:
-        raise EntitlementsError(problems)
+                             "active": active is not False, "grants": grants, "_where": where,
+                             "_place": (1, index)})
+        found += [((1, index), p) for p in problems]
     return result
+
+
+async def check(conn: AsyncConnection, entitlements: Entitlements) -> list[str]:
+    """Every problem of the file: its own (read) and the database's (a role or department that does not exist),
+    in the file's order, each with its place; empty when the file can be imported."""
+    refused: list[tuple[Place, str]] = []
+    roles = sorted({g["role"] for u in entitlements.users for g in u["grants"]})
+    known_roles = {r.role_code for r in await conn.execute(SQL.known_roles, {"codes": roles})}
+    wanted = sorted({u["department"] for u in entitlements.users if u["department"]}
+                    | {d["parent"] for d in entitlements.departments if d["parent"]})
+    known_departments = ({r.department_code for r in await conn.execute(SQL.known_departments, {"codes": wanted})}
+                         | {d["code"] for d in entitlements.departments})
+    for department in entitlements.departments:
+        if department["parent"] and department["parent"] not in known_departments:
+            refused.append((department["_place"], f"{department['_where']}.parent: no department "
+                                                  f"{department['parent']!r} in the file or the database"))
+    for user in entitlements.users:
+        if user["department"] and user["department"] not in known_departments:
+            refused.append((user["_place"], f"{user['_where']}.department: no department {user['department']!r} "
+                                            "in the file or the database"))
+        for grant in user["grants"]:
+            if grant["role"] not in known_roles:
+                refused.append((grant["_place"],
+                                f"{grant['_where']}: no role {grant['role']!r} (roles come from deployed BPMN)"))
+    # stable: within one place, the file's own problems first, then the database's
+    return [problem for _, problem in sorted(entitlements.file_problems + refused, key=lambda found: found[0])]
 
 
 async def apply(conn: AsyncConnection, entitlements: Entitlements, *, by: str,
                 progress: Callable[[str], None] = lambda what: None) -> None:
-    """Write everything (in the caller's transaction) after checking roles and departments exist;
-    progress("users") after each user written (bridge users import shows a bar)."""
-    problems = []
-    roles = sorted({g["role"] for u in entitlements.users for g in u["grants"]})
-    known_roles = {r.role_code for r in await conn.execute(SQL.known_roles, {"codes": roles})}
-    for user in entitlements.users:
-        for grant in user["grants"]:
-            if grant["role"] not in known_roles:
-                problems.append(f"{grant['_where']}: no role {grant['role']!r} (roles come from deployed BPMN)")
-    new_departments = {d["code"] for d in entitlements.departments}
-    wanted = sorted({u["department"] for u in entitlements.users if u["department"]}
-                    | {d["parent"] for d in entitlements.departments if d["parent"]})
-    known_departments = {r.department_code for r in await conn.execute(SQL.known_departments, {"codes": wanted})}
-    for code in wanted:
-        if code not in known_departments and code not in new_departments:
-            problems.append(f"department {code!r}: neither in the file nor in the database")
+    """Write everything, in the caller's transaction, when check() finds nothing wrong; else raise
+    EntitlementsError with every problem and write nothing. progress("users") after each user written
+    (bridge users import shows a bar)."""
+    problems = await check(conn, entitlements)
     if problems:
         raise EntitlementsError(problems)
     for department in entitlements.departments:  # parents first when the file lists them first
-        await conn.execute(SQL.upsert_department, department)
+        await conn.execute(SQL.upsert_department, {key: department[key] for key in ("code", "name", "parent")})
     for user in entitlements.users:
         await conn.execute(SQL.upsert_user, {"user_id": user["id"], "email": user["email"],
                                              "first_name": user["first_name"], "last_name": user["last_name"],

@@ -402,7 +402,9 @@ users:
     refused = await client.post("/api/admin/entitlements", data=broken, headers=yaml_headers)
     assert refused.status == 422
     problems = (await refused.json())["problems"]
-    assert problems == ["users[0].grants[1]: valid_until must be after valid_from",
+    assert problems == ["users[0].grants[0]: no role 'NO_SUCH_ROLE' (roles come from deployed BPMN)",  # one answer
+                        "users[0].grants[1]: valid_until must be after valid_from",
+                        "users[0].grants[2]: INTAKE_CLERK granted to zed again (first at users[0].grants[1])",
                         "users[0].grants[2].valid_until: not an ISO-8601 date-time: 'soon'"]
     unknown = await client.post("/api/admin/entitlements", headers=yaml_headers,
                                 data="users:\n  - id: zed\n    grants: [{role: NO_SUCH_ROLE}]\n")

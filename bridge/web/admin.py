@@ -21,10 +21,10 @@ async def import_entitlements(request: web.Request) -> web.Response:
     kind = "csv" if request.content_type == "text/csv" else "yaml"
     try:
         text = (await request.read()).decode("utf-8")
-        wanted = entitlements.parse(text, kind)
-        if not storable_text(text):
-            raise entitlements.EntitlementsError(["the file holds a NUL character or invalid text"])
-        async with request.app[DB].begin() as conn:
+        wanted = entitlements.read(text, kind)  # refuses only a file it cannot read at all
+        if not storable_text(text):  # the database cannot be asked about such text: the file's problems only
+            raise entitlements.EntitlementsError(wanted.problems + ["the file holds a NUL character or invalid text"])
+        async with request.app[DB].begin() as conn:  # apply answers the file's problems and the database's together
             await entitlements.apply(conn, wanted, by=request[USER_ID])
     except UnicodeDecodeError:
         return problem(400, "the body is not UTF-8 text")
