@@ -25,8 +25,9 @@ from bridge.db.connections import libpq_url, open_database
 from bridge.demo import DemoOutcome, DemoSeeder
 from bridge.deploy import DeployError, OwnershipError, deploy_bpmn
 from bridge.errors import BridgeError
+from bridge.flowable import engine_record
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableEndpoint
-from bridge.flowable.local_engine import LocalEngine, build_engine_jar
+from bridge.flowable.local_engine import build_engine_jar
 from bridge.mirror.drift import find_drift
 from bridge.mirror.engine_state import EngineReader
 from bridge.mirror.reconcile import PassReport, Reconciler, ReconcilerSettings
@@ -85,7 +86,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     serving_records.check(settings.data_dir, settings.http_port)  # before starting anything
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as endpoint:
+        with provisioned_engine(settings, url, args.command) as endpoint:
             failed = asyncio.run(_deploy(url, endpoint, list(settings.deploy_on_start), deployed_by="bridge",
                                          allowed_delegates=settings.deploy_allowed_delegates)) \
                 if settings.deploy_on_start else 0
@@ -99,7 +100,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as endpoint:
+        with provisioned_engine(settings, url, args.command) as endpoint:
             failed = asyncio.run(_deploy(url, endpoint, args.files, deployed_by=args.by, dry_run=args.dry_run,
                                          allowed_delegates=settings.deploy_allowed_delegates,
                                          business_app=args.business_app, adopt=tuple(args.adopt)))
@@ -113,7 +114,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         if waiting:
             log.error("the database needs migrations first (bridge migrate): %s", ", ".join(waiting))
             return 1
-        with provisioned_engine(settings, url) as endpoint:
+        with provisioned_engine(settings, url, args.command) as endpoint:
             _serve(settings, url, endpoint)
     return 0
 
@@ -136,7 +137,7 @@ async def _drift(url: str, endpoint: FlowableEndpoint) -> int:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
-    with provisioned_database(settings) as url, provisioned_engine(settings, url) as endpoint:
+    with provisioned_database(settings) as url, provisioned_engine(settings, url, args.command) as endpoint:
         try:
             return asyncio.run(_drift(url, endpoint))
         except EngineUnavailable as err:
@@ -158,7 +159,7 @@ async def _reconcile(url: str, endpoint: FlowableEndpoint, settings: Settings, s
 def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as endpoint:
+        with provisioned_engine(settings, url, args.command) as endpoint:
             try:
                 report = asyncio.run(_reconcile(url, endpoint, settings, args.sweep))
             except EngineUnavailable as err:
@@ -180,7 +181,7 @@ async def _escalate(url: str, endpoint: FlowableEndpoint) -> EscalationRound:
 
 
 def cmd_escalate(settings: Settings, args: argparse.Namespace) -> int:
-    with provisioned_database(settings) as url, provisioned_engine(settings, url) as endpoint:
+    with provisioned_database(settings) as url, provisioned_engine(settings, url, args.command) as endpoint:
         outcome = asyncio.run(_escalate(url, endpoint))
     for task in outcome.escalated:
         moved = f", moved to {task['moved_to']}" if task.get("moved_to") else ""
@@ -209,23 +210,37 @@ def cmd_demo_seed(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as endpoint:
+        with provisioned_engine(settings, url, args.command) as endpoint:
             outcome = asyncio.run(_demo_seed(url, endpoint, args.cases, args.seed, args.concurrency))
     print(outcome.summary())
     return 0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    endpoint: FlowableEndpoint | None
-    if settings.flowable_url:
-        endpoint = FlowableEndpoint(settings.flowable_url, settings.flowable_user, settings.flowable_password)
-    else:
-        running = LocalEngine.answering(settings.engine_port, settings.flowable_user, settings.flowable_password)
-        endpoint = FlowableEndpoint(running, settings.flowable_user, settings.flowable_password) if running else None
+    """Reports what runs, and starts nothing but the embedded PostgreSQL when none runs (to read the mirror)."""
+    bridges = serving_records.live_bridges(settings.data_dir)
     with provisioned_database(settings) as url:
-        healthy, lines = asyncio.run(status.report(url, settings.migrations_dir, endpoint))
+        endpoint, engine_note = _running_engine(settings, url)
+        healthy, lines = asyncio.run(status.report(url, settings.migrations_dir, endpoint, bridges=bridges,
+                                                   engine_note=engine_note))
     print("\n".join(lines))
     return 0 if healthy else 1
+
+
+def _running_engine(settings: Settings, url: str) -> tuple[FlowableEndpoint | None, str | None]:
+    """(the engine to ask, or None; why there is none): FLOWABLE_URL, else the engine recorded in the data
+    folder; else who runs one on this database from elsewhere, if anyone does."""
+    user, password = settings.flowable_user, settings.flowable_password
+    if settings.flowable_url:
+        return FlowableEndpoint(settings.flowable_url, user, password), None
+    recorded = engine_record.read(settings.data_dir, url)
+    if recorded is not None:
+        return FlowableEndpoint(recorded.base_url, user, password), None
+    elsewhere = engine_record.holder(url)
+    if elsewhere:
+        return None, (f"from this data folder ({settings.data_dir}), but one runs on this database, "
+                      f"started by {elsewhere}; set FLOWABLE_URL to reach it")
+    return None, None
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -440,7 +455,10 @@ def cmd_engine_start(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with provisioned_database(settings) as url:
         _migrate(settings, url)
-        with provisioned_engine(settings, url) as endpoint:
+        if not settings.flowable_url and (recorded := engine_record.read(settings.data_dir, url)) is not None:
+            log.error("the engine already runs: %s; not starting a second one", recorded.describe())
+            return 2
+        with provisioned_engine(settings, url, "engine start") as endpoint:
             print(f"Flowable REST API: {endpoint.base_url}  (user {endpoint.user}); Ctrl-C stops it", flush=True)
             stop.wait()
     return 0

@@ -1,11 +1,13 @@
 """`bridge status`: the bridge's state on one screen, for the on-call engineer: database and migrations,
 engine and what its webhook emitter sent and dropped, how far behind the mirror is, what is parked, queue
-depths and SLA breaches. Starts nothing but the embedded database it reads (as every command does); an
-engine that is not running is reported, not started."""
+depths and SLA breaches, and the bridges serving from the data folder. Starts nothing but the embedded
+database it reads (as every command does); an engine that is not running is reported, not started."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from bridge.db import migrate
 from bridge.db.connections import libpq_url, open_database
@@ -34,14 +36,23 @@ def _ago(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}Z ({seconds:.0f} s ago)"
 
 
-async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint | None) -> tuple[bool, list[str]]:
-    """(healthy, lines): healthy when the database answers with no migration pending and the engine answers."""
+async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint | None, *,
+                 bridges: Sequence[Mapping[str, Any]] = (), engine_note: str | None = None) -> tuple[bool, list[str]]:
+    """(healthy, lines): healthy when the database answers with no migration pending and the engine answers.
+    bridges: the bridges serving from the data folder (bridge/web/serving_records.py live_bridges); engine_note:
+    why there is no endpoint, when something is known about it."""
     lines, healthy = [], True
+    for bridge in bridges:
+        workers = f", serving processes {', '.join(map(str, bridge['workers']))}" if bridge["workers"] else ""
+        lines.append(f"bridge      serving at {bridge['url']} (pid {bridge['pid']}{workers})")
+    if not bridges:
+        lines.append("bridge      not serving from this data folder (bridge up starts it)")
     waiting = await migrate.pending(libpq_url(database_url), migrations_dir)
     lines.append(f"database    ok, {'migrations current' if not waiting else 'PENDING: ' + ', '.join(waiting)}")
     healthy &= not waiting
     if endpoint is None:
-        lines.append("engine      NOT RUNNING (bridge up or bridge engine start starts it; or set FLOWABLE_URL)")
+        lines.append(f"engine      NOT RUNNING {engine_note}" if engine_note else
+                     "engine      NOT RUNNING (bridge up or bridge engine start starts it; or set FLOWABLE_URL)")
         healthy = False
     else:
         try:

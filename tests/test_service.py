@@ -208,3 +208,48 @@ def test_an_unreachable_database_or_a_bad_secret_is_a_one_line_error_not_a_trace
     assert "WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: a webhook secret is whsec_ followed by base64" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "d" / "pgdata" / "postmaster.pid").exists()  # stopped on the way out
+
+
+def test_commands_find_the_running_engine_and_never_start_a_second_one(tmp_path: Path, pg_cluster: PostgresCluster):
+    """`bridge up` on any engine port records what it runs; status, drift, deploy, escalate and reconcile use
+    that engine; from another data folder, the same database's engine is named and no second one starts."""
+    url = pg_cluster.create_database("t_one_engine")
+    data_dir = tmp_path / "data"
+    env = {"DATABASE_URL": url, "BRIDGE_DATA_DIR": str(data_dir)}
+    up = RunningBridge({**env, "BRIDGE_ENGINE_PORT": "0"}, tmp_path / "bridge.log")
+
+    def bridge(*args: str, data: Path = data_dir) -> subprocess.CompletedProcess:
+        return subprocess.run([*BRIDGE, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **env, "BRIDGE_DATA_DIR": str(data), "BRIDGE_ENGINE_PORT": "0"})
+
+    try:
+        up.wait_healthy()
+        record = json.loads((data_dir / "engine.json").read_text())
+        assert record["owner"]["pid"] == up.process.pid and record["owner"]["command"] == "bridge up"
+        engine_url = record["base_url"]
+
+        status = bridge("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"engine      ok, {engine_url}" in status.stdout
+        assert f"bridge      serving at http://127.0.0.1:{up.port} (pid {up.process.pid}" in status.stdout
+
+        for command in (["drift"], ["deploy", "--dry-run", "bpmn/OneCMS_Nextgen_WF.bpmn20.xml"], ["escalate"],
+                        ["reconcile"]):
+            result = bridge(*command)
+            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+            assert f"using the Flowable engine already running at {engine_url}" in result.stderr, result.stderr
+            assert "starting the Flowable engine" not in result.stderr
+
+        refused = bridge("drift", data=tmp_path / "elsewhere")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "an engine already runs on this database, started by bridge engine pid=" in refused.stderr
+        assert "starting the Flowable engine" not in refused.stderr
+        elsewhere = bridge("status", data=tmp_path / "elsewhere")
+        assert elsewhere.returncode == 1
+        assert "engine      NOT RUNNING from this data folder" in elsewhere.stdout
+        assert bridge("engine", "start").returncode == 2  # the folder's engine runs: no second one
+    finally:
+        assert up.stop() == 0
+        pg_cluster.drop_database(url)
+    assert (data_dir / "engine.log").read_text().count("Started EngineApplication") == 1
+    assert not (data_dir / "engine.json").exists(), "the record outlived the engine"

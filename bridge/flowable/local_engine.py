@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_DIR = PROJECT_ROOT / "engine"
 JAR_NAME = "onecms-flowable-engine.jar"
-READY_PATH = "/process-api/management/engine"
+READY_PATH = "/management/engine"  # under the REST base
 KEEP_BUILDS = 3
 
 
@@ -142,6 +143,8 @@ class LocalEngine:
             **(extra_env or {}),
         }
         self._process: subprocess.Popen | None = None
+        # told the pid at once, before the engine answers (bridge/flowable/engine_record.py records it)
+        self.on_spawn: Callable[[int], None] | None = None
 
     @property
     def root_url(self) -> str:
@@ -163,6 +166,8 @@ class LocalEngine:
             env={**os.environ, **self.env}, stdout=log_handle, stderr=subprocess.STDOUT,
             start_new_session=True)  # Ctrl-C in a terminal reaches us, and we stop it in order
         log_handle.close()
+        if self.on_spawn is not None:
+            self.on_spawn(self._process.pid)
         while not self._answers():
             if self._process.poll() is not None:
                 raise EngineError(f"the engine exited with {self._process.returncode} while starting; "
@@ -187,6 +192,10 @@ class LocalEngine:
             process.wait()
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -207,21 +216,16 @@ class LocalEngine:
         return _basic_auth(self.user, self.password)
 
     def _answers(self) -> bool:
-        return _answers(self.root_url, self.user, self.password)
-
-    @staticmethod
-    def answering(port: int, user: str, password: str) -> str | None:
-        """The REST base of an engine already serving on this local port with these credentials, else None."""
-        root = f"http://127.0.0.1:{port}"
-        return f"{root}/process-api" if port and _answers(root, user, password) else None
+        return engine_answers(self.base_url, self.user, self.password)
 
 
 def _basic_auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def _answers(root_url: str, user: str, password: str) -> bool:
-    request = urllib.request.Request(root_url + READY_PATH, headers=_basic_auth(user, password))
+def engine_answers(base_url: str, user: str, password: str) -> bool:
+    """Whether an engine serves its REST API at `base_url` (.../process-api) with these credentials."""
+    request = urllib.request.Request(base_url + READY_PATH, headers=_basic_auth(user, password))
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.config import ConfigError
+from bridge.processes import alive, process_entry
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +39,6 @@ class ServingConflict(ConfigError):
     """Serving processes of an earlier run on this data folder still run (orphans, or a bridge on this port).
 
     A ConfigError, so `bridge up`/`serve` log its one-line message and exit 2 (bridge/cli.py main)."""
-
-
-def _identity(pid: int) -> str | None:
-    """Something that tells this process from a later one with the same pid, or None if there is none.
-
-    Linux: its start time (clock ticks since boot, /proc/<pid>/stat field 22); zombies count as gone.
-    Elsewhere: "" while the pid exists (a reused pid cannot be told apart there)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        stat = None
-    if stat is not None:
-        fields = stat[stat.rindex(")") + 2:].split()  # the name in parentheses may hold spaces
-        return None if fields[0] in ("Z", "X") else fields[19]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return ""
-
-
-def _entry(pid: int) -> dict:
-    return {"pid": pid, "started": _identity(pid)}
-
-
-def _alive(entry: dict) -> bool:
-    started = _identity(entry["pid"])
-    return started is not None and started == entry.get("started")
 
 
 def record_path(data_dir: Path, port: int) -> Path:
@@ -113,8 +82,8 @@ def _conflicts(data_dir: Path, port: int) -> tuple[list[dict], list[dict]]:
     """(records with orphans, records of a live bridge on this port); stale records are removed."""
     orphaned, same_port = [], []
     for path, record in _read_records(data_dir):
-        parent_alive = record["parent"]["pid"] != os.getpid() and _alive(record["parent"])
-        workers = [w for w in record.get("workers", []) if _alive(w)]
+        parent_alive = record["parent"]["pid"] != os.getpid() and alive(record["parent"])
+        workers = [w for w in record.get("workers", []) if alive(w)]
         if parent_alive:
             if record["port"] == port:
                 same_port.append({**record, "workers": workers})
@@ -152,7 +121,7 @@ def claim(data_dir: Path, port: int, host: str) -> Path:
                 raise ServingConflict(_refusal(data_dir, port, orphaned, same_port))
             if not orphaned:
                 path = record_path(data_dir, port)
-                _write_record(path, {"port": port, "host": host, "parent": _entry(os.getpid()), "workers": [],
+                _write_record(path, {"port": port, "host": host, "parent": process_entry(os.getpid()), "workers": [],
                                      "since": datetime.now(UTC).isoformat(timespec="seconds")})
                 return path
         if not waiting:
@@ -190,5 +159,20 @@ def check(data_dir: Path, port: int) -> None:
 def add_workers(path: Path, pids: list[int]) -> None:
     with _folder_lock(path.parent):
         state = json.loads(path.read_text())
-        state["workers"] = [_entry(pid) for pid in pids]
+        state["workers"] = [process_entry(pid) for pid in pids]
         _write_record(path, state)
+
+
+def live_bridges(data_dir: Path) -> list[dict]:
+    """The bridges serving from this data folder now: {"url", "pid", "workers"} each (for `bridge status` and
+    the commands that reach a running service)."""
+    if not data_dir.exists():
+        return []
+    bridges = []
+    for _path, record in _read_records(data_dir):
+        if alive(record["parent"]):
+            host = record.get("host") or "127.0.0.1"
+            host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            bridges.append({"url": f"http://{host}:{record['port']}", "pid": record["parent"]["pid"],
+                            "workers": [w["pid"] for w in record.get("workers", []) if alive(w)]})
+    return bridges
