@@ -6,7 +6,18 @@
     result.processes    # Process(key, name, departments, user_tasks, queues, roles, assignments, ...)
 
 Reads any Flowable BPMN file, not only ours: the `flowable` and legacy `activiti` attribute
-namespaces, `potentialOwner` / `humanPerformer`, expressions (`${...}`, `#{...}`) kept as written.
+namespaces, expressions (`${...}`, `#{...}`) kept as written. Who may work on a user task is read the way
+Flowable's converter (UserTaskXMLConverter) reads it, so a task Flowable deploys with candidates or an
+assignee is never refused as UNASSIGNED_USER_TASK:
+  * attributes candidateGroups / candidateUsers / assignee (flowable, else activiti, else camunda namespace);
+    owner is read but alone does not count: the engine makes it the task's owner, neither assignee nor candidate;
+  * <potentialOwner> with resourceAssignmentExpression/formalExpression "user(a), group(b), c" (plain = group),
+    or with <resourceRef>: the name of the <resource> of that id in the file, else the id itself;
+  * <humanPerformer> with a formalExpression: the assignee (it replaces the assignee attribute);
+  * <customResource name="candidate"> (flowable/activiti/camunda:name or plain name) with a formalExpression
+    like potentialOwner's: custom identity links; only type "candidate" makes candidates, other types
+    (participant, ...) give nobody a task to claim.
+  These may be children of the userTask or of its extensionElements, in any namespace, as for Flowable.
 Our own extension elements (namespace urn:onecms:bpmn:1.0) refine what is derived:
 
     <lane><extensionElements><onecms:department code="LEGAL" name="Legal"/>          lane -> department
@@ -114,6 +125,7 @@ _BPMN = f"{{{BPMN_NS}}}"
 _FLOWABLE = f"{{{FLOWABLE_NS}}}"
 _ACTIVITI = f"{{{ACTIVITI_NS}}}"
 _ONECMS = f"{{{ONECMS_NS}}}"
+_CAMUNDA = "{http://camunda.org/schema/1.0/bpmn}"  # Flowable reads task attributes from it too (BpmnXMLUtil)
 _DEFINITIONS_TAG = _BPMN + "definitions"
 _PROCESS_TAG = _BPMN + "process"
 _EXTENSIONS_TAG = _BPMN + "extensionElements"
@@ -124,7 +136,6 @@ _CHILD_LANE_SET_TAG = _BPMN + "childLaneSet"
 _EXPRESSION = re.compile(r"[$#]\{")
 _NOT_UPPER_ALNUM = re.compile(r"[^A-Z0-9]+")
 _UPPER_SNAKE = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")
-_GROUP_OR_USER = re.compile(r"(user|group)\((.*)\)")
 
 
 def _local(element) -> str:
@@ -135,6 +146,65 @@ def _engine_attr(attributes, name: str) -> str | None:
     """An attribute in the flowable namespace, else the legacy activiti one (from a dict or element.attrib)."""
     value = attributes.get(_FLOWABLE + name)
     return value if value is not None else attributes.get(_ACTIVITI + name)
+
+
+def _assignment_attr(attributes: dict[str, str], name: str) -> str | None:
+    """A user task's assignment attribute as Flowable's BpmnXMLUtil.getAttributeValue reads it: flowable, else
+    activiti, else camunda namespace (the first present wins, even when empty)."""
+    value = attributes.get(_FLOWABLE + name)
+    if value is None:
+        value = attributes.get(_ACTIVITI + name)
+        if value is None:
+            value = attributes.get(_CAMUNDA + name)
+    return value
+
+
+def _formal_expression_text(role) -> str | None:
+    """The text of <role><resourceAssignmentExpression><formalExpression>, read as Flowable's child parsers read
+    it: only the first child element of each counts, by local name in any namespace ("" when empty); None when
+    the shape differs. (The XML parser drops comments and PIs, so element[0] is the first child element.)"""
+    if not len(role):
+        return None
+    assignment = role[0]
+    if _local(assignment) != "resourceAssignmentExpression" or not len(assignment):
+        return None
+    expression = assignment[0]
+    return (expression.text or "") if _local(expression) == "formalExpression" else None
+
+
+def _split_identities(text: str) -> list[tuple[bool, str]]:
+    """'user(kermit), group(sales), ${x}' -> [(True, 'kermit'), (False, 'sales'), (False, '${x}')]: (is a user,
+    id), as Flowable's PotentialOwnerParser reads a formalExpression. Its CommaSplitter splits on commas outside
+    ${...} / #{...} and drops pieces of one character or less before trimming (so a lone one-letter group is
+    no candidate in Flowable either); user(..) and group(..) lose the prefix and the last character; anything
+    else is a group."""
+    pieces: list[str] = []
+    if "," not in text:
+        if len(text) > 1:
+            pieces.append(text)
+    else:
+        start, in_expression = 0, False
+        for index, char in enumerate(text):
+            if char == "," and not in_expression:
+                if index - start > 1:
+                    pieces.append(text[start:index])
+                start = index + 1
+            elif (char == "$" or char == "#") and text[index + 1:index + 2] == "{":
+                in_expression = True
+            elif char == "}":
+                in_expression = False
+        if len(text) - start > 1:
+            pieces.append(text[start:])
+    identities = []
+    for piece in pieces:
+        value = piece.strip()
+        if value.startswith("user("):
+            identities.append((True, value[5:-1].strip()))
+        elif value.startswith("group("):
+            identities.append((False, value[6:-1].strip()))
+        elif value:
+            identities.append((False, value))
+    return identities
 
 
 def _first_child(element, tag: str):
@@ -286,6 +356,8 @@ class _Scan:
         self.extensions: list = []  # the process's own <extensionElements>
 
 
+# User task children that name who may work on it (any namespace, as Flowable's parsers match local names).
+_ASSIGNMENT_ELEMENTS = ("potentialOwner", "humanPerformer", "customResource")
 # A scope's children by Clark tag: those the scan records as nodes and flows, and the rest it accepts.
 _SCANNED = {_BPMN + name: name for name in FLOW_NODES | {"sequenceFlow"}}
 _SCOPE_CONTENT = {_BPMN + name: name for name in _OTHER_PROCESS_CHILDREN}
@@ -296,6 +368,10 @@ _TIME_KINDS = ("timeDuration", "timeDate", "timeCycle")
 class _Reader:
     def __init__(self, filename: str, root, result: BpmnMetadata, ids: list[str]) -> None:
         self.filename, self.root, self.result, self.ids = filename, root, result, ids
+        # <resource id name> of the file, as Flowable sees them from the process being read: by id, those
+        # declared before it (what a <potentialOwner><resourceRef> finds), and those declared after it.
+        self.resources_before: dict[str, str | None] = {}
+        self.resources_after: list[tuple[str, str | None]] = []
 
     def issue(self, element, code: str, message: str, severity: str = ERROR, element_id: str | None = None) -> None:
         self.result.issues.append(Issue(self.filename, getattr(element, "sourceline", None),
@@ -307,16 +383,25 @@ class _Reader:
 
     def read(self) -> None:
         self._check_ids()
-        processes = [p for p in self.root if p.tag == _PROCESS_TAG]
+        processes: list[tuple[int, Any]] = []
+        resources: list[tuple[int, str, str | None]] = []  # (position, id, name), read once per file
+        for position, child in enumerate(self.root):
+            if child.tag == _PROCESS_TAG:
+                processes.append((position, child))
+            elif child.tag.endswith("resource") and _local(child) == "resource" and child.get("id") is not None:
+                resources.append((position, child.get("id"), child.get("name")))  # any namespace, as Flowable
         if not processes:
             self.issue(self.root, "NO_PROCESS", "the file defines no <process>")
             return
-        for element in processes:
+        for position, element in processes:
+            if resources:
+                self.resources_before = {rid: name for at, rid, name in resources if at < position}
+                self.resources_after = [(rid, name) for at, rid, name in resources if at > position]
             self.result.processes.append(self._process(element))
         if not any(p.executable for p in self.result.processes):
-            self.issue(processes[0], "NO_EXECUTABLE_PROCESS",
-                       "no executable process: every <process> has isExecutable=\"false\"",
-                       element_id=processes[0].get("id"))
+            first = processes[0][1]
+            self.issue(first, "NO_EXECUTABLE_PROCESS", "no executable process: every <process> has "
+                       "isExecutable=\"false\"", element_id=first.get("id"))
 
     # -- whole-document checks --
 
@@ -593,26 +678,40 @@ class _Reader:
                    queues: dict[str, Queue]) -> UserTask:
         element, attrs = node.element, node.attrs
         task_id = node.id or ""
-        groups = list(split_candidates(_engine_attr(attrs, "candidateGroups")))
-        users = list(split_candidates(_engine_attr(attrs, "candidateUsers")))
-        assignee = _engine_attr(attrs, "assignee")
+        groups = list(split_candidates(_assignment_attr(attrs, "candidateGroups")))
+        users = list(split_candidates(_assignment_attr(attrs, "candidateUsers")))
+        assignee = _assignment_attr(attrs, "assignee") or None
+        custom: list[tuple[bool, str]] = []  # custom identity links of type "candidate": (is a user, id)
         declared_queue = None
         for child in (element if len(element) else ()):  # most tasks have no children
-            tag = child.tag
-            if tag == _BPMN + "potentialOwner":
-                for part in split_candidates(_formal_expression(child)):
-                    match = _GROUP_OR_USER.fullmatch(part)
-                    if match and match[1] == "user":
-                        users.append(match[2].strip())
-                    else:
-                        groups.append(match[2].strip() if match else part)
-            elif tag == _BPMN + "humanPerformer":
-                assignee = assignee or (_formal_expression(child) or "").strip() or None
-            elif tag == _EXTENSIONS_TAG and declared_queue is None:
-                declared_queue = _first_child(child, _ONECMS + "queue")
+            if child.tag == _EXTENSIONS_TAG:
+                # Flowable's child parsers match by local name, inside extensionElements too.
+                for extension in child:
+                    if extension.tag == _ONECMS + "queue":
+                        declared_queue = extension if declared_queue is None else declared_queue
+                    elif extension.tag.endswith(_ASSIGNMENT_ELEMENTS):
+                        assignee = self._assignment_element(extension, groups, users, custom, assignee)
+            elif child.tag.endswith(_ASSIGNMENT_ELEMENTS):
+                assignee = self._assignment_element(child, groups, users, custom, assignee)
+        if node.scope is None and self.resources_after:
+            # A <resource> declared after the process renames the candidate group named by its id, in the
+            # process's own tasks only (Flowable's ResourceParser walks process.getFlowElements()).
+            for rid, name in self.resources_after:
+                if rid in groups:
+                    groups.remove(rid)
+                    if name and name.strip():  # a nameless resource leaves a null group: nobody
+                        groups.append(name.strip())
+        for is_user, ident in custom:
+            into = users if is_user else groups
+            if ident not in into:
+                into.append(ident)
         if process.executable and not (groups or users or assignee):
+            # flowable:owner alone does not make the task workable: the engine sets it as the task's owner, and
+            # no candidate query (candidateUser, candidateGroup, candidateOrAssigned) looks at the owner.
+            owner = _assignment_attr(attrs, "owner")
             self.issue(element, "UNASSIGNED_USER_TASK", "user task has no candidate group, candidate user or "
-                       "assignee: nobody could ever claim it from a queue")
+                       "assignee: nobody could ever claim it from a queue"
+                       + (f" (owner \"{owner}\" only owns it: an owner is no candidate)" if owner else ""))
 
         due_date = _engine_attr(attrs, "dueDate")
         if due_date and not is_expression(due_date) and not (is_iso_duration(due_date) or is_iso_datetime(due_date)):
@@ -630,6 +729,37 @@ class _Reader:
             candidate_groups=tuple(groups), candidate_users=tuple(users), assignee=assignee,
             form_key=_engine_attr(attrs, "formKey"), priority=_engine_attr(attrs, "priority"), due_date=due_date,
             queue=queue, sla_timers=task_timers)
+
+    def _assignment_element(self, element, groups: list[str], users: list[str], custom: list[tuple[bool, str]],
+                            assignee: str | None) -> str | None:
+        """Read one <potentialOwner>, <humanPerformer> or <customResource> of a user task into the lists, as
+        Flowable's UserTaskXMLConverter child parsers do; returns the assignee (humanPerformer replaces it)."""
+        kind = _local(element)  # the tag ends with one of _ASSIGNMENT_ELEMENTS; another local name is nothing
+        if kind == "humanPerformer":
+            text = _formal_expression_text(element)
+            # Flowable sets the text as the assignee (empty: none, the attribute's is gone too).
+            return assignee if text is None else (text.strip() or None)
+        if kind == "potentialOwner":
+            first = element[0] if len(element) else None
+            if first is not None and _local(first) == "resourceRef":
+                ref = first.text or ""  # the resource's name, else the id itself
+                name = (self.resources_before[ref] if ref in self.resources_before else ref) or ""
+                if name.strip():  # a nameless resource leaves a null group: nobody
+                    groups.append(name.strip())
+                return assignee
+            for is_user, ident in _split_identities(_formal_expression_text(element) or ""):
+                if ident:
+                    (users if is_user else groups).append(ident)
+            return assignee
+        if kind != "customResource":
+            return assignee
+        # customResource: identity links of the type its name says; only "candidate" ones are candidates.
+        link_type = _assignment_attr(element.attrib, "name")
+        if link_type is None:
+            link_type = element.get("name")
+        if link_type == "candidate":
+            custom.extend(i for i in _split_identities(_formal_expression_text(element) or "") if i[1])
+        return assignee
 
     def _declared_queue(self, declared, task_id: str, department: str | None, queues: dict[str, Queue]) -> str:
         name = declared.get("name")
@@ -713,12 +843,6 @@ class _Reader:
 
 
 # -- what follows from the scan, without touching the XML again ---------------------------------------
-
-def _formal_expression(resource) -> str | None:
-    assignment = _first_child(resource, _BPMN + "resourceAssignmentExpression")
-    expression = _first_child(assignment, _BPMN + "formalExpression") if assignment is not None else None
-    return expression.text if expression is not None else None
-
 
 def _lane_of(node: _Node, lane_of: dict[str, str], nodes: dict[str, _Node]) -> str | None:
     """A node's lane; a boundary event is in its task's lane, a sub-process's nodes in the sub-process's."""
