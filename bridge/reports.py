@@ -1,6 +1,7 @@
 """The ops reports: the numbers behind /api/reports/... and the dashboard, one function per report.
 
-Every report takes a ReportFilter (department, queue, time range); SQL in bridge/db/queries/reports.sql.
+Every report takes a ReportFilter (department, queue, time range; process and version for the per-activity
+report behind the process map); SQL in bridge/db/queries/reports.sql.
 They read as the owner, not under row-level security: an ops viewer sees every queue's figures (the
 OPS_VIEWER role gates them, bridge/web/reports.py). Results are plain JSON-ready dicts.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,10 +28,15 @@ DEFAULT_RANGE = timedelta(hours=24)
 MAX_RANGE = timedelta(days=366)
 DEFAULT_AT_RISK_MINUTES = 60
 MAX_LIMIT = 200
+MAX_VERSION = 2**31 - 1
 
 
 class BadFilter(BridgeError, ValueError):
     """A filter parameter that cannot be used; the message names it."""
+
+
+class UnknownProcess(BadFilter):
+    """The process key, or that version of it, is not recorded (the process map answers 404)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class ReportFilter:
     queue: str | None = None
     at_risk_minutes: int = DEFAULT_AT_RISK_MINUTES
     limit: int = 20
+    process: str | None = None  # a process key: the activities report's; the others ignore it
+    version: int | None = None  # a version of that process (default: the active one, else the newest)
 
     @classmethod
     def last(cls, span: timedelta = DEFAULT_RANGE, **given) -> ReportFilter:
@@ -50,25 +58,34 @@ class ReportFilter:
     @classmethod
     def parse(cls, query: Mapping[str, str]) -> ReportFilter:
         """From query parameters: department, queue, since, until (ISO-8601; default the last 24 hours),
-        at_risk_minutes (due within this many minutes: at risk; default 60), limit (lists; default 20)."""
+        at_risk_minutes (due within this many minutes: at risk; default 60), limit (lists; default 20),
+        process and version (the activities report)."""
         until = _moment(query, "until") or datetime.now(UTC)
         since = _moment(query, "since") or until - DEFAULT_RANGE
         if since >= until:
             raise BadFilter("since: must be before until")
         if until - since > MAX_RANGE:
             raise BadFilter(f"since/until: at most {MAX_RANGE.days} days apart")
+        process = query.get("process") or None
+        version = _whole(query, "version", 0, 1, MAX_VERSION) if query.get("version") else None
+        if version is not None and process is None:
+            raise BadFilter("version: give the process too")
         return cls(since=since, until=until, department=query.get("department") or None,
                    queue=query.get("queue") or None,
                    at_risk_minutes=_whole(query, "at_risk_minutes", DEFAULT_AT_RISK_MINUTES, 1, 7 * 24 * 60),
-                   limit=_whole(query, "limit", 20, 1, MAX_LIMIT))
+                   limit=_whole(query, "limit", 20, 1, MAX_LIMIT), process=process, version=version)
 
     def params(self) -> dict[str, Any]:
         return {"since": self.since, "until": self.until, "department": self.department, "queue": self.queue,
-                "at_risk_minutes": self.at_risk_minutes, "limit": self.limit}
+                "at_risk_minutes": self.at_risk_minutes, "limit": self.limit, "process": self.process,
+                "version": self.version}
 
     def describe(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat(), "until": self.until.isoformat(), "department": self.department,
-                "queue": self.queue, "atRiskMinutes": self.at_risk_minutes}
+        described = {"since": self.since.isoformat(), "until": self.until.isoformat(), "department": self.department,
+                     "queue": self.queue, "atRiskMinutes": self.at_risk_minutes}
+        if self.process is not None:
+            described |= {"process": self.process, "version": self.version}
+        return described
 
 
 FIRST_YEAR, LAST_YEAR = 1970, 9998
@@ -171,6 +188,27 @@ async def processes(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any
     return {"processes": await _rows(conn, SQL.processes, where)}
 
 
+async def activities(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """Per activity of one process version (process, version; default the active one, else the newest) or,
+    without process, of every process's active version: live tasks there now (open, claimed, delegated),
+    SLA breached and at risk (as in the queues report), the oldest waiting, and completed there in the range
+    with the mean time spent there (created to completed). Department and queue do not apply."""
+    chosen: dict[str, Any] | None = None
+    versions: list[dict[str, Any]] = []
+    if where.process is not None:
+        versions = await _rows(conn, SQL.process_versions, where)
+        if not versions:
+            raise UnknownProcess(f"process: no process {where.process!r}")
+        if where.version is None:
+            chosen = next((v for v in versions if v["is_active"]), versions[0])
+            where = replace(where, version=chosen["process_version"])
+        else:
+            chosen = next((v for v in versions if v["process_version"] == where.version), None)
+            if chosen is None:
+                raise UnknownProcess(f"version: process {where.process!r} has no version {where.version}")
+    return {"process": chosen, "versions": versions, "activities": await _rows(conn, SQL.activities, where)}
+
+
 async def oldest(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
     """The live tasks most in need of attention (up to limit): overdue, then due soonest, then oldest."""
     return {"tasks": await _rows(conn, SQL.oldest, where)}
@@ -206,7 +244,8 @@ async def emitter(client: FlowableClient, timeout_s: float = 2.0) -> dict[str, A
 
 Report = Callable[[AsyncConnection, ReportFilter], Awaitable[dict[str, Any]]]
 REPORTS: dict[str, Report] = {report.__name__: report for report in (
-    queues, throughput, age, escalations, workload, processes, oldest, mirror)}
+    queues, throughput, age, escalations, workload, processes, oldest, mirror, activities)}
+PROCESS_MAP_ONLY = frozenset({"activities"})  # drawn on /dashboard/processes/{key}, not on /dashboard
 
 
 async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]:
@@ -222,10 +261,10 @@ async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]
 
 
 async def run_all(db: AsyncEngine, where: ReportFilter) -> dict[str, dict[str, Any]]:
-    """Every report on one connection and one snapshot (the dashboard's figures agree with each other)."""
+    """Every report of the dashboard on one connection and one snapshot (its figures agree with each other)."""
     async with db.connect() as conn:
         await conn.execute(ONE_SNAPSHOT)
-        return {name: await report(conn, where) for name, report in REPORTS.items()}
+        return {name: await report(conn, where) for name, report in REPORTS.items() if name not in PROCESS_MAP_ONLY}
 
 
 async def department_codes(db: AsyncEngine) -> list[str]:

@@ -5,19 +5,29 @@ Security Policy that forbids anything else. A browser signs in once with an API 
 OPS_VIEWER (POST /dashboard/login); the token is kept in an HttpOnly, SameSite=Strict cookie scoped to
 /dashboard, so it never works for /api (which takes bearer headers only). A client that sends
 `Authorization: Bearer` gets the page without the cookie.
+
+/dashboard/processes/{key} is the live process map: the deployed diagram of a version of the process
+(bridge/bpmn/diagram.py) with, on each activity, the activities report's figures (live, breached and at-risk
+tasks now, mean time spent there over the window) and a heat colour; same sign-in, same policy, no script.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
+from lxml import etree
 
 from bridge import reports
 from bridge.auth import OPS_ROLE, holds_role, user_of_token
+from bridge.bpmn.diagram import DiagramError, render_svg
+from bridge.flowable.client import EngineUnavailable, FlowableError
 from bridge.web.errors import body_deadline
 from bridge.web.keys import DB, FLOWABLE
 
@@ -30,8 +40,14 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-actio
 
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                                 autoescape=True, undefined=jinja2.StrictUndefined)
-# the reports give durations in hours; people read "12 min" or "3.5 h" or "2.1 days" more easily
-_templates.filters["hours"] = lambda value: "–" if value is None else _span(value * 3600)
+
+
+def _duration(hours: float | None) -> str:
+    """The reports give durations in hours; people read "12 min" or "3.5 h" or "2.1 days" more easily."""
+    return "–" if hours is None else _span(hours * 3600)
+
+
+_templates.filters["hours"] = _duration
 
 
 def _page(template: str, status: int = 200, **context: Any) -> web.Response:
@@ -56,14 +72,23 @@ async def check(app: web.Application, token: str) -> tuple[str | None, int, str 
     return user, 200, None
 
 
-async def dashboard(request: web.Request) -> web.Response:
+async def _viewer(request: web.Request) -> tuple[str | None, int, str | None]:
+    """check() for the bearer header if one is sent, else for the dashboard's cookie."""
     scheme, _, given_token = request.headers.get("Authorization", "").partition(" ")
     token = given_token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
-    user, status, why = await check(request.app, token)
+    return await check(request.app, token)
+
+
+def _hours(request: web.Request) -> int:
+    given = request.query.get("hours", "")
+    return int(given) if given in map(str, WINDOWS) else 24
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    user, status, why = await _viewer(request)
     if user is None:
         return _page("sign_in.html", status=status, message=why)
-    given = request.query.get("hours", "")
-    hours = int(given) if given in map(str, WINDOWS) else 24
+    hours = _hours(request)
     where = reports.ReportFilter.last(timedelta(hours=hours), department=request.query.get("department") or None,
                                       limit=15)
     figures = await reports.run_all(request.app[DB], where)
@@ -79,10 +104,12 @@ async def sign_in(request: web.Request) -> web.Response:
     except ValueError:  # a multipart type without its boundary, a body that is not in its charset, ...
         return _page("sign_in.html", status=400, message="The form could not be read; send it again.")
     token = str(form.get("token", "")).strip()
+    after = str(form.get("next", ""))
+    after = after if _BACK_TO.fullmatch(after) else "/dashboard"
     user, status, why = await check(request.app, token)
     if user is None:
-        return _page("sign_in.html", status=status, message=why or "Give a token.")
-    response = web.HTTPSeeOther("/dashboard")
+        return _page("sign_in.html", status=status, message=why or "Give a token.", next=after)
+    response = web.HTTPSeeOther(after)
     response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE_S, path="/dashboard", httponly=True,
                         samesite="Strict", secure=request.secure)
     raise response
@@ -94,8 +121,163 @@ async def sign_out(request: web.Request) -> web.Response:
     raise response
 
 
+# Where sign-in may send the browser back to: a dashboard page of this site, as its percent-encoded path and
+# query (nothing that could name another host).
+_BACK_TO = re.compile(r"/dashboard(/processes/[A-Za-z0-9._~%-]+)?(\?[A-Za-z0-9._~%&=+-]*)?")
+HEATS = {"live": "live tasks", "time": "mean time spent"}
+ZOOMS = {"fit": "fit the width", "full": "actual size"}
+ENGINE_WAIT_S = 5.0
+
+
+async def process_map(request: web.Request) -> web.Response:
+    """The live process map of one version of a process (the active one unless ?version=N)."""
+    user, status, why = await _viewer(request)
+    if user is None:
+        return _page("sign_in.html", status=status, message=why, next=request.raw_path)
+    key = request.match_info["key"]
+    given_version = request.query.get("version", "")
+    if given_version and not (given_version.isascii() and given_version.isdigit()
+                              and 1 <= int(given_version) <= reports.MAX_VERSION):
+        return _page("not_found.html", status=404, message=f"No version {given_version!r} of process {key!r}.")
+    hours = _hours(request)
+    heat = request.query.get("heat", "") if request.query.get("heat", "") in HEATS else "live"
+    zoom = request.query.get("zoom", "") if request.query.get("zoom", "") in ZOOMS else "fit"
+    where = reports.ReportFilter.last(timedelta(hours=hours), process=key,
+                                      version=int(given_version) if given_version else None)
+    try:
+        body = await reports.run(request.app[DB], "activities", where)
+    except reports.UnknownProcess:
+        message = (f"Process {key!r} has no version {given_version}." if given_version
+                   else f"No process {key!r} is deployed.")
+        return _page("not_found.html", status=404, message=message)
+    process = body["process"]
+    svg, drawn, problem = "", dict[str, str](), None
+    try:
+        svg, drawn = _overlay(_diagram(await _bpmn(request, process)), body["activities"], heat)
+    except (DiagramError, LookupError, EngineUnavailable, FlowableError, TimeoutError) as err:
+        problem = f"The diagram of version {process['process_version']} cannot be drawn: {str(err) or 'no answer'}"
+    return _page("process_map.html", **_map_context(body, where, hours, heat, zoom, user, svg, drawn, problem))
+
+
 routes = [web.get("/dashboard", dashboard), web.post("/dashboard/login", sign_in),
-          web.post("/dashboard/logout", sign_out)]
+          web.post("/dashboard/logout", sign_out), web.get("/dashboard/processes/{key}", process_map)]
+
+
+# -- the process map --------------------------------------------------------------------------------
+
+
+async def _bpmn(request: web.Request, process: dict) -> bytes:
+    """The BPMN the version was deployed from: as the bridge recorded it, else (a version the mirror
+    registered, deployed some other way) from the engine."""
+    async with request.app[DB].connect() as conn:
+        stored = (await conn.execute(reports.SQL.definition_bpmn,
+                                     {"workflow_id": process["workflow_id"]})).scalar_one_or_none()
+    if stored:
+        return stored.encode("utf-8")
+    flowable = request.app[FLOWABLE]
+    async with asyncio.timeout(ENGINE_WAIT_S):
+        found = await flowable.process_definitions(key=process["process_key"], version=process["process_version"])
+        if not found:
+            raise LookupError("the engine has no such definition")
+        return await flowable.definition_resource(found[0]["id"])
+
+
+@functools.lru_cache(maxsize=16)
+def _diagram(bpmn: bytes) -> str:
+    return render_svg(bpmn)
+
+
+SVG = "http://www.w3.org/2000/svg"
+HEAT_LOW, HEAT_HIGH = (255, 236, 179), (245, 124, 0)
+
+
+def _heat(level: float) -> str:
+    """A colour from pale amber (little) to deep orange (the most on the map)."""
+    return "#" + "".join(f"{round(lo + (hi - lo) * level):02x}" for lo, hi in zip(HEAT_LOW, HEAT_HIGH, strict=True))
+
+
+def _heat_value(row: dict, heat: str) -> float:
+    return float(row["avg_completion_hours"] or 0) if heat == "time" else float(row["live_tasks"])
+
+
+def _overlay(svg: str, rows: list[dict], heat: str) -> tuple[str, dict[str, str]]:
+    """The diagram with each activity's figures drawn over its shape (a group per activity carrying them as
+    data-* attributes) and its box tinted by heat; and the activities drawn, with their names on it."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    root = etree.fromstring(svg.encode("utf-8"), parser)
+    shapes = {g.get("data-bpmn-id"): g for g in root.iter(f"{{{SVG}}}g") if g.get("data-bpmn-id")}
+    layer = etree.SubElement(root, f"{{{SVG}}}g", {"class": "figures"})
+    top = max([_heat_value(row, heat) for row in rows] + [0.0])
+    drawn: dict[str, str] = {}
+
+    def sub(parent, tag: str, text: str | None = None, **attributes: Any) -> Any:
+        node = etree.SubElement(parent, f"{{{SVG}}}{tag}",
+                                {k.rstrip("_").replace("_", "-"): str(v) for k, v in attributes.items()})
+        node.text = text
+        return node
+
+    for row in rows:
+        shape = shapes.get(row["activity_id"])
+        box = shape.find(f"{{{SVG}}}rect") if shape is not None else None
+        if shape is None or box is None:  # not drawn, or not a box (an activity is a task or a sub-process)
+            continue
+        title = shape.findtext(f"{{{SVG}}}title") or ""  # "Name (id)", or the id of a shape without a name
+        name = drawn[row["activity_id"]] = title.removesuffix(f" ({row['activity_id']})")
+        name = row["activity_name"] or name
+        x, y, w, h = (float(box.get(a, "0")) for a in ("x", "y", "width", "height"))
+        value = _heat_value(row, heat)
+        if value > 0 and top > 0:
+            box.set("fill", _heat(value / top))
+        mean = row["avg_completion_hours"]
+        g = sub(layer, "g", class_="activity", data_activity=row["activity_id"],
+                data_live_tasks=row["live_tasks"], data_open_tasks=row["open_tasks"],
+                data_claimed_tasks=row["claimed_tasks"], data_delegated_tasks=row["delegated_tasks"],
+                data_breached_tasks=row["breached_tasks"], data_at_risk_tasks=row["at_risk_tasks"],
+                data_completed_in_range=row["completed_in_range"],
+                data_avg_completion_hours="" if mean is None else mean)
+        sub(g, "title", f"{name}: {row['live_tasks']} live "
+                        f"({row['open_tasks']} open, {row['claimed_tasks']} claimed, {row['delegated_tasks']} "
+                        f"delegated), {row['breached_tasks']} breached, {row['at_risk_tasks']} at risk; "
+                        f"{row['completed_in_range']} completed in the window, mean time there "
+                        f"{_duration(mean)}")
+        live = str(row["live_tasks"])
+        r = 14 + 4 * max(len(live) - 2, 0)
+        # the live count over the top right corner, then leftwards along the top edge at risk and breached
+        right = x + w - 2 - r - 3
+        for field, css in (("at_risk_tasks", "at-risk"), ("breached_tasks", "breached")):
+            if row[field]:
+                text = str(row[field])
+                width = 14 + 9.5 * len(text)
+                sub(g, "rect", x=right - width, y=y - 9, width=width, height=22, rx=5, class_=css)
+                sub(g, "text", text, x=right - width / 2, y=y + 8, class_="sla", data_field=field)
+                right -= width + 3
+        sub(g, "circle", cx=x + w - 2, cy=y + 2, r=r, class_="live" if row["live_tasks"] else "live none")
+        sub(g, "text", live, x=x + w - 2, y=y + 8, class_="count", data_field="live_tasks")
+        if mean is not None:  # the mean time there over the bottom edge
+            text = f"⌀ {_duration(mean)} ({row['completed_in_range']})"
+            width = 12 + 7.2 * len(text)
+            sub(g, "rect", x=x + w / 2 - width / 2, y=y + h - 10, width=width, height=20, rx=10, class_="mean")
+            sub(g, "text", text, x=x + w / 2, y=y + h + 4.5, class_="pill mean", data_field="avg_completion_hours")
+    return etree.tostring(root, encoding="unicode"), drawn
+
+
+def _map_context(body: dict, where: reports.ReportFilter, hours: int, heat: str, zoom: str, user: str, svg: str,
+                 drawn: dict[str, str], problem: str | None) -> dict:
+    now = where.until
+    rows = body["activities"]
+    for row in rows:
+        row["drawn"] = row["activity_id"] in drawn
+        row["activity_name"] = row["activity_name"] or drawn.get(row["activity_id"])
+        row["oldest_age"] = _age(now, row["oldest_created_at"])
+    return {
+        "process": body["process"], "versions": body["versions"], "activities": rows, "filter": where,
+        "hours": hours, "windows": WINDOWS, "heat": heat, "heats": HEATS, "zoom": zoom, "zooms": ZOOMS,
+        "viewer": user, "refresh_s": REFRESH_S, "as_of": now.isoformat(), "as_of_text": f"{now:%Y-%m-%d %H:%M:%S} UTC",
+        "since": where.since.isoformat(), "until": where.until.isoformat(), "diagram": svg, "problem": problem,
+        "totals": {key: sum(row[key] for row in rows)
+                   for key in ("live_tasks", "breached_tasks", "at_risk_tasks", "completed_in_range")},
+        "legend_low": _heat(0.0), "legend_high": _heat(1.0),
+    }
 
 
 # -- what the template shows ------------------------------------------------------------------------

@@ -236,7 +236,7 @@ DOCUMENT: dict[str, Any] = {
 
 def _report_operations() -> dict[str, Any]:
     """One GET per report of bridge/reports.py, described by the report's own docstring."""
-    from bridge.reports import MAX_LIMIT, REPORTS
+    from bridge.reports import MAX_LIMIT, MAX_VERSION, PROCESS_MAP_ONLY, REPORTS
 
     moment = {"type": "string", "format": "date-time"}
     parameters = [
@@ -248,9 +248,13 @@ def _report_operations() -> dict[str, Any]:
          "description": "a live task due within this many minutes is at risk (default 60)"},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
          "description": "rows in lists (default 20)"}]
+    per_process = [
+        {"name": "process", "in": "query", "schema": STRING, "description": "a process key (default: every one)"},
+        {"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION},
+         "description": "a version of that process (default: the active one, else the newest)"}]
     return {f"/api/reports/{name}": {"get": {
         "summary": " ".join((report.__doc__ or name).split()) + " (OPS_VIEWER)",
-        "security": BEARER, "parameters": parameters,
+        "security": BEARER, "parameters": parameters + (per_process if name in PROCESS_MAP_ONLY else []),
         "responses": {"200": _json(_object({"filter": {"type": "object"}}, ["filter"]), "the report"),
                       **_errors(400, 401, 403)}}} for name, report in REPORTS.items()}
 
@@ -267,11 +271,26 @@ DOCUMENT["paths"].update({
                       "400": _json(ERROR, "a query value holds a NUL character or a lone surrogate"),
                       "401": {"description": "the sign-in page", "content": _HTML},
                       "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},
+    "/dashboard/processes/{key}": {"get": {
+        "summary": "the live process map (HTML; OPS_VIEWER): the deployed diagram of a version of the process with "
+                   "live, breached and at-risk tasks and the mean time spent at each activity",
+        "parameters": [{"name": "key", "in": "path", "required": True, "schema": STRING,
+                        "description": "the process key"},
+                       {"name": "version", "in": "query", "schema": STRING,
+                        "description": "a version number (default: the active one, else the newest)"},
+                       {"name": "hours", "in": "query", "schema": {"enum": ["6", "24", "72", "168"]}},
+                       {"name": "heat", "in": "query", "schema": {"enum": ["live", "time"]}},
+                       {"name": "zoom", "in": "query", "schema": {"enum": ["fit", "full"]}}],
+        "responses": {"200": {"description": "the page", "content": _HTML},
+                      "400": _json(ERROR, "a query value holds a NUL character or a lone surrogate"),
+                      "401": {"description": "the sign-in page", "content": _HTML},
+                      "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML},
+                      "404": {"description": "no such process, or no such version of it", "content": _HTML}}}},
     "/dashboard/login": {"post": {
         "summary": "sign in to the dashboard with an API token; sets an HttpOnly cookie scoped to /dashboard",
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
-            "schema": _object({"token": STRING}, ["token"])}}},
-        "responses": {"303": {"description": "signed in: to /dashboard"},
+            "schema": _object({"token": STRING, "next": STRING}, ["token"])}}},
+        "responses": {"303": {"description": "signed in: to /dashboard (or the dashboard page given as next)"},
                       "400": {"description": "the sign-in page: the form could not be read", "content": _HTML},
                       "401": {"description": "the sign-in page with the reason", "content": _HTML},
                       "403": {"description": "the sign-in page: the user lacks OPS_VIEWER", "content": _HTML}}}},

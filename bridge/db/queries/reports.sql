@@ -176,6 +176,82 @@ CROSS JOIN LATERAL (
 ) c
 ORDER BY k.process_key;
 
+-- name: activities
+-- Per activity (task definition key) of one version of a process, or of every process key's active (else
+-- newest) version when :process is NULL (:version needs :process): live tasks there now by state,
+-- breached and at risk as the queues report counts them, the oldest waiting, and the tasks completed
+-- there in the range with the mean time they spent there (created to completed, as the queues report's
+-- completion time). Every user task the deployed file declares is listed, with zeros when nothing is there.
+-- Department and queue do not apply.
+WITH chosen AS (
+    SELECT DISTINCT ON (d.process_key) d.workflow_id, d.process_key, d.process_version, d.metadata
+    FROM flowable.workflow_definitions d
+    WHERE (CAST(:process AS text) IS NULL OR d.process_key = :process)
+      AND (CAST(:version AS integer) IS NULL OR d.process_version = :version)
+    ORDER BY d.process_key, d.is_active DESC, d.process_version DESC
+), live AS (
+    SELECT p.workflow_id, t.task_definition_key AS activity_id, max(t.task_name) AS activity_name,
+           count(*) AS live_tasks,
+           count(*) FILTER (WHERE t.status = 'OPEN')      AS open_tasks,
+           count(*) FILTER (WHERE t.status = 'CLAIMED')   AS claimed_tasks,
+           count(*) FILTER (WHERE t.status = 'DELEGATED') AS delegated_tasks,
+           count(*) FILTER (WHERE t.escalation_level > 0) AS escalated_tasks,
+           count(*) FILTER (WHERE t.due_date < now())     AS breached_tasks,
+           count(*) FILTER (WHERE t.due_date >= now()
+                              AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks,
+           min(t.created_at) AS oldest_created_at
+    FROM flowable.workflow_tasks t
+    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
+      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY p.workflow_id, t.task_definition_key
+), done AS (
+    SELECT p.workflow_id, t.task_definition_key AS activity_id, max(t.task_name) AS activity_name,
+           count(*) AS completed_in_range,
+           count(*) FILTER (WHERE t.completed_at > t.due_date) AS completed_late_in_range,
+           avg(extract(epoch FROM t.completed_at - t.created_at)) AS completion_seconds
+    FROM flowable.workflow_tasks t
+    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
+      AND p.workflow_id IN (SELECT workflow_id FROM chosen)
+    GROUP BY p.workflow_id, t.task_definition_key
+), declared AS (
+    SELECT c.workflow_id, u.activity_id
+    FROM chosen c
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(c.metadata -> 'userTasks') = 'array' THEN c.metadata -> 'userTasks'
+             ELSE CAST('[]' AS jsonb) END) AS u (activity_id)
+), activity AS (
+    SELECT workflow_id, activity_id FROM declared
+    UNION SELECT workflow_id, activity_id FROM live
+    UNION SELECT workflow_id, activity_id FROM done
+)
+SELECT c.process_key, c.process_version, a.activity_id, coalesce(l.activity_name, x.activity_name) AS activity_name,
+       coalesce(l.live_tasks, 0) AS live_tasks, coalesce(l.open_tasks, 0) AS open_tasks,
+       coalesce(l.claimed_tasks, 0) AS claimed_tasks, coalesce(l.delegated_tasks, 0) AS delegated_tasks,
+       coalesce(l.escalated_tasks, 0) AS escalated_tasks, coalesce(l.breached_tasks, 0) AS breached_tasks,
+       coalesce(l.at_risk_tasks, 0) AS at_risk_tasks, l.oldest_created_at,
+       coalesce(x.completed_in_range, 0) AS completed_in_range,
+       coalesce(x.completed_late_in_range, 0) AS completed_late_in_range,
+       round(x.completion_seconds / 3600, 4) AS avg_completion_hours
+FROM activity a
+JOIN chosen c ON c.workflow_id = a.workflow_id
+LEFT JOIN live l ON l.workflow_id = a.workflow_id AND l.activity_id = a.activity_id
+LEFT JOIN done x ON x.workflow_id = a.workflow_id AND x.activity_id = a.activity_id
+ORDER BY c.process_key, c.process_version, a.activity_id;
+
+-- name: process_versions
+-- Every recorded version of a process key, newest first: the map's version selector, and which one the
+-- activities report shows when no version is given (the active one, else the newest).
+SELECT workflow_id, process_key, process_name, process_version, is_active, deployed_at, deployment_id,
+       bpmn_xml IS NOT NULL AS has_bpmn
+FROM flowable.workflow_definitions
+WHERE process_key = :process
+ORDER BY process_version DESC;
+
+-- name: definition_bpmn
+SELECT bpmn_xml FROM flowable.workflow_definitions WHERE workflow_id = :workflow_id;
+
 -- name: oldest
 -- The live tasks most in need of attention: overdue first (longest overdue first), then those due
 -- soonest, then the oldest without a due date. The inner query walks idx_workflow_tasks_attention in this
