@@ -18,6 +18,7 @@ import psycopg
 import sqlalchemy.exc
 
 from bridge import auth, entitlements, logs, status
+from bridge.bpmn import lint
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
 from bridge.db import migrate
@@ -98,13 +99,28 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(settings: Settings, args: argparse.Namespace) -> int:
+    # The files are checked offline first: a broken one is reported before PostgreSQL or the engine starts.
+    checked = [lint.lint_file(path, allowed_delegates=settings.deploy_allowed_delegates) for path in args.files]
+    for result in checked:
+        if not result.ok:
+            print(f"{result.path.name}: not deployed, the file has errors:\n"
+                  + "\n".join(str(issue) for issue in result.metadata.errors), file=sys.stderr)
+    deployable = [result.path for result in checked if result.ok]
+    if not deployable:
+        return 1
     with provisioned_database(settings) as url:
         _migrate(settings, url)
         with provisioned_engine(settings, url, args.command) as endpoint:
-            failed = asyncio.run(_deploy(url, endpoint, args.files, deployed_by=args.by, dry_run=args.dry_run,
+            failed = asyncio.run(_deploy(url, endpoint, deployable, deployed_by=args.by, dry_run=args.dry_run,
                                          allowed_delegates=settings.deploy_allowed_delegates,
                                          business_app=args.business_app, adopt=tuple(args.adopt)))
-    return 1 if failed else 0
+    return 1 if failed or len(deployable) < len(checked) else 0
+
+
+def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
+    results = [lint.lint_file(path, allowed_delegates=settings.deploy_allowed_delegates) for path in args.files]
+    print(lint.report(results, as_json=args.format == "json"))
+    return 0 if all(result.ok for result in results) else 1
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -491,6 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="take over a role, queue or department another workflow owns (role:CODE, "
                              "queue:NAME, department:CODE; repeatable): without it a deploy that would change one "
                              "is refused")
+    linted = command("lint", cmd_lint, "check BPMN files as a deploy would (structure, our rules, the deploy "
+                     "policy) without a database or an engine; exit code 0 when every file is deployable, 1 when "
+                     "one has errors or cannot be read")
+    linted.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    linted.add_argument("--format", choices=("text", "json"), default="text",
+                        help="json: {ok, files: [{file, ok, processes, issues: [{file, line, elementId, code, "
+                             "message, severity}]}]}, for CI pipelines")
     reconcile = command("reconcile", cmd_reconcile, "run one reconciler pass: read what changed in the engine "
                         "since the last pass and repair the mirror (the first pass backfills everything)")
     reconcile.add_argument("--sweep", action="store_true",

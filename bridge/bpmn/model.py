@@ -32,6 +32,11 @@ class Issue:
     message: str
     severity: str = ERROR
 
+    def as_json(self) -> dict:
+        """The API's and `bridge lint --format json`'s form."""
+        return {"file": self.file, "line": self.line, "elementId": self.element_id, "code": self.code,
+                "message": self.message, "severity": self.severity}
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         element = f" [{self.element_id}]" if self.element_id else ""

@@ -32,9 +32,7 @@ async def create(request: web.Request) -> web.Response:
                                     adopt=adopt,
                                     dry_run=request.query.get("dryRun", "").lower() == "true")
     except BpmnError as err:
-        return problem(422, f"{filename} has errors; nothing was deployed", issues=[
-            {"file": i.file, "line": i.line, "elementId": i.element_id, "code": i.code, "message": i.message,
-             "severity": i.severity} for i in err.issues])
+        return problem(422, f"{filename} has errors; nothing was deployed", issues=[i.as_json() for i in err.issues])
     except OwnershipError as err:
         return problem(422, f"{filename} would change what other workflows own; nothing was deployed",
                        problems=err.problems)
