@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.bpmn.model import BpmnMetadata, Process
-from bridge.bpmn.reader import load_bpmn
+from bridge.bpmn.reader import load_bpmn, parse_bpmn
 from bridge.db.queries import queries
+from bridge.deploy_plan import ProcessPlan, plan_process
 from bridge.errors import BridgeError
 from bridge.flowable.client import FlowableClient, FlowableError
 from bridge.work.queues import QueueSettingsError, change_queue, read_queue
@@ -69,10 +70,17 @@ class DeployOutcome:
     status: str  # deployed | unchanged | repaired | would-deploy | would-skip
     processes: list[ProcessOutcome] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # what the metadata sync changed (or would)
+    plan: list[ProcessPlan] = field(default_factory=list)  # a dry run's: per process key, against the deployed
 
     def summary(self) -> str:
-        versions = ", ".join(f"{p.process_key} v{p.version}" for p in self.processes) or "no process"
+        if self.plan:
+            versions = ", ".join(f"{p.process_key} v{p.to_version}" for p in self.plan)
+        else:
+            versions = ", ".join(f"{p.process_key} v{p.version}" for p in self.processes) or "no process"
         lines = [f"{self.filename}: {self.status} ({versions})"]
+        lines += [f"  {line}" for plan in self.plan for line in plan.lines()]
+        if self.plan and self.changes:
+            lines.append("  entitlements and queues:")
         lines += [f"  {change}" for change in self.changes]
         return "\n".join(lines)
 
@@ -105,9 +113,25 @@ def _lock_id(process_key: str) -> int:
 
 async def _plan(data: bytes, filename: str, metadata: BpmnMetadata, *, db: AsyncEngine,
                 flowable: FlowableClient, adopt: frozenset[str]) -> DeployOutcome:
-    latest = await _latest_definitions_holding(flowable, metadata.executable_processes, data)
-    outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy",
-                            [ProcessOutcome(p.process_key, p.version, p.deployment_id) for p in latest or []])
+    # What the engine runs now, per process key of the file: its latest definition and that file's bytes.
+    deployed: dict[str, tuple[dict, bytes]] = {}
+    for process in metadata.executable_processes:
+        definitions = await flowable.process_definitions(key=process.key, latest="true")
+        if definitions:
+            deployed[process.key] = (definitions[0], await flowable.definition_resource(definitions[0]["id"]))
+    unchanged = bool(deployed) and len(deployed) == len(metadata.executable_processes) \
+        and all(bytes_ == data for _, bytes_ in deployed.values())
+    latest = [ProcessOutcome(key, definition["version"], definition["deploymentId"])
+              for key, (definition, _) in deployed.items()] if unchanged else None
+    outcome = DeployOutcome(filename, "would-skip" if latest else "would-deploy", latest or [])
+    for process in metadata.executable_processes:
+        definition, old_bytes = deployed.get(process.key, (None, b""))
+        version = definition["version"] if definition else None
+        before = next((p for p in parse_bpmn(old_bytes, "deployed").processes if p.key == process.key), None) \
+            if definition else None
+        # Flowable numbers every process of a new deployment: each key's next version
+        outcome.plan.append(plan_process(before, process, from_version=version,
+                                         to_version=version if unchanged and version else (version or 0) + 1))
     async with db.connect() as conn:
         existing = await _existing(conn)
         writable = await _writable(conn, metadata, adopt, existing)

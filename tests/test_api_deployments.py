@@ -69,6 +69,10 @@ async def test_dry_run_over_http_changes_nothing(api, people, flowable):
     body = await response.json()
     assert body["status"] == "would-deploy"
     assert any(c.startswith(f"+ queue Q_{key.upper()}:") for c in body["changes"])
+    [plan] = body["plan"]  # the CLI's plan, in the same structure
+    assert (plan["processKey"], plan["fromVersion"], plan["toVersion"]) == (key, None, 1)
+    assert {c["id"]: c["change"] for c in plan["changes"]["activities"]} == {"review": "added"}
+    assert [c["id"] for c in plan["changes"]["roles"]] == [f"REVIEWER_{key.upper()}"]
     assert await flowable.process_definitions(key=key) == []
 
 

@@ -319,3 +319,51 @@ async def test_a_deploy_cannot_take_over_roles_queues_or_departments_another_wor
     await deploy_bpmn(ONECMS_FILE.read_bytes() + b"\n<!-- v2 -->", ONECMS_FILE.name, db=db, flowable=flowable,
                       deployed_by="ops", adopt=["role:INTAKE_CLERK", "queue:INTAKE_REGISTRATION"])
     assert (await rows(db, role, r="INTAKE_CLERK"))[0][2] == "OneCMS_Nextgen_WF"
+
+
+def _version_two(key: str) -> bytes:
+    """workflow(key) with its task renamed, a second task (a new role and queue), the queue's SLA shortened and
+    escalation added, and a required start variable."""
+    tag = key.upper()
+    approve = (f'<sequenceFlow id="f2" sourceRef="review" targetRef="approve"/>'
+               f'<userTask id="approve" name="Approve" flowable:candidateGroups="APPROVER_{tag}"/>'
+               f'<sequenceFlow id="f3" sourceRef="approve" targetRef="end"/>')
+    return (workflow(key, task_name="Check", extra="<flowNodeRef>approve</flowNodeRef>")
+            .replace(b'<sequenceFlow id="f2" sourceRef="review" targetRef="end"/>', approve.encode())
+            .replace(f'<onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="120" maxCapacity="30"/>'.encode(),
+                     f'<onecms:queue name="Q_{tag}" type="PRIORITY" slaMinutes="90" maxCapacity="30">'
+                     f'<onecms:escalation raisePriorityBy="10"/></onecms:queue>'.encode())
+            .replace(b'<laneSet id="ls">', b'<extensionElements><onecms:workflow><onecms:entryCriteria '
+                     b'variable="caseType" values="A,B" required="true"/></onecms:workflow></extensionElements>'
+                     b'<laneSet id="ls">'))
+
+
+async def test_a_dry_run_plans_each_process_against_the_deployed_version(db, flowable):
+    key = new_key()
+    tag = key.upper()
+    await deploy_bpmn(workflow(key), "p.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann")
+    planned = await deploy_bpmn(_version_two(key), "p.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann",
+                                dry_run=True)
+    [plan] = planned.plan
+    assert (plan.process_key, plan.from_version, plan.to_version) == (key, 1, 2)
+    changes = {group: {(c["change"], c["id"]): (c["from"], c["to"]) for c in found}
+               for group, found in plan.changes.items()}
+    assert changes["activities"] == {
+        ("renamed", "review"): ({"kind": "userTask", "name": "Review"}, {"kind": "userTask", "name": "Check"}),
+        ("added", "approve"): (None, {"kind": "userTask", "name": "Approve"})}
+    assert changes["queues"][("changed", f"Q_{tag}")] == ({"slaMinutes": 120}, {"slaMinutes": 90})
+    assert ("added", f"DESK_{tag}_APPROVER_{tag}") in changes["queues"]
+    assert changes["escalation"] == {("added", f"Q_{tag}"): (None, {"raisePriorityBy": 10})}
+    assert set(changes["roles"]) == {("added", f"APPROVER_{tag}")}
+    assert changes["slas"][("changed", "task review")] == ({"queueSlaMinutes": 120}, {"queueSlaMinutes": 90})
+    assert changes["startVariables"] == {("added", "caseType"): (None, {"values": ["A", "B"], "required": True})}
+    text = planned.summary().splitlines()
+    assert text[:2] == [f"p.bpmn20.xml: would-deploy ({key} v2)", f"  {key} v1 -> v2"]
+    assert "    activities: ~ review: renamed 'Review' -> 'Check'" in text
+    assert "    activities: + approve (userTask 'Approve')" in text
+    assert f"    escalation: + Q_{tag} (raisePriorityBy 10)" in text
+    assert await engine_deployments(flowable, key) == 1  # planned, not deployed
+
+    same = await deploy_bpmn(workflow(key), "p.bpmn20.xml", db=db, flowable=flowable, deployed_by="ann",
+                             dry_run=True)
+    assert same.status == "would-skip" and [p.lines() for p in same.plan] == [[f"{key} v1: unchanged"]]

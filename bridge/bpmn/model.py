@@ -154,6 +154,8 @@ class Process:
     assignments: list[tuple[str, str]] = field(default_factory=list)  # (role code, queue name)
     routes: list[Route] = field(default_factory=list)
     end_events: dict[str, str | None] = field(default_factory=dict)  # id -> name, sub-processes' too
+    # activity id -> (kind, name), sub-processes' too
+    activities: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def sla_config(self) -> dict:
         return {

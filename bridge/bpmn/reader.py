@@ -455,6 +455,8 @@ class _Reader:
         self._check_queue_references(process)
         process.routes = _routes(scan, outgoing, lane_of, department_of_lane)
         process.end_events = {n.id: n.attrs.get("name") for n in scan.by_kind.get("endEvent", ()) if n.id}
+        process.activities = {n.id: (n.kind, n.attrs.get("name")) for n in scan.in_order
+                              if n.kind in _ACTIVITIES and n.id}
         return process
 
     def _scan(self, process, executable: bool) -> _Scan:

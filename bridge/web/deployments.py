@@ -43,6 +43,8 @@ async def create(request: web.Request) -> web.Response:
     body = {"filename": outcome.filename, "status": outcome.status, "changes": outcome.changes,
             "processes": [{"processKey": p.process_key, "version": p.version, "deploymentId": p.deployment_id,
                            "workflowId": p.workflow_id} for p in outcome.processes]}
+    if outcome.plan:  # a dry run: per process key, the version it would become and what changes
+        body["plan"] = [plan.as_json() for plan in outcome.plan]
     return web.json_response(body, status=201 if outcome.status == "deployed" else 200)
 
 

@@ -134,7 +134,9 @@ DOCUMENT: dict[str, Any] = {
                 "multipart/form-data": {"schema": _object({"file": {"type": "string", "contentMediaType":
                                                                      "application/octet-stream"}}, ["file"])},
                 "application/xml": {"schema": STRING}}},
-            "responses": {"200": _json({"type": "object"}, "unchanged, repaired or planned"),
+            "responses": {"200": _json({"type": "object"}, "unchanged, repaired or planned; a dry run adds plan: "
+                                       "per process key, fromVersion, toVersion and its changes (activities, "
+                                       "queues, roles, slas, startVariables, escalation)"),
                           "201": _json({"type": "object"}, "deployed"),
                           **_errors(400, 401, 403, 413, 422, 503)}}},
         "/api/tasks": {"get": {
