@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import auth, entitlements, logs, status
+from bridge import auth, db_health, entitlements, logs, status
 from bridge.bpmn import lint
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
@@ -257,6 +257,30 @@ def _running_engine(settings: Settings, url: str) -> tuple[FlowableEndpoint | No
         return None, (f"from this data folder ({settings.data_dir}), but one runs on this database, "
                       f"started by {elsewhere}; set FLOWABLE_URL to reach it")
     return None, None
+
+
+def cmd_maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url:
+        for line in asyncio.run(db_health.maintain(url)):
+            print(line)
+        db = open_database(url, pool_size=1)
+
+        async def review() -> db_health.Health:
+            try:
+                async with db.connect() as conn:
+                    return await db_health.read(conn, slow_limit=10)
+            finally:
+                await db.dispose()
+
+        health = asyncio.run(review())
+    print("\n".join(db_health.lines(health)))
+    for index in health.unused_indexes:
+        print(f"unused index {index['index_name']} on {index['table_name']} ({index['bytes']} bytes)")
+    for index in health.index_bloat[:10]:
+        print(f"index bloat  {index['index_name']}: ~{index['bloat_pages']} of {index['pages']} pages")
+    for statement in health.slow_statements or []:
+        print(f"slow         {statement['mean_ms']:.1f} ms mean x {statement['calls']}: {statement['query']}")
+    return 0
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -530,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_seed.add_argument("--cases", type=int, default=50, help="how many cases (default 50)")
     demo_seed.add_argument("--seed", type=int, help="random seed, for the same routes again")
     demo_seed.add_argument("--concurrency", type=int, default=8, help="cases driven at once (default 8)")
+    command("maintenance", cmd_maintenance, "the seed's daily and weekly database maintenance: vacuum analyze of "
+            "the hot tables, statistics of the rest, then dead tuples, the oldest open transaction, unused and "
+            "bloated indexes and the slowest statements (pg_stat_statements); prints what it did")
     command("status", cmd_status, "one screen: database and migrations, engine, webhook and reconciler lag, "
             "parked events, queue depths and SLA breaches; exit code 1 when the database or engine is not ok")
     users = commands.add_parser("users", help="people who use the bridge's API", description="users")

@@ -48,6 +48,17 @@ QUEUE_OPEN = Gauge("bridge_queue_open_tasks", "Open tasks per queue (OPEN, CLAIM
 QUEUE_OVERDUE = Gauge("bridge_queue_overdue_tasks", "Open tasks past their due date per queue (SLA breaches)",
                       ["queue"])
 
+# Database health (bridge/db_health.py), read at each scrape.
+DB_DEAD_TUPLES = Gauge("bridge_db_dead_tuples", "Dead row versions per hot table (vacuum removes them)", ["table"])
+DB_VACUUM_AGE = Gauge("bridge_db_last_vacuum_age_seconds", "Seconds since a hot table was last (auto)vacuumed "
+                      "(NaN: never)", ["table"])
+DB_OLDEST_TRANSACTION = Gauge("bridge_db_oldest_transaction_seconds",
+                              "Age of the oldest open transaction on the database (0: none)")
+DB_XMIN_HORIZON_AGE = Gauge("bridge_db_xmin_horizon_age_xids", "Transaction ids the oldest snapshot, prepared "
+                            "transaction or replication slot holds the xmin horizon back (vacuum cannot pass it)")
+DB_UNUSED_INDEXES = Gauge("bridge_db_unused_indexes", "Indexes of our schemas never scanned that enforce nothing")
+DB_INDEX_BLOAT_PAGES = Gauge("bridge_db_index_bloat_pages", "Estimated bloat of our B-tree indexes, in pages")
+
 _newest_change: float | None = None  # epoch seconds of the newest engine change mirrored
 _last_read: float | None = None      # epoch seconds of the reconciler's newest committed read
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from bridge import db_health
 from bridge.db import migrate
 from bridge.db.connections import libpq_url, open_database
 from bridge.db.queries import queries
@@ -70,6 +71,7 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
             inbox = (await conn.execute(SQL.inbox)).one()
             reconcilers = (await conn.execute(SQL.reconciler)).all()
             queue_rows = (await conn.execute(SQL.queues)).all()
+            health = await db_health.read(conn)
     finally:
         await db.dispose()
     lines.append(f"webhooks    last batch {_ago(inbox.last_received)}, newest engine change pushed "
@@ -81,6 +83,7 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
         lines.append(f"reconciler  last pass {_ago(r.last_pass_at)}, "
                      f"newest change mirrored {_ago(r.newest_change_at)}, "
                      f"{r.passes} passes, {r.repairs} repairs{error}")
+    lines += db_health.lines(health)
     lines.append("")
     lines.append(f"{'queue':<28} {'open':>6} {'overdue':>8} {'capacity':>9}")
     for q in queue_rows:

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge import logs, metrics
+from bridge import db_health, logs, metrics
 from bridge.background import periodic
 from bridge.bpmn.safe_xml import MAX_BYTES
 from bridge.config import ConfigError, Settings
@@ -188,15 +188,16 @@ async def request_metrics(request: web.Request, handler) -> web.StreamResponse:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """Prometheus exposition of bridge/metrics.py (and the process collector's defaults); queue depth and
-    SLA breaches are counted from the mirror at each scrape."""
+    """Prometheus exposition of bridge/metrics.py (and the process collector's defaults); queue depth, SLA
+    breaches and database health are read at each scrape."""
     try:
         async with request.app[DB].connect() as conn:
             for row in await conn.execute(text(QUEUE_STATE_SQL)):
                 metrics.QUEUE_OPEN.labels(row.queue_name).set(row.open_tasks)
                 metrics.QUEUE_OVERDUE.labels(row.queue_name).set(row.overdue_tasks)
+            db_health.set_metrics(await db_health.read(conn))
     except (SQLAlchemyError, OSError) as err:  # the rest of the metrics are still worth serving
-        log.warning("queue metrics not read: %s", err)
+        log.warning("queue and database health metrics not read: %s", err)
     response = web.Response(body=prometheus_client.generate_latest())
     response.content_type = prometheus_client.CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
