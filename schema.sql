@@ -5,6 +5,12 @@
 --
 
 --
+-- Name: archive; Type: SCHEMA; Schema: -; Owner: -
+--
+
+CREATE SCHEMA archive;
+
+--
 -- Name: entitlements; Type: SCHEMA; Schema: -; Owner: -
 --
 
@@ -123,6 +129,48 @@ $$;
 --
 
 COMMENT ON FUNCTION flowable.claim_next_task(p_user_id character varying, p_queue_names text[]) IS 'Picks and locks (FOR UPDATE SKIP LOCKED) the best OPEN task the user may take: escalated first, then priority, age, id; skips queues where the user holds max_tasks_per_user. Writes nothing: the claim is an event applied by the bridge''s mirror in the same transaction. No row when there is none.';
+
+--
+-- Name: ensure_history_partition(regclass, date); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.ensure_history_partition(parent regclass, month date) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    lower_bound TIMESTAMPTZ := date_trunc('month', month)::timestamp AT TIME ZONE 'UTC';
+    upper_bound TIMESTAMPTZ := (date_trunc('month', month) + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    parent_schema TEXT;
+    parent_name TEXT;
+    part TEXT;
+    default_part REGCLASS;
+BEGIN
+    SELECT n.nspname, c.relname INTO parent_schema, parent_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = parent;
+    part := format('%s_p%s', parent_name, to_char(date_trunc('month', month), 'YYYY_MM'));
+    IF to_regclass(format('%I.%I', parent_schema, part)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- two sessions creating the same month: the second waits, then finds it
+    PERFORM pg_advisory_xact_lock(hashtext('bridge.history_partitions'), hashtext(parent::text));
+    IF to_regclass(format('%I.%I', parent_schema, part)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    SELECT i.inhrelid::regclass INTO default_part
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                   parent_schema, part, parent);
+    IF default_part IS NOT NULL THEN
+        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE action_at >= $1 AND action_at < $2 RETURNING *) '
+                       'INSERT INTO %I.%I SELECT * FROM moved', default_part, parent_schema, part)
+            USING lower_bound, upper_bound;
+    END IF;
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                   parent, parent_schema, part, lower_bound, upper_bound);
+    RETURN true;
+END;
+$_$;
 
 --
 -- Name: fold_queue_load(); Type: FUNCTION; Schema: flowable; Owner: -
@@ -302,6 +350,171 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+--
+-- Name: archived_instances; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.archived_instances (
+    process_instance_id character varying(64) NOT NULL,
+    process_key character varying(255) NOT NULL,
+    case_id bigint,
+    business_key character varying(255),
+    completed_at timestamp with time zone NOT NULL,
+    archived_at timestamp with time zone DEFAULT now() NOT NULL,
+    archived_by character varying(50) NOT NULL,
+    row_counts jsonb NOT NULL,
+    engine_history_deleted_at timestamp with time zone
+);
+
+--
+-- Name: case_workflow_mapping; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.case_workflow_mapping (
+    mapping_id bigint NOT NULL,
+    case_id bigint NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    workflow_type character varying(100) NOT NULL,
+    initiated_by character varying(50) NOT NULL,
+    initiated_at timestamp with time zone DEFAULT now() NOT NULL,
+    current_department character varying(50),
+    current_phase character varying(100),
+    expected_completion timestamp with time zone,
+    actual_completion timestamp with time zone,
+    routing_history jsonb DEFAULT '[]'::jsonb NOT NULL,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_routing_history_is_array CHECK ((jsonb_typeof(routing_history) = 'array'::text))
+);
+
+--
+-- Name: process_instances; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.process_instances (
+    process_instance_id character varying(64) NOT NULL,
+    workflow_id bigint NOT NULL,
+    case_id bigint,
+    business_key character varying(255),
+    parent_process_id character varying(64),
+    super_process_id character varying(64),
+    started_by character varying(50) NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    suspended_at timestamp with time zone,
+    status character varying(50) DEFAULT 'ACTIVE'::character varying NOT NULL,
+    current_activity character varying(255),
+    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
+    context_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    sla_due_date timestamp with time zone,
+    priority integer DEFAULT 50 NOT NULL,
+    tags text[],
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    end_activity_id character varying(255),
+    CONSTRAINT chk_status CHECK (((status)::text = ANY ((ARRAY['ACTIVE'::character varying, 'COMPLETED'::character varying, 'SUSPENDED'::character varying, 'TERMINATED'::character varying, 'ERROR'::character varying])::text[])))
+);
+
+--
+-- Name: task_history; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.task_history (
+    history_id bigint NOT NULL,
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    action_type character varying(50) NOT NULL,
+    action_by character varying(50) NOT NULL,
+    action_at timestamp with time zone DEFAULT now() NOT NULL,
+    old_status character varying(50),
+    new_status character varying(50),
+    old_assignee character varying(50),
+    new_assignee character varying(50),
+    delegate_to character varying(50),
+    escalate_to character varying(50),
+    comments text,
+    action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+)
+PARTITION BY RANGE (action_at);
+
+--
+-- Name: task_history_default; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.task_history_default (
+    history_id bigint CONSTRAINT task_history_history_id_not_null NOT NULL,
+    task_id character varying(64) CONSTRAINT task_history_task_id_not_null NOT NULL,
+    process_instance_id character varying(64) CONSTRAINT task_history_process_instance_id_not_null NOT NULL,
+    action_type character varying(50) CONSTRAINT task_history_action_type_not_null NOT NULL,
+    action_by character varying(50) CONSTRAINT task_history_action_by_not_null NOT NULL,
+    action_at timestamp with time zone DEFAULT now() CONSTRAINT task_history_action_at_not_null NOT NULL,
+    old_status character varying(50),
+    new_status character varying(50),
+    old_assignee character varying(50),
+    new_assignee character varying(50),
+    delegate_to character varying(50),
+    escalate_to character varying(50),
+    comments text,
+    action_data jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_action_data_not_null NOT NULL,
+    client_info jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_client_info_not_null NOT NULL,
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+);
+
+--
+-- Name: workflow_tasks; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.workflow_tasks (
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    task_definition_key character varying(255) NOT NULL,
+    task_name character varying(500) NOT NULL,
+    task_type character varying(50) DEFAULT 'USER_TASK'::character varying NOT NULL,
+    queue_name character varying(100) NOT NULL,
+    assignee_id character varying(50),
+    candidate_groups text[],
+    candidate_users text[],
+    priority integer DEFAULT 50 NOT NULL,
+    status character varying(50) DEFAULT 'OPEN'::character varying NOT NULL,
+    form_key character varying(255),
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_at timestamp with time zone,
+    claimed_by character varying(50),
+    completed_at timestamp with time zone,
+    completed_by character varying(50),
+    due_date timestamp with time zone,
+    follow_up_date timestamp with time zone,
+    escalation_level integer DEFAULT 0 NOT NULL,
+    escalated_at timestamp with time zone,
+    task_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    form_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    outcome character varying(100),
+    outcome_reason text,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_task_status CHECK (((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'COMPLETED'::character varying, 'CANCELLED'::character varying, 'DELEGATED'::character varying])::text[]))),
+    CONSTRAINT workflow_tasks_escalation_level_check CHECK ((escalation_level >= 0))
+);
+
+--
+-- Name: workflow_variables; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.workflow_variables (
+    variable_id bigint NOT NULL,
+    process_instance_id character varying(64),
+    task_id character varying(64),
+    variable_name character varying(255) NOT NULL,
+    variable_type character varying(50) NOT NULL,
+    variable_value text,
+    variable_json jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_by character varying(50),
+    changed_at timestamp with time zone,
+    CONSTRAINT chk_variable_scope CHECK (((process_instance_id IS NOT NULL) OR (task_id IS NOT NULL))),
+    CONSTRAINT chk_variable_type CHECK (((variable_type)::text = ANY ((ARRAY['STRING'::character varying, 'INTEGER'::character varying, 'BOOLEAN'::character varying, 'DATE'::character varying, 'JSON'::character varying, 'BINARY'::character varying])::text[])))
+);
 
 --
 -- Name: api_tokens; Type: TABLE; Schema: entitlements; Owner: -
@@ -652,6 +865,20 @@ CREATE TABLE flowable.reconciler_state (
 );
 
 --
+-- Name: retention_policies; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.retention_policies (
+    process_key character varying(255) NOT NULL,
+    retention_days integer NOT NULL,
+    source character varying(10) NOT NULL,
+    set_by character varying(50) NOT NULL,
+    set_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT retention_policies_retention_days_check CHECK (((retention_days >= 1) AND (retention_days <= 36500))),
+    CONSTRAINT retention_policies_source_check CHECK (((source)::text = ANY ((ARRAY['bpmn'::character varying, 'cli'::character varying, 'api'::character varying])::text[])))
+);
+
+--
 -- Name: task_history; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -672,19 +899,47 @@ CREATE TABLE flowable.task_history (
     action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
     CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
-);
+)
+PARTITION BY RANGE (action_at);
 
 --
--- Name: task_history_history_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
+-- Name: task_history_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
 --
 
-ALTER TABLE flowable.task_history ALTER COLUMN history_id ADD GENERATED BY DEFAULT AS IDENTITY (
-    SEQUENCE NAME flowable.task_history_history_id_seq
+CREATE SEQUENCE flowable.task_history_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
+    CACHE 1;
+
+--
+-- Name: task_history_id_seq; Type: SEQUENCE OWNED BY; Schema: flowable; Owner: -
+--
+
+ALTER SEQUENCE flowable.task_history_id_seq OWNED BY flowable.task_history.history_id;
+
+--
+-- Name: task_history_default; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.task_history_default (
+    history_id bigint DEFAULT nextval('flowable.task_history_id_seq'::regclass) CONSTRAINT task_history_history_id_not_null NOT NULL,
+    task_id character varying(64) CONSTRAINT task_history_task_id_not_null NOT NULL,
+    process_instance_id character varying(64) CONSTRAINT task_history_process_instance_id_not_null NOT NULL,
+    action_type character varying(50) CONSTRAINT task_history_action_type_not_null NOT NULL,
+    action_by character varying(50) CONSTRAINT task_history_action_by_not_null NOT NULL,
+    action_at timestamp with time zone DEFAULT now() CONSTRAINT task_history_action_at_not_null NOT NULL,
+    old_status character varying(50),
+    new_status character varying(50),
+    old_assignee character varying(50),
+    new_assignee character varying(50),
+    delegate_to character varying(50),
+    escalate_to character varying(50),
+    comments text,
+    action_data jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_action_data_not_null NOT NULL,
+    client_info jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_client_info_not_null NOT NULL,
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
 );
 
 --
@@ -1020,6 +1275,73 @@ ALTER TABLE onecms.case_workflow_mapping ALTER COLUMN mapping_id ADD GENERATED B
 );
 
 --
+-- Name: task_history_default; Type: TABLE ATTACH; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.task_history ATTACH PARTITION archive.task_history_default DEFAULT;
+
+--
+-- Name: task_history_default; Type: TABLE ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.task_history ATTACH PARTITION flowable.task_history_default DEFAULT;
+
+--
+-- Name: task_history history_id; Type: DEFAULT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.task_history ALTER COLUMN history_id SET DEFAULT nextval('flowable.task_history_id_seq'::regclass);
+
+--
+-- Name: archived_instances archived_instances_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.archived_instances
+    ADD CONSTRAINT archived_instances_pkey PRIMARY KEY (process_instance_id);
+
+--
+-- Name: case_workflow_mapping case_workflow_mapping_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.case_workflow_mapping
+    ADD CONSTRAINT case_workflow_mapping_pkey PRIMARY KEY (mapping_id);
+
+--
+-- Name: process_instances process_instances_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.process_instances
+    ADD CONSTRAINT process_instances_pkey PRIMARY KEY (process_instance_id);
+
+--
+-- Name: task_history task_history_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.task_history
+    ADD CONSTRAINT task_history_pkey PRIMARY KEY (history_id, action_at);
+
+--
+-- Name: task_history_default task_history_default_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.task_history_default
+    ADD CONSTRAINT task_history_default_pkey PRIMARY KEY (history_id, action_at);
+
+--
+-- Name: workflow_tasks workflow_tasks_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.workflow_tasks
+    ADD CONSTRAINT workflow_tasks_pkey PRIMARY KEY (task_id);
+
+--
+-- Name: workflow_variables workflow_variables_pkey; Type: CONSTRAINT; Schema: archive; Owner: -
+--
+
+ALTER TABLE ONLY archive.workflow_variables
+    ADD CONSTRAINT workflow_variables_pkey PRIMARY KEY (variable_id);
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: entitlements; Owner: -
 --
 
@@ -1153,11 +1475,25 @@ ALTER TABLE ONLY flowable.reconciler_state
     ADD CONSTRAINT reconciler_state_pkey PRIMARY KEY (name);
 
 --
+-- Name: retention_policies retention_policies_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.retention_policies
+    ADD CONSTRAINT retention_policies_pkey PRIMARY KEY (process_key);
+
+--
 -- Name: task_history task_history_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
 --
 
 ALTER TABLE ONLY flowable.task_history
-    ADD CONSTRAINT task_history_pkey PRIMARY KEY (history_id);
+    ADD CONSTRAINT task_history_pkey PRIMARY KEY (history_id, action_at);
+
+--
+-- Name: task_history_default task_history_default_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.task_history_default
+    ADD CONSTRAINT task_history_default_pkey PRIMARY KEY (history_id, action_at);
 
 --
 -- Name: task_hourly_stats task_hourly_stats_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
@@ -1235,6 +1571,66 @@ ALTER TABLE ONLY onecms.case_workflow_mapping
 
 ALTER TABLE ONLY onecms.case_workflow_mapping
     ADD CONSTRAINT case_workflow_mapping_pkey PRIMARY KEY (mapping_id);
+
+--
+-- Name: idx_archive_history_process; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_history_process ON ONLY archive.task_history USING btree (process_instance_id);
+
+--
+-- Name: idx_archive_history_task; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_history_task ON ONLY archive.task_history USING btree (task_id, action_at DESC);
+
+--
+-- Name: idx_archive_mapping_case; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_mapping_case ON archive.case_workflow_mapping USING btree (case_id);
+
+--
+-- Name: idx_archive_mapping_process; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_mapping_process ON archive.case_workflow_mapping USING btree (process_instance_id);
+
+--
+-- Name: idx_archive_tasks_process; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_tasks_process ON archive.workflow_tasks USING btree (process_instance_id);
+
+--
+-- Name: idx_archive_variables_process; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_variables_process ON archive.workflow_variables USING btree (process_instance_id);
+
+--
+-- Name: idx_archived_instances_case; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archived_instances_case ON archive.archived_instances USING btree (case_id) WHERE (case_id IS NOT NULL);
+
+--
+-- Name: idx_archived_instances_engine_pending; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archived_instances_engine_pending ON archive.archived_instances USING btree (archived_at) WHERE (engine_history_deleted_at IS NULL);
+
+--
+-- Name: task_history_default_process_instance_id_idx; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX task_history_default_process_instance_id_idx ON archive.task_history_default USING btree (process_instance_id);
+
+--
+-- Name: task_history_default_task_id_action_at_idx; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX task_history_default_task_id_action_at_idx ON archive.task_history_default USING btree (task_id, action_at DESC);
 
 --
 -- Name: idx_api_tokens_user; Type: INDEX; Schema: entitlements; Owner: -
@@ -1357,6 +1753,12 @@ CREATE INDEX idx_process_instances_business_key ON flowable.process_instances US
 CREATE INDEX idx_process_instances_case ON flowable.process_instances USING btree (case_id);
 
 --
+-- Name: idx_process_instances_completed; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX idx_process_instances_completed ON flowable.process_instances USING btree (completed_at) WHERE (completed_at IS NOT NULL);
+
+--
 -- Name: idx_process_instances_completed_at; Type: INDEX; Schema: flowable; Owner: -
 --
 
@@ -1402,31 +1804,37 @@ CREATE INDEX idx_queue_setting_changes_queue ON flowable.queue_setting_changes U
 -- Name: idx_task_history_action_at; Type: INDEX; Schema: flowable; Owner: -
 --
 
-CREATE INDEX idx_task_history_action_at ON flowable.task_history USING btree (action_at);
+CREATE INDEX idx_task_history_action_at ON ONLY flowable.task_history USING btree (action_at);
 
 --
 -- Name: idx_task_history_action_by; Type: INDEX; Schema: flowable; Owner: -
 --
 
-CREATE INDEX idx_task_history_action_by ON flowable.task_history USING btree (action_by);
+CREATE INDEX idx_task_history_action_by ON ONLY flowable.task_history USING btree (action_by);
 
 --
 -- Name: idx_task_history_escalations; Type: INDEX; Schema: flowable; Owner: -
 --
 
-CREATE INDEX idx_task_history_escalations ON flowable.task_history USING btree (action_at) WHERE ((action_type)::text = 'ESCALATE'::text);
+CREATE INDEX idx_task_history_escalations ON ONLY flowable.task_history USING btree (action_at) WHERE ((action_type)::text = 'ESCALATE'::text);
 
 --
 -- Name: idx_task_history_process; Type: INDEX; Schema: flowable; Owner: -
 --
 
-CREATE INDEX idx_task_history_process ON flowable.task_history USING btree (process_instance_id);
+CREATE INDEX idx_task_history_process ON ONLY flowable.task_history USING btree (process_instance_id);
 
 --
 -- Name: idx_task_history_task_action_at; Type: INDEX; Schema: flowable; Owner: -
 --
 
-CREATE INDEX idx_task_history_task_action_at ON flowable.task_history USING btree (task_id, action_at DESC);
+CREATE INDEX idx_task_history_task_action_at ON ONLY flowable.task_history USING btree (task_id, action_at DESC);
+
+--
+-- Name: idx_webhook_batches_received_at; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX idx_webhook_batches_received_at ON flowable.webhook_batches USING btree (received_at);
 
 --
 -- Name: idx_workflow_definitions_active; Type: INDEX; Schema: flowable; Owner: -
@@ -1543,6 +1951,36 @@ CREATE INDEX idx_workflow_variables_name ON flowable.workflow_variables USING bt
 CREATE INDEX idx_workflow_variables_task ON flowable.workflow_variables USING btree (task_id) WHERE (task_id IS NOT NULL);
 
 --
+-- Name: task_history_default_action_at_idx; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX task_history_default_action_at_idx ON flowable.task_history_default USING btree (action_at);
+
+--
+-- Name: task_history_default_action_at_idx1; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX task_history_default_action_at_idx1 ON flowable.task_history_default USING btree (action_at) WHERE ((action_type)::text = 'ESCALATE'::text);
+
+--
+-- Name: task_history_default_action_by_idx; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX task_history_default_action_by_idx ON flowable.task_history_default USING btree (action_by);
+
+--
+-- Name: task_history_default_process_instance_id_idx; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX task_history_default_process_instance_id_idx ON flowable.task_history_default USING btree (process_instance_id);
+
+--
+-- Name: task_history_default_task_id_action_at_idx; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX task_history_default_task_id_action_at_idx ON flowable.task_history_default USING btree (task_id, action_at DESC);
+
+--
 -- Name: uq_workflow_definitions_active; Type: INDEX; Schema: flowable; Owner: -
 --
 
@@ -1565,6 +2003,60 @@ CREATE INDEX idx_case_workflow_process ON onecms.case_workflow_mapping USING btr
 --
 
 CREATE INDEX idx_case_workflow_type ON onecms.case_workflow_mapping USING btree (workflow_type);
+
+--
+-- Name: task_history_default_pkey; Type: INDEX ATTACH; Schema: archive; Owner: -
+--
+
+ALTER INDEX archive.task_history_pkey ATTACH PARTITION archive.task_history_default_pkey;
+
+--
+-- Name: task_history_default_process_instance_id_idx; Type: INDEX ATTACH; Schema: archive; Owner: -
+--
+
+ALTER INDEX archive.idx_archive_history_process ATTACH PARTITION archive.task_history_default_process_instance_id_idx;
+
+--
+-- Name: task_history_default_task_id_action_at_idx; Type: INDEX ATTACH; Schema: archive; Owner: -
+--
+
+ALTER INDEX archive.idx_archive_history_task ATTACH PARTITION archive.task_history_default_task_id_action_at_idx;
+
+--
+-- Name: task_history_default_action_at_idx; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.idx_task_history_action_at ATTACH PARTITION flowable.task_history_default_action_at_idx;
+
+--
+-- Name: task_history_default_action_at_idx1; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.idx_task_history_escalations ATTACH PARTITION flowable.task_history_default_action_at_idx1;
+
+--
+-- Name: task_history_default_action_by_idx; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.idx_task_history_action_by ATTACH PARTITION flowable.task_history_default_action_by_idx;
+
+--
+-- Name: task_history_default_pkey; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.task_history_pkey ATTACH PARTITION flowable.task_history_default_pkey;
+
+--
+-- Name: task_history_default_process_instance_id_idx; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.idx_task_history_process ATTACH PARTITION flowable.task_history_default_process_instance_id_idx;
+
+--
+-- Name: task_history_default_task_id_action_at_idx; Type: INDEX ATTACH; Schema: flowable; Owner: -
+--
+
+ALTER INDEX flowable.idx_task_history_task_action_at ATTACH PARTITION flowable.task_history_default_task_id_action_at_idx;
 
 --
 -- Name: departments trg_departments_updated_at; Type: TRIGGER; Schema: entitlements; Owner: -
@@ -1600,7 +2092,7 @@ CREATE TRIGGER trg_workflow_queues_updated_at BEFORE UPDATE ON flowable.workflow
 -- Name: workflow_tasks trg_workflow_tasks_load_delete; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_load_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_queue_load();
+CREATE TRIGGER trg_workflow_tasks_load_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT WHEN ((current_setting('bridge.archiving'::text, true) IS DISTINCT FROM 'on'::text)) EXECUTE FUNCTION flowable.track_queue_load();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_load_insert; Type: TRIGGER; Schema: flowable; Owner: -
@@ -1618,7 +2110,7 @@ CREATE TRIGGER trg_workflow_tasks_load_update AFTER UPDATE ON flowable.workflow_
 -- Name: workflow_tasks trg_workflow_tasks_stats_delete; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_stats_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_stats();
+CREATE TRIGGER trg_workflow_tasks_stats_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT WHEN ((current_setting('bridge.archiving'::text, true) IS DISTINCT FROM 'on'::text)) EXECUTE FUNCTION flowable.track_task_stats();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_stats_insert; Type: TRIGGER; Schema: flowable; Owner: -
@@ -1756,6 +2248,32 @@ ALTER TABLE ONLY flowable.workflow_variables
 
 ALTER TABLE ONLY onecms.case_workflow_mapping
     ADD CONSTRAINT case_workflow_mapping_process_instance_id_fkey FOREIGN KEY (process_instance_id) REFERENCES flowable.process_instances(process_instance_id);
+
+--
+-- Name: workflow_tasks archived_task_access_policy; Type: POLICY; Schema: archive; Owner: -
+--
+
+CREATE POLICY archived_task_access_policy ON archive.workflow_tasks FOR SELECT TO bridge_reader USING ((((assignee_id)::text = (( SELECT entitlements.app_user_id() AS app_user_id))::text) OR ((queue_name)::text = ANY (( SELECT entitlements.user_queue_names(entitlements.app_user_id()) AS user_queue_names)::text[])) OR (candidate_users @> ARRAY[(( SELECT entitlements.app_user_id() AS app_user_id))::text]) OR (candidate_groups && ( SELECT entitlements.user_role_codes(entitlements.app_user_id()) AS user_role_codes))));
+
+--
+-- Name: task_history archived_task_history_access_policy; Type: POLICY; Schema: archive; Owner: -
+--
+
+CREATE POLICY archived_task_history_access_policy ON archive.task_history FOR SELECT TO bridge_reader USING ((EXISTS ( SELECT 1
+   FROM archive.workflow_tasks t
+  WHERE ((t.task_id)::text = (task_history.task_id)::text))));
+
+--
+-- Name: task_history; Type: ROW SECURITY; Schema: archive; Owner: -
+--
+
+ALTER TABLE archive.task_history ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: workflow_tasks; Type: ROW SECURITY; Schema: archive; Owner: -
+--
+
+ALTER TABLE archive.workflow_tasks ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: workflow_tasks task_access_policy; Type: POLICY; Schema: flowable; Owner: -

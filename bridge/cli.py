@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -11,13 +12,13 @@ import os
 import signal
 import sys
 import threading
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import sqlalchemy.exc
 
-from bridge import auth, db_health, entitlements, logs, status
+from bridge import archive, auth, db_health, entitlements, logs, retention, status
 from bridge.bpmn import lint
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
@@ -483,6 +484,94 @@ def cmd_queues_set(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    shown: list[dict] = []
+
+    async def work(conn) -> None:
+        shown.extend(await retention.policies(conn, default_days=settings.retention_days))
+
+    with provisioned_database(settings) as url:
+        asyncio.run(_with_db(url, work))
+    if args.json:
+        print(json.dumps({"defaultDays": settings.retention_days, "processes": shown}, indent=2, default=str))
+        return 0
+    print(f"default: {settings.retention_days} days after completion (BRIDGE_RETENTION_DAYS)")
+    print(f"{'PROCESS KEY':<32} {'DAYS':>6}  {'FROM':<8} {'COMPLETED':>9} {'PAST RETENTION':>14}  SET BY")
+    for p in shown:
+        by = f"{p['setBy']} {p['setAt']:%Y-%m-%d}" if p["setBy"] else ""
+        print(f"{p['processKey']:<32} {p['days']:>6}  {p['source']:<8} {p['completed']:>9} "
+              f"{p['pastRetention']:>14}  {by}")
+    return 0
+
+
+def cmd_retention_set(settings: Settings, args: argparse.Namespace) -> int:
+    if args.days == "default":
+        days = None
+    elif args.days.isascii() and args.days.isdigit():
+        days = int(args.days)
+    else:
+        print(f"DAYS: a whole number of days (1 to {retention.MAX_DAYS}) or 'default', not {args.days!r}",
+              file=sys.stderr)
+        return 2
+
+    async def work(conn) -> None:
+        await retention.set_policy(conn, args.process_key, days, by=args.by)
+
+    with provisioned_database(settings) as url:
+        try:
+            asyncio.run(_with_db(url, work))
+        except retention.RetentionError as err:
+            print(f"nothing changed: {err}", file=sys.stderr)
+            return 1
+    print(f"{args.process_key}: " + (f"{days} days after completion" if days is not None else
+                                      f"the default, {settings.retention_days} days after completion"))
+    return 0
+
+
+async def _archive(url: str, endpoint: FlowableEndpoint | None, settings: Settings,
+                   args: argparse.Namespace) -> archive.ArchiveReport:
+    db = open_database(url, pool_size=2)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            flowable = await stack.enter_async_context(FlowableClient.of(endpoint)) if endpoint else None
+            return await archive.run(db, flowable, retention_days=settings.retention_days,
+                                     inbox_days=settings.inbox_retention_days, as_of=args.as_of,
+                                     dry_run=args.dry_run, by=args.by, max_instances=args.limit)
+    finally:
+        await db.dispose()
+
+
+def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        if args.dry_run:
+            report = asyncio.run(_archive(url, None, settings, args))
+        else:
+            with provisioned_engine(settings, url, args.command) as endpoint:
+                report = asyncio.run(_archive(url, endpoint, settings, args))
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0
+    print(("would archive" if args.dry_run else "due when the run began") + f" (as of {report.as_of:%Y-%m-%d %H:%M}):")
+    for due in report.due:
+        print(f"  {due['processKey']:<32} {due['instances']:>8} instance(s), the oldest ended {due['oldestEnd']}")
+    if not report.due:
+        print("  nothing")
+    if args.dry_run:
+        print(f"engine histories still to delete: {report.engine_histories_pending}; "
+              f"inbox batches to prune: {report.inbox_batches_pruned}")
+        return 0
+    rows = ", ".join(f"{table} {count}" for table, count in report.rows.items())
+    print(f"archived {report.instances} instance(s) in {report.batches} transaction(s): {rows}")
+    print(f"history months moved whole: {', '.join(report.months_moved) or 'none'}; "
+          f"months created ahead: {report.partitions_created}")
+    print(f"engine histories deleted: {report.engine_histories_deleted}, still to delete: "
+          f"{report.engine_histories_pending}" + (f" (engine: {report.engine_error})" if report.engine_error else ""))
+    print(f"inbox: {report.inbox_batches_pruned} batch(es), {report.inbox_events_pruned} event(s) pruned; "
+          f"{report.seconds:.1f}s")
+    return 1 if report.engine_error else 0
+
+
 def cmd_engine_build(settings: Settings, args: argparse.Namespace) -> int:
     print(build_engine_jar(force=args.force))
     return 0
@@ -628,6 +717,35 @@ def build_parser() -> argparse.ArgumentParser:
     named.add_argument("token_id", nargs="?", type=token_id, metavar="TOKEN_ID")
     named.add_argument("--label", help="the token's label (refused when several live tokens carry it)")
     revoke.add_argument("--user", help="only a token of this user")
+    retention_parser = command("retention", cmd_retention, "how long completed instances stay in the mirror's hot "
+                               "tables, per process key: days, where they come from (bpmn, cli, default), "
+                               "completed instances and how many are past retention")
+    retention_parser.add_argument("--json", action="store_true", help="as JSON")
+    retention_commands = retention_parser.add_subparsers(dest="retention_command", metavar="ACTION")
+    retention_set = command("set", cmd_retention_set, "set a process key's retention in days ('default': back "
+                            "to BRIDGE_RETENTION_DAYS); stands until a new version of its BPMN declares "
+                            "retentionDays", retention_commands)
+    retention_set.add_argument("process_key", metavar="PROCESS_KEY")
+    retention_set.add_argument("days", metavar="DAYS")
+    retention_set.add_argument("--by", default=getpass.getuser(), help="recorded as set_by (default: you)")
+
+    def moment(text: str) -> datetime:
+        try:
+            at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"an ISO-8601 date or date-time, not {text!r}") from None
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+    archived = command("archive", cmd_archive, "move completed instances past their retention (bridge retention) "
+                       "with their tasks, history, variables and case routing to the archive schema, in small "
+                       "transactions with row counts checked; then delete their history in the engine and prune "
+                       "the webhook inbox. Exit code 1 when the engine's part is left for a later run")
+    archived.add_argument("--dry-run", action="store_true", help="print what is due and change nothing")
+    archived.add_argument("--as-of", type=moment, metavar="WHEN",
+                          help="count retention back from this moment instead of now (what a date will take)")
+    archived.add_argument("--limit", type=int, metavar="N", help="archive at most N instances this run")
+    archived.add_argument("--by", default=getpass.getuser(), help="recorded as archived_by (default: you)")
+    archived.add_argument("--json", action="store_true", help="the run's report as JSON")
     engine = commands.add_parser("engine", help="the Flowable engine under engine/",
                                  description="the Flowable engine under engine/")
     engine_commands = engine.add_subparsers(dest="engine_command", required=True, metavar="ACTION")

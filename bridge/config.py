@@ -37,6 +37,13 @@ def _int(raw: str, name: str) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _days(raw: str, name: str) -> int:
+    value = _int(raw, name)
+    if not 1 <= value <= 36500:
+        raise ConfigError(f"{name} must be from 1 to 36500 days, got {value}")
+    return value
+
+
 def _workers(raw: str, name: str) -> int:
     value = _int(raw, name)
     if value < 1:
@@ -157,6 +164,16 @@ class Settings:
     reconcile_sweep_minutes: int = setting(
         "BRIDGE_RECONCILE_SWEEP_MINUTES", 10, "Minutes between reconciler sweeps over every running instance "
         "(between them, only what the task log names).", parse=_int)
+    retention_days: int = setting(
+        "BRIDGE_RETENTION_DAYS", 365, "Days a completed instance stays in the mirror's hot tables before archiving "
+        "takes it, for a process key without a retention of its own (`bridge retention`).", parse=_days)
+    archive_interval_s: int = setting(
+        "BRIDGE_ARCHIVE_INTERVAL_S", 3600, "Seconds between archiving runs in the service (one replica at a "
+        "time: history months ahead, due instances to the archive, the engine's history of archived instances, "
+        "the inbox pruned); 0: off, `bridge archive` only.", parse=_int)
+    inbox_retention_days: int = setting(
+        "BRIDGE_INBOX_RETENTION_DAYS", 30, "Days an applied webhook batch stays in the inbox (a redelivery "
+        "within them is recognised as a duplicate).", parse=_days)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

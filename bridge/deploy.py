@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from bridge import retention
 from bridge.bpmn.model import BpmnMetadata, Process
 from bridge.bpmn.reader import load_bpmn, parse_bpmn
 from bridge.db.queries import queries
@@ -217,6 +218,7 @@ async def _record_definition(conn: AsyncConnection, process: Process, outcome: P
                                 "userTasks": [t.id for t in process.user_tasks],
                                 "endEvents": process.end_events}),
     })).one()
+    await retention.record_from_bpmn(conn, outcome.process_key, process.retention_days, by=deployed_by)
     return row.workflow_id
 
 

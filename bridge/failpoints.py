@@ -10,6 +10,8 @@ no answer. The names, where they are and what they test:
                         not committed yet (the retry must find the action done, not refuse it)
   action.after_commit   a work action: committed with its stored answer, the HTTP answer not yet sent (the
                         retry must get the stored answer)
+  archive.mid_run       an archiving run: one batch committed, the next moved and counted but not committed
+                        (the rerun must archive every instance once, nothing lost or doubled)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import signal
 
 log = logging.getLogger(__name__)
-KNOWN = frozenset({"action.after_engine", "action.after_commit"})
+KNOWN = frozenset({"action.after_engine", "action.after_commit", "archive.mid_run"})
 ARMED = frozenset(name.strip() for name in os.environ.get("BRIDGE_FAILPOINTS", "").split(",") if name.strip())
 if ARMED - KNOWN:
     raise RuntimeError(f"BRIDGE_FAILPOINTS: unknown {', '.join(sorted(ARMED - KNOWN))} "

@@ -95,6 +95,13 @@ async def db_url(empty_db: str) -> str:
 
 
 EXTENSION_TABLES = [
+    "archive.archived_instances",
+    "archive.case_workflow_mapping",
+    "archive.workflow_variables",
+    "archive.task_history",
+    "archive.workflow_tasks",
+    "archive.process_instances",
+    "flowable.retention_policies",
     "flowable.queue_setting_changes",
     "flowable.queue_load_changes",
     "flowable.task_stat_changes",

@@ -23,6 +23,9 @@ ERROR, WARNING = "error", "warning"
 # Plain slotted records, not frozen ones: a frozen dataclass's __init__ costs three times as much, and
 # the reader makes one per task, queue, role, route and timer. Nothing mutates them after the read.
 
+MAX_RETENTION_DAYS = 36500  # a hundred years: migration 0023's check
+
+
 @dataclass(frozen=True)
 class Issue:
     file: str
@@ -146,6 +149,7 @@ class Process:
     version_tag: str | None = None
     business_app: str | None = None
     process_sla_minutes: int | None = None
+    retention_days: int | None = None  # <onecms:workflow retentionDays>: bridge/retention.py
     start_variables: dict[str, StartVariable] = field(default_factory=dict)
     departments: list[Department] = field(default_factory=list)
     user_tasks: list[UserTask] = field(default_factory=list)

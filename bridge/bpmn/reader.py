@@ -22,7 +22,8 @@ Our own extension elements (namespace urn:onecms:bpmn:1.0) refine what is derive
 
     <lane><extensionElements><onecms:department code="LEGAL" name="Legal"/>          lane -> department
     <userTask><extensionElements><onecms:queue name=".." type=".." slaMinutes=".." maxCapacity=".."/>
-    <process><extensionElements><onecms:workflow businessApp=".." versionTag=".." processSlaMinutes="..">
+    <process><extensionElements><onecms:workflow businessApp=".." versionTag=".." processSlaMinutes=".."
+                                                 retentionDays="..">
                                     <onecms:entryCriteria variable="caseType" values="A,B" required="true"/>
                                 <onecms:role code=".." type="SYSTEM|DEPARTMENT|CUSTOM" name=".."/>
 
@@ -55,6 +56,7 @@ from bridge.bpmn.model import (
     DEFAULT_QUEUE_SLA_MINUTES,
     ERROR,
     FLOWABLE_NS,
+    MAX_RETENTION_DAYS,
     ONECMS_NS,
     QUEUE_TYPES,
     ROLE_TYPES,
@@ -529,6 +531,13 @@ class _Reader:
             process.version_tag = ext.get("versionTag") or process.version_tag
             if ext.get("processSlaMinutes"):
                 process.process_sla_minutes = self._positive_int(ext, "processSlaMinutes")
+            if ext.get("retentionDays"):
+                days = self._positive_int(ext, "retentionDays", process.key)
+                if days is not None and days > MAX_RETENTION_DAYS:
+                    self.issue(ext, "BAD_EXTENSION", f'retentionDays="{days}" is more than {MAX_RETENTION_DAYS}',
+                               element_id=process.key)
+                    days = None
+                process.retention_days = days
             for criterion in ext.iterchildren(_ONECMS + "entryCriteria"):
                 variable = criterion.get("variable")
                 if not variable:

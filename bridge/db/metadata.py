@@ -239,12 +239,14 @@ workflow_tasks = Table(
 
 task_history = Table(
     "task_history", metadata,
-    Column("history_id", BigInteger, Identity(), primary_key=True),
+    # partitioned by month of action_at (migration 0024): the partition key is part of the primary key
+    Column("history_id", BigInteger, primary_key=True,
+           server_default=text("nextval('flowable.task_history_id_seq'::regclass)")),
     Column("task_id", String(64), nullable=False),  # no FK: history outlives archived tasks
     Column("process_instance_id", String(64), nullable=False),
     Column("action_type", String(50), nullable=False),
     Column("action_by", String(50), nullable=False),
-    _stamped("action_at"),
+    Column("action_at", TZ, nullable=False, server_default=NOW, primary_key=True),
     Column("old_status", String(50)),
     Column("new_status", String(50)),
     Column("old_assignee", String(50)),
@@ -386,6 +388,32 @@ mirror_repairs = Table(
     Column("engine_value", Text),
     Column("repaired", Boolean, nullable=False),
     schema="flowable",
+)
+
+retention_policies = Table(  # migration 0023: bridge/retention.py
+    "retention_policies", metadata,
+    Column("process_key", String(255), primary_key=True),
+    Column("retention_days", Integer, nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("set_by", String(50), nullable=False),
+    _stamped("set_at"),
+    schema="flowable",
+)
+
+# -- archive (migration 0024): copies of the hot tables, column for column, and the ledger -------------------
+
+archived_instances = Table(
+    "archived_instances", metadata,
+    Column("process_instance_id", String(64), primary_key=True),
+    Column("process_key", String(255), nullable=False),
+    Column("case_id", BigInteger),
+    Column("business_key", String(255)),
+    Column("completed_at", TZ, nullable=False),
+    _stamped("archived_at"),
+    Column("archived_by", String(50), nullable=False),
+    Column("row_counts", JSONB, nullable=False),
+    Column("engine_history_deleted_at", TZ),
+    schema="archive",
 )
 
 # -- onecms ----------------------------------------------------------------------------------------

@@ -322,6 +322,22 @@ class FlowableClient:
         body = {"processInstanceIds": ids, "includeProcessVariables": include_variables, "size": len(ids)}
         return (await self.request("POST", "query/historic-process-instances", json_body=body))["data"]
 
+    async def delete_historic_processes(self, ids: list[str]) -> None:
+        """Delete the engine's history of these ended instances in one engine transaction (keep `ids` short).
+        FlowableError 404 when any of them is not there: delete_historic_process then tells which."""
+        await self.request("POST", "history/historic-process-instances/delete",
+                           json_body={"action": "delete", "instanceIds": ids})
+
+    async def delete_historic_process(self, instance_id: str) -> bool:
+        """Delete one ended instance's history; False when the engine has none (already deleted)."""
+        try:
+            await self.request("DELETE", f"history/historic-process-instances/{instance_id}")
+        except FlowableError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
     async def task_identity_links(self, task_id: str) -> list[dict]:
         return await self.request("GET", f"runtime/tasks/{task_id}/identitylinks")
 

@@ -74,7 +74,13 @@ def _usable(events: list[dict]) -> list[dict]:
 async def apply_events(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
     if not events:
         return
-    await conn.execute(SQL.lock_entities, {"ids": _entity_keys(events)})
+    keys = _entity_keys(events)
+    await conn.execute(SQL.lock_entities, {"ids": keys})
+    archived = {r.id for r in await conn.execute(SQL.archived_keys, {"ids": keys})}
+    if archived:
+        log.info("%d event(s) for archived work not applied", sum(bool(set(_entity_keys([e])) & archived)
+                                                                   for e in events))
+        events = [e for e in events if not set(_entity_keys([e])) & archived]
     usable = _usable(await _with_waiting_events(conn, events))
     started = await _start_processes(conn, [e for e in usable if e["type"] == "PROCESS_STARTED"
                                             and e.get("entityType") == "processInstance"])

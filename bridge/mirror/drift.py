@@ -64,6 +64,8 @@ class MirrorState:
     # process id -> variable name -> when the mirror got the value it holds: the engine's time of the change,
     # or the mirror's write if later (a change made just before a read may commit, and be pushed, after it)
     variables_changed: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    # archived instances (bridge/archive.py) the engine may still report: archived, not missing
+    archived: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -80,6 +82,7 @@ async def read_mirror(conn: AsyncConnection, process_ids: list[str] | None = Non
         state.processes[r.process_instance_id] = dict(r._mapping)
     for r in await conn.execute(SQL.mirror_tasks, params):
         state.tasks[r.task_id] = dict(r._mapping)
+    state.archived = {r.process_instance_id for r in await conn.execute(SQL.archived_processes, params)}
     for r in await conn.execute(SQL.mirror_variables, params):
         state.variables.setdefault(r.process_instance_id, {})[r.variable_name] = (r.variable_type, r.variable_value)
         if r.changed_at is not None:
@@ -113,7 +116,7 @@ def compare(engine_state: EngineState, mirror: MirrorState, *, whole_mirror: boo
     read_at = engine_time(engine_state.read_at)
     started = engine_state.started_at or engine_state.read_at
     started_text = engine_time(started)
-    for process_id in sorted(engine_state.covers):
+    for process_id in sorted(engine_state.covers - mirror.archived):
         process = engine_state.processes[process_id]
         row = mirror.processes.get(process_id)
         if row is not None and row["completed_at"] is not None and row["completed_at"] > started:

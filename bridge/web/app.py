@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bridge import db_health, logs, metrics
+from bridge import archive, db_health, logs, metrics
 from bridge.background import periodic
 from bridge.bpmn.safe_xml import MAX_BYTES
 from bridge.config import ConfigError, Settings
@@ -81,6 +81,8 @@ def create_app(settings: Settings, database_url: str, endpoint: FlowableEndpoint
                                         lambda a: lambda: escalate_once(a[DB], a[FLOWABLE])))
         app.cleanup_ctx.append(periodic("auto-assignment", lambda a: a[SETTINGS].auto_assign_interval_s,
                                         lambda a: lambda: auto_assign_once(a[DB], a[FLOWABLE])))
+        app.cleanup_ctx.append(periodic("archiving", lambda a: a[SETTINGS].archive_interval_s,
+                                        lambda a: lambda: _archive(a)))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -130,6 +132,19 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _archive(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    try:
+        report = await archive.run(app[DB], app[FLOWABLE], retention_days=settings.retention_days,
+                                   inbox_days=settings.inbox_retention_days)
+    except archive.ArchiverBusy:
+        return  # another replica (or `bridge archive`) is at it
+    if report.instances or report.months_moved or report.engine_histories_deleted or report.inbox_batches_pruned:
+        log.info("archiving: %d instance(s) in %d batch(es), months %s, engine histories deleted %d, "
+                 "inbox batches pruned %d (%.1fs)", report.instances, report.batches, report.months_moved or "-",
+                 report.engine_histories_deleted, report.inbox_batches_pruned, report.seconds)
 
 
 QUEUE_LOAD_FOLD_S = 1.0

@@ -97,8 +97,17 @@ async def case_workflows(db: AsyncEngine, case_id: int) -> list[dict]:
         return await case_workflows_in(conn, case_id)
 
 
-async def case_workflows_in(conn: AsyncConnection, case_id: int) -> list[dict]:
-    rows = await conn.execute(SQL.case_workflows, {"case_id": case_id})
+async def case_workflows_in(conn: AsyncConnection, case_id: int, *, archived: bool = True) -> list[dict]:
+    """The case's workflows, live ones first; with archived, the archived ones after them (archived: true)."""
+    live = [{**w, "archived": False} for w in _workflows(await conn.execute(SQL.case_workflows, {"case_id": case_id}))]
+    if not archived:
+        return live
+    rows = list(await conn.execute(SQL.archived_case_workflows, {"case_id": case_id}))
+    return live + [{**w, "archived": True, "archivedAt": r.archived_at.isoformat()}
+                   for w, r in zip(_workflows(rows), rows, strict=True)]
+
+
+def _workflows(rows) -> list[dict]:
     return [{"caseId": r.case_id, "processInstanceId": r.process_instance_id, "workflowType": r.workflow_type,
              "status": r.status, "currentDepartment": r.current_department, "currentPhase": r.current_phase,
              "routingHistory": r.routing_history, "initiatedBy": r.initiated_by,

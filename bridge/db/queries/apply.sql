@@ -237,3 +237,10 @@ SELECT flowable.fold_queue_load(), flowable.fold_task_stats();
 -- SKIP LOCKED): waiting there could deadlock with a batch that holds the advisory lock and waits for the row.
 SELECT coalesce(bool_and(pg_try_advisory_xact_lock(key)), true) AS locked
 FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS text[])) AS id ORDER BY 1) AS keys;
+
+-- name: archived_keys
+-- Of these instance and task ids, those of archived work (bridge/archive.py): a late event for it is dropped,
+-- not applied to a row that is no longer hot (which would bring the instance back half-made).
+SELECT process_instance_id AS id FROM archive.archived_instances WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+UNION
+SELECT task_id FROM archive.workflow_tasks WHERE task_id = ANY(CAST(:ids AS text[]));

@@ -23,7 +23,8 @@ SELECT process_instance_id FROM flowable.workflow_tasks WHERE status IN ('OPEN',
 SELECT x.id
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (id text, status text)
 LEFT JOIN flowable.process_instances p ON p.process_instance_id = x.id
-WHERE p.process_instance_id IS NULL
+WHERE (p.process_instance_id IS NULL
+       AND NOT EXISTS (SELECT 1 FROM archive.archived_instances a WHERE a.process_instance_id = x.id))
    OR (CASE p.status WHEN 'ERROR' THEN 'COMPLETED' WHEN 'SUSPENDED' THEN 'ACTIVE' ELSE p.status END) <> x.status;
 
 -- name: try_lock
@@ -72,3 +73,10 @@ SELECT flowable.fold_queue_load();
 
 -- name: recount_queue_load
 SELECT flowable.recount_queue_load();
+
+-- name: archived_processes
+-- Archived instances (bridge/archive.py) among these ids, or (:all) every one whose engine history is not
+-- deleted yet (the only ones the engine can still report): archived, not missing.
+SELECT process_instance_id FROM archive.archived_instances
+WHERE (CAST(:all AS boolean) AND engine_history_deleted_at IS NULL)
+   OR process_instance_id = ANY(CAST(:ids AS text[]));

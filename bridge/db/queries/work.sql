@@ -37,6 +37,22 @@ SELECT history_id, action_type, action_by, action_at, old_status, new_status, ol
        delegate_to, escalate_to, comments
 FROM flowable.task_history WHERE task_id = :task_id ORDER BY action_at, history_id;
 
+-- name: archived_task
+-- (RLS) A task of an archived instance (bridge/archive.py), under the same rules as a live one.
+SELECT t.task_id, t.process_instance_id, t.task_definition_key, t.task_name, t.queue_name, t.status, t.assignee_id,
+       t.candidate_groups, t.candidate_users, t.priority, t.created_at, t.claimed_at, t.claimed_by, t.due_date,
+       t.completed_at, t.completed_by, t.escalation_level, t.escalated_at, t.outcome, t.outcome_reason, t.form_key
+FROM archive.workflow_tasks t WHERE t.task_id = :task_id;
+
+-- name: archived_task_history
+-- (RLS)
+SELECT history_id, action_type, action_by, action_at, old_status, new_status, old_assignee, new_assignee,
+       delegate_to, escalate_to, comments
+FROM archive.task_history WHERE task_id = :task_id ORDER BY action_at, history_id;
+
+-- name: archived_at
+SELECT archived_at FROM archive.archived_instances WHERE process_instance_id = :process_instance_id;
+
 -- name: lock_task
 SELECT task_id, process_instance_id, queue_name, status, assignee_id, escalation_level, priority, due_date,
        candidate_groups, completed_by
@@ -116,6 +132,20 @@ SELECT m.case_id, m.process_instance_id, m.workflow_type, m.initiated_by, m.init
 FROM onecms.case_workflow_mapping m
 JOIN flowable.process_instances p USING (process_instance_id)
 JOIN flowable.workflow_definitions d ON d.workflow_id = p.workflow_id
+WHERE m.case_id = :case_id
+ORDER BY m.initiated_at, m.mapping_id;
+
+-- name: archived_case_workflows
+-- A case's workflows that were archived (bridge/archive.py): where they ended, as case_workflows says it.
+SELECT m.case_id, m.process_instance_id, m.workflow_type, m.initiated_by, m.initiated_at, m.current_department,
+       m.current_phase, m.expected_completion, m.actual_completion, m.routing_history, p.status, p.business_key,
+       d.process_version, p.end_activity_id,
+       d.metadata -> 'endEvents' ->> p.end_activity_id AS end_activity_name, p.metadata ->> 'endCause' AS end_cause,
+       a.archived_at
+FROM archive.case_workflow_mapping m
+JOIN archive.process_instances p USING (process_instance_id)
+JOIN flowable.workflow_definitions d ON d.workflow_id = p.workflow_id
+JOIN archive.archived_instances a USING (process_instance_id)
 WHERE m.case_id = :case_id
 ORDER BY m.initiated_at, m.mapping_id;
 
