@@ -1,7 +1,8 @@
 """The ops reports: the numbers behind /api/reports/... and the dashboard, one function per report.
 
 Every report takes a ReportFilter (department, queue, time range; process and version for the per-activity
-report behind the process map); SQL in bridge/db/queries/reports.sql.
+report behind the process map); SQL in bridge/db/queries/reports.sql. A range left out is the last 24 hours,
+or the report's own span (REPORT_SPANS: the capacity review's 30 days).
 They read as the owner, not under row-level security: an ops viewer sees every queue's figures (the
 OPS_VIEWER role gates them, bridge/web/reports.py). Results are plain JSON-ready dicts.
 """
@@ -9,10 +10,13 @@ OPS_VIEWER role gates them, bridge/web/reports.py). Results are plain JSON-ready
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import text
@@ -56,12 +60,13 @@ class ReportFilter:
         return cls(since=until - span, until=until, **given)
 
     @classmethod
-    def parse(cls, query: Mapping[str, str]) -> ReportFilter:
-        """From query parameters: department, queue, since, until (ISO-8601; default the last 24 hours),
-        at_risk_minutes (due within this many minutes: at risk; default 60), limit (lists; default 20),
-        process and version (the activities report)."""
+    def parse(cls, query: Mapping[str, str], span: timedelta = DEFAULT_RANGE) -> ReportFilter:
+        """From query parameters: department, queue, since, until (ISO-8601; default: until now, since span
+        before until, the last 24 hours unless the report has a span of its own, span_of()), at_risk_minutes
+        (due within this many minutes: at risk; default 60), limit (lists; default 20), process and version
+        (the activities report)."""
         until = _moment(query, "until") or datetime.now(UTC)
-        since = _moment(query, "since") or until - DEFAULT_RANGE
+        since = _moment(query, "since") or until - span
         if since >= until:
             raise BadFilter("since: must be before until")
         if until - since > MAX_RANGE:
@@ -227,6 +232,72 @@ async def mirror(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
             "repaired_outside_backfill": sum(r["entities"] for r in repairs if r["pass_kind"] != "BACKFILL")}
 
 
+CAPACITY_SPAN = timedelta(days=30)
+CAPACITY_HEADROOM = Fraction(5, 4)
+CAPACITY_STEP = 5
+CAPACITY_RULE = (f"the peak backlog (the highest backlog at the range's start or at the end of any of its days) times "
+                 f"{float(CAPACITY_HEADROOM)}, or the tasks open now if that is more, rounded up to a multiple of "
+                 f"{CAPACITY_STEP}; at least {CAPACITY_STEP}")
+
+
+def suggested_capacity(peak_backlog: int, open_now: int) -> tuple[int, str]:
+    """CAPACITY_RULE: the suggestion and what set it ("peak backlog", "open now", or "minimum")."""
+    from_peak = math.ceil(peak_backlog * CAPACITY_HEADROOM)
+    need, basis = max((from_peak, "peak backlog"), (open_now, "open now"), (1, "minimum"), key=lambda n: n[0])
+    return -(-need // CAPACITY_STEP) * CAPACITY_STEP, basis
+
+
+def _slope(points: list[tuple[Fraction, int]]) -> Fraction:
+    """The least-squares slope of y over x (0 when every x is the same)."""
+    n = len(points)
+    mean_x = sum((x for x, _ in points), Fraction(0)) / n
+    mean_y = Fraction(sum(y for _, y in points), n)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum(((x - mean_x) * (y - mean_y) for x, y in points), Fraction(0)) / spread if spread else Fraction(0)
+
+
+async def capacity(conn: AsyncConnection, where: ReportFilter) -> dict[str, Any]:
+    """The capacity review (default range: the last 30 days), per active queue: arrivals (tasks created),
+    completions and cancellations per UTC day of the range (whole hours; the first and last day may be partial)
+    and in all; the backlog (live tasks) at the start and end of the range and at the end of each day (net per
+    day: arrivals - completions - cancellations), its peak and its trend (the least-squares slope of the
+    backlog at those day boundaries, in tasks per day, against time; rising, falling or flat to two decimals);
+    live tasks now against max_capacity (utilisation); the mean handling time of the tasks completed in the
+    range (created to completed, as the queues report's); and suggestedCapacity, by the rule: the peak backlog
+    times 1.25, or the tasks open now if that is more, rounded up to a multiple of 5, at least 5. A task moved
+    to another queue counts as that queue's from its creation, as in the hourly summary."""
+    rows = await _rows(conn, SQL.capacity, where)
+    found = []
+    for _, group in itertools.groupby(rows, key=lambda row: row["queue_name"]):
+        days = list(group)
+        q = days[0]
+        net = [d["arrivals"] - d["completions"] - d["cancellations"] for d in days]
+        backlog_end = q["backlog_end"]
+        backlogs = list(itertools.accumulate(net, initial=backlog_end - sum(net)))  # the start, then each day's end
+        start = datetime.fromisoformat(days[0]["day_start"])
+        at = [start] + [datetime.fromisoformat(d["day_end"]) for d in days]
+        slope = _slope([(Fraction(int((moment - start).total_seconds()), 86400), backlog)
+                        for moment, backlog in zip(at, backlogs, strict=True)])
+        rounded = round(slope, 2)
+        suggested, basis = suggested_capacity(max(backlogs), q["open_now"])
+        found.append({
+            "queueName": q["queue_name"], "departmentCode": q["department_code"],
+            "departmentName": q["department_name"], "maxCapacity": q["max_capacity"], "slaMinutes": q["sla_minutes"],
+            "openNow": q["open_now"], "utilisation": round(q["open_now"] / q["max_capacity"], 4),
+            "arrivals": sum(d["arrivals"] for d in days), "completions": sum(d["completions"] for d in days),
+            "cancellations": sum(d["cancellations"] for d in days),
+            "backlogStart": backlogs[0], "backlogEnd": backlog_end, "backlogPeak": max(backlogs),
+            "backlogSlopePerDay": float(round(slope, 4)),
+            "trend": "rising" if rounded > 0 else "falling" if rounded < 0 else "flat",
+            "meanHandlingHours": q["mean_handling_hours"],
+            "suggestedCapacity": suggested, "suggestedFrom": basis,
+            "days": [{"day": d["day"], "start": d["day_start"], "end": d["day_end"], "arrivals": d["arrivals"],
+                      "completions": d["completions"], "cancellations": d["cancellations"], "net": n,
+                      "backlog": backlog}
+                     for d, n, backlog in zip(days, net, backlogs[1:], strict=True)]})
+    return {"rule": CAPACITY_RULE, "headroom": float(CAPACITY_HEADROOM), "roundTo": CAPACITY_STEP, "queues": found}
+
+
 EMITTER_FIELDS = ("sentEvents", "sentBatches", "sentPosts", "droppedEvents", "droppedBatches", "queueDepth",
                   "failedAttempts", "lastError", "lastErrorAt", "paused")
 
@@ -244,8 +315,15 @@ async def emitter(client: FlowableClient, timeout_s: float = 2.0) -> dict[str, A
 
 Report = Callable[[AsyncConnection, ReportFilter], Awaitable[dict[str, Any]]]
 REPORTS: dict[str, Report] = {report.__name__: report for report in (
-    queues, throughput, age, escalations, workload, processes, oldest, mirror, activities)}
+    queues, throughput, age, escalations, workload, processes, oldest, mirror, activities, capacity)}
 PROCESS_MAP_ONLY = frozenset({"activities"})  # drawn on /dashboard/processes/{key}, not on /dashboard
+# Reports whose range, when none is given, is not the last 24 hours; the dashboard shows them over this span too.
+REPORT_SPANS: dict[str, timedelta] = {"capacity": CAPACITY_SPAN}
+
+
+def span_of(name: str) -> timedelta:
+    """How far back a report reaches when the request gives no since."""
+    return REPORT_SPANS.get(name, DEFAULT_RANGE)
 
 
 async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]:
@@ -261,10 +339,13 @@ async def run(db: AsyncEngine, name: str, where: ReportFilter) -> dict[str, Any]
 
 
 async def run_all(db: AsyncEngine, where: ReportFilter) -> dict[str, dict[str, Any]]:
-    """Every report of the dashboard on one connection and one snapshot (its figures agree with each other)."""
+    """Every report of the dashboard on one connection and one snapshot (its figures agree with each other).
+    A report with a span of its own (REPORT_SPANS: capacity) covers that span up to where.until instead."""
     async with db.connect() as conn:
         await conn.execute(ONE_SNAPSHOT)
-        return {name: await report(conn, where) for name, report in REPORTS.items() if name not in PROCESS_MAP_ONLY}
+        return {name: await report(conn, replace(where, since=where.until - REPORT_SPANS[name])
+                                   if name in REPORT_SPANS else where)
+                for name, report in REPORTS.items() if name not in PROCESS_MAP_ONLY}
 
 
 async def department_codes(db: AsyncEngine) -> list[str]:

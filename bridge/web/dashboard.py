@@ -293,6 +293,9 @@ def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, 
         q["load_bar"] = _load_bar(q)
     for t in figures["oldest"]["tasks"]:
         t["due_text"] = _due(now, t["due_date"])
+    for c in figures["capacity"]["queues"]:
+        c["arrow"] = TREND_ARROWS[c["trend"]]
+        c["sparkline"] = _backlog_sparkline(c)
     mirror = figures["mirror"]
     events = mirror["events"]
     mirror["latency_text"] = (" / ".join(f"{events[k]:,.0f} ms" for k in
@@ -310,6 +313,7 @@ def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, 
                    "at_risk": sum(q["at_risk_tasks"] for q in queues["queues"])},
         "throughput_chart": _throughput_chart(figures["throughput"]["hours"]),
         "age_chart": _age_chart(figures["age"]["buckets"]),
+        "capacity_days": reports.span_of("capacity").days,
     }
 
 
@@ -407,3 +411,22 @@ def _age_chart(buckets: list[dict]) -> str:
                      f'data-bucket="{_esc(b["label"])}">{b["tasks"]}</text>')
     return (f'<svg viewBox="0 0 {width} {row * len(buckets)}" width="100%" height="{row * len(buckets)}" '
             f'role="img" aria-label="live tasks by age">{"".join(parts)}</svg>')
+
+
+TREND_ARROWS = {"rising": "▲", "falling": "▼", "flat": "▶"}
+TREND_COLOURS = {"rising": "#c62828", "falling": "#2e7d32", "flat": "#5b6b7c"}
+
+
+def _backlog_sparkline(q: dict) -> str:
+    """The capacity report's backlog of one queue at the range's start and at the end of each day."""
+    width, height = 120, 22
+    values = [q["backlogStart"]] + [d["backlog"] for d in q["days"]]
+    low, high = min([*values, 0]), max([*values, 1])
+    step = width / max(len(values) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - 2 - (height - 4) * (v - low) / (high - low):.1f}"
+                      for i, v in enumerate(values))
+    title = _esc(f"backlog {values[0]} to {values[-1]}, peak {q['backlogPeak']}, "
+                 f"{q['backlogSlopePerDay']:+.2f} a day")
+    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{title}" style="vertical-align:middle">'
+            f'<title>{title}</title><polyline points="{points}" fill="none" stroke="{TREND_COLOURS[q["trend"]]}" '
+            f'stroke-width="1.5"/></svg>')

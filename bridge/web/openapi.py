@@ -6,6 +6,7 @@ here has no route, and schemathesis drives every operation from it against a rea
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -236,15 +237,51 @@ DOCUMENT: dict[str, Any] = {
 }
 
 
+INTEGER = {"type": "integer"}
+NUMBER = {"type": "number"}
+CAPACITY_DAY = _object({
+    "day": {"type": "string", "format": "date", "description": "a UTC day"},
+    "start": {"type": "string", "format": "date-time"},
+    "end": {"type": "string", "format": "date-time", "description": "the first and last day may be partial"},
+    "arrivals": INTEGER, "completions": INTEGER, "cancellations": INTEGER,
+    "net": {"type": "integer", "description": "arrivals - completions - cancellations"},
+    "backlog": {"type": "integer", "description": "live tasks at the end of the day"}},
+    ["day", "start", "end", "arrivals", "completions", "cancellations", "net", "backlog"])
+CAPACITY_QUEUE = _object({
+    "queueName": STRING, "departmentCode": NULLABLE_STRING, "departmentName": NULLABLE_STRING,
+    "maxCapacity": INTEGER, "slaMinutes": INTEGER, "openNow": INTEGER,
+    "utilisation": {"type": "number", "description": "openNow / maxCapacity"},
+    "arrivals": INTEGER, "completions": INTEGER, "cancellations": INTEGER,
+    "backlogStart": INTEGER, "backlogEnd": INTEGER, "backlogPeak": INTEGER,
+    "backlogSlopePerDay": {"type": "number", "description": "least-squares slope of the backlog at the day boundaries"},
+    "trend": {"enum": ["rising", "falling", "flat"]},
+    "meanHandlingHours": {"type": ["number", "null"], "description": "created to completed, tasks completed in "
+                                                                      "the range"},
+    "suggestedCapacity": INTEGER, "suggestedFrom": {"enum": ["peak backlog", "open now", "minimum"]},
+    "days": {"type": "array", "items": CAPACITY_DAY}},
+    ["queueName", "maxCapacity", "openNow", "utilisation", "arrivals", "completions", "backlogStart", "backlogEnd",
+     "backlogPeak", "backlogSlopePerDay", "trend", "suggestedCapacity", "days"])
+REPORT_BODIES: dict[str, dict] = {
+    "capacity": _object({"filter": {"type": "object"}, "rule": {"type": "string",
+                                                               "description": "how suggestedCapacity is set"},
+                         "headroom": NUMBER, "roundTo": INTEGER,
+                         "queues": {"type": "array", "items": CAPACITY_QUEUE}},
+                        ["filter", "rule", "queues"])}
+
+
+def _ago(span: timedelta) -> str:
+    days, rest = divmod(int(span.total_seconds()), 86400)
+    return f"until - {days} days" if days > 1 and not rest else f"until - {int(span.total_seconds()) // 3600} hours"
+
+
 def _report_operations() -> dict[str, Any]:
     """One GET per report of bridge/reports.py, described by the report's own docstring."""
-    from bridge.reports import MAX_LIMIT, MAX_VERSION, PROCESS_MAP_ONLY, REPORTS
+    from bridge.reports import MAX_LIMIT, MAX_VERSION, PROCESS_MAP_ONLY, REPORTS, span_of
 
     moment = {"type": "string", "format": "date-time"}
     parameters = [
         {"name": "department", "in": "query", "schema": STRING, "description": "a department code"},
         {"name": "queue", "in": "query", "schema": STRING, "description": "a queue name"},
-        {"name": "since", "in": "query", "schema": moment, "description": "default: until - 24 hours"},
         {"name": "until", "in": "query", "schema": moment, "description": "default: now"},
         {"name": "at_risk_minutes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10080},
          "description": "a live task due within this many minutes is at risk (default 60)"},
@@ -256,8 +293,13 @@ def _report_operations() -> dict[str, Any]:
          "description": "a version of that process (default: the active one, else the newest)"}]
     return {f"/api/reports/{name}": {"get": {
         "summary": " ".join((report.__doc__ or name).split()) + " (OPS_VIEWER)",
-        "security": BEARER, "parameters": parameters + (per_process if name in PROCESS_MAP_ONLY else []),
-        "responses": {"200": _json(_object({"filter": {"type": "object"}}, ["filter"]), "the report"),
+        "security": BEARER,
+        "parameters": [*parameters[:2],
+                       {"name": "since", "in": "query", "schema": moment,
+                        "description": f"default: {_ago(span_of(name))}"},
+                       *parameters[2:], *(per_process if name in PROCESS_MAP_ONLY else [])],
+        "responses": {"200": _json(REPORT_BODIES.get(name, _object({"filter": {"type": "object"}}, ["filter"])),
+                                   "the report"),
                       **_errors(400, 401, 403)}}} for name, report in REPORTS.items()}
 
 

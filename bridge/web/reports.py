@@ -16,7 +16,7 @@ def handler(name: str):
     async def report(request: web.Request) -> web.Response:
         await require_role(request, DB, OPS_ROLE)
         try:
-            where = reports.ReportFilter.parse(request.query)
+            where = reports.ReportFilter.parse(request.query, reports.span_of(name))
             body = await reports.run(request.app[DB], name, where)
         except reports.BadFilter as err:
             return problem(400, str(err))

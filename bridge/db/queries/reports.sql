@@ -311,6 +311,81 @@ WHERE found_at >= :since AND found_at < :until
 GROUP BY pass_kind, entity_type
 ORDER BY pass_kind, entity_type;
 
+-- name: capacity
+-- The capacity review (the seed's monthly "review queue capacity against workload"): per active queue the
+-- filter chooses and per UTC day of the range (widened to whole hours, as the throughput report's; the first
+-- and last day may be partial, day_start and day_end say), tasks created (arrivals), completed and cancelled
+-- that day; every day is listed, empty ones with zeros. Arrivals and completions come from
+-- flowable.v_task_hourly_stats, so a long range costs hours x queues, not tasks; cancellations (the summary
+-- does not count them, and they leave the backlog too) from the few cancelled tasks. Beside them, per queue:
+-- the live tasks now and backlog_end, the backlog when the range ends: the live tasks now, less what arrived
+-- after the range, plus what was completed or cancelled after it. bridge/reports.py walks the backlog back
+-- from there day by day, so it needs no count of all the tasks ever created. Days step by '24 hours', not
+-- '1 day': a timestamptz plus '1 day' keeps the session time zone's wall clock, and across a change to or
+-- from summer time would leave UTC midnight (and every day's figures after it).
+WITH chosen AS (
+    SELECT q.queue_name, q.department_id, q.max_capacity, q.sla_minutes
+    FROM flowable.workflow_queues q
+    LEFT JOIN entitlements.departments d ON d.department_id = q.department_id
+    WHERE q.is_active
+      AND (CAST(:department AS text) IS NULL OR d.department_code = :department)
+      AND (CAST(:queue AS text) IS NULL OR q.queue_name = :queue)
+), days AS (
+    SELECT day,
+           greatest(day, date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch')) AS day_start,
+           least(day + interval '24 hours',
+                 date_bin('1 hour', CAST(:until AS timestamptz) - interval '1 microsecond', timestamptz 'epoch')
+                     + interval '1 hour') AS day_end
+    FROM generate_series(date_bin('1 day', CAST(:since AS timestamptz), timestamptz 'epoch'),
+                         CAST(:until AS timestamptz) - interval '1 microsecond', interval '24 hours') AS day
+), flow AS (
+    SELECT s.queue_name, date_bin('1 day', s.hour, timestamptz 'epoch') AS day, sum(s.created) AS arrivals,
+           sum(s.completed) AS completions, sum(s.completion_seconds) AS completion_seconds
+    FROM flowable.v_task_hourly_stats s
+    WHERE s.queue_name IN (SELECT queue_name FROM chosen)
+      AND s.hour >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch') AND s.hour < :until
+    GROUP BY 1, 2
+), flow_after AS (
+    SELECT s.queue_name, sum(s.created) AS arrivals, sum(s.completed) AS completions
+    FROM flowable.v_task_hourly_stats s
+    WHERE s.queue_name IN (SELECT queue_name FROM chosen) AND s.hour >= :until
+    GROUP BY 1
+), cancelled AS (
+    SELECT t.queue_name, date_bin('1 hour', t.completed_at, timestamptz 'epoch') < :until AS in_range,
+           date_bin('1 day', t.completed_at, timestamptz 'epoch') AS day, count(*) AS cancellations
+    FROM flowable.workflow_tasks t
+    WHERE t.status = 'CANCELLED' AND t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.completed_at >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch')
+    GROUP BY 1, 2, 3
+), cancelled_after AS (
+    SELECT queue_name, sum(cancellations) AS cancellations FROM cancelled WHERE NOT in_range GROUP BY 1
+), live AS (
+    SELECT t.queue_name, count(*) AS open_now
+    FROM flowable.workflow_tasks t
+    WHERE t.queue_name IN (SELECT queue_name FROM chosen)
+      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1
+)
+SELECT c.queue_name, d.department_code, d.department_name, c.max_capacity, c.sla_minutes,
+       coalesce(l.open_now, 0) AS open_now,
+       coalesce(l.open_now, 0) - coalesce(a.arrivals, 0) + coalesce(a.completions, 0) + coalesce(ca.cancellations, 0)
+           AS backlog_end,
+       round(sum(f.completion_seconds) OVER queue / nullif(sum(f.completions) OVER queue, 0) / 3600, 4)
+           AS mean_handling_hours,
+       to_char(x.day AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, x.day_start, x.day_end,
+       coalesce(f.arrivals, 0) AS arrivals, coalesce(f.completions, 0) AS completions,
+       coalesce(k.cancellations, 0) AS cancellations
+FROM chosen c
+CROSS JOIN days x
+LEFT JOIN entitlements.departments d ON d.department_id = c.department_id
+LEFT JOIN live l ON l.queue_name = c.queue_name
+LEFT JOIN flow_after a ON a.queue_name = c.queue_name
+LEFT JOIN cancelled_after ca ON ca.queue_name = c.queue_name
+LEFT JOIN flow f ON f.queue_name = c.queue_name AND f.day = x.day
+LEFT JOIN cancelled k ON k.queue_name = c.queue_name AND k.day = x.day AND k.in_range
+WINDOW queue AS (PARTITION BY c.queue_name)
+ORDER BY d.department_code NULLS LAST, c.queue_name, x.day;
+
 -- name: department_codes
 SELECT department_code FROM entitlements.departments WHERE is_active ORDER BY department_code;
 
