@@ -102,6 +102,8 @@ DOCUMENT: dict[str, Any] = {
                 "routingHistory": {"type": "array", "items": {"type": "object"}}, "initiatedBy": STRING,
                 "initiatedAt": STRING, "expectedCompletion": NULLABLE_STRING, "actualCompletion": NULLABLE_STRING,
                 "processVersion": {"type": "integer"},
+                "archived": {"type": "boolean", "description": "moved to the archive past its retention"},
+                "archivedAt": {"type": "string", "format": "date-time"},
                 "outcome": {"type": ["object", "null"], "description": "how it ended, null while it runs",
                             "properties": {"status": STRING, "endActivityId": NULLABLE_STRING,
                                            "endActivityName": NULLABLE_STRING, "reason": NULLABLE_STRING}}}),
@@ -156,7 +158,8 @@ DOCUMENT: dict[str, Any] = {
                                                 "nextCursor": NULLABLE_STRING}), "a page"),
                           **_errors(400, 401)}}},
         "/api/tasks/{task_id}": {"get": {
-            "summary": "one task with its history", "security": BEARER, "parameters": [TASK_ID],
+            "summary": "one task with its history (an archived one too: archived, archivedAt)", "security": BEARER,
+            "parameters": [TASK_ID],
             "responses": {"200": _json({"type": "object"}, "the task"), **_errors(401, 404)}}},
         "/api/work/next": {"post": {
             "summary": "claim the best open task the user may take", "security": BEARER,
