@@ -5,7 +5,8 @@ A queue table's throughput falls when dead row versions pile up faster than vacu
 can remove none deleted after the oldest open transaction began (the xmin horizon): one forgotten
 `BEGIN` in a psql window is enough. So: dead tuples and last (auto)vacuum of the hot tables, the oldest open
 transactions and how far back they hold the horizon, never-used indexes, estimated index bloat, and the
-slowest statements when pg_stat_statements is installed. SQL in bridge/db/queries/health.sql.
+slowest statements when pg_stat_statements is installed. And, for the dashboard, the archive ledger's two
+counts (archiving()). SQL in bridge/db/queries/health.sql.
 """
 
 from __future__ import annotations
@@ -67,6 +68,21 @@ async def read(conn: AsyncConnection, *, slow_limit: int = 5) -> Health:
         unused_indexes=await rows(SQL.unused_indexes),
         index_bloat=[r for r in await rows(SQL.index_bloat) if r["bloat_pages"] > 0],
         slow_statements=slow)
+
+
+@dataclass(frozen=True)
+class Archiving:
+    """The archive ledger (archive.archived_instances, migration 0024): instances archived, and how many of them
+    still wait for their engine history to be deleted (bridge/archive.py does it after the move)."""
+    archived_instances: int
+    engine_history_pending: int
+    last_archived_at: datetime | None
+
+
+async def archiving(conn: AsyncConnection) -> Archiving:
+    row = (await conn.execute(SQL.archiving)).one()
+    return Archiving(archived_instances=int(row.archived_instances),
+                     engine_history_pending=int(row.engine_history_pending), last_archived_at=row.last_archived_at)
 
 
 def lines(health: Health, *, now: datetime | None = None) -> list[str]:

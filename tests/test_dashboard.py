@@ -1,17 +1,23 @@
-"""/dashboard: signing in, what the page refuses, and, in Debian's headless Chromium, the page over cases
-`bridge demo seed` drove through the real engine showing the numbers the reporting API gives."""
+"""/dashboard: signing in, what the page refuses, the database health panel, and, in Debian's headless Chromium,
+the page over cases `bridge demo seed` drove through the real engine showing the numbers the reporting API
+gives."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import shutil
+from datetime import UTC, datetime, timedelta
 
+import lxml.html
+import psycopg
 import pytest
 from playwright.async_api import async_playwright
 
-from bridge import auth
+from bridge import auth, db_health
 from bridge.demo import DemoSeeder
-from bridge.web.dashboard import COOKIE
+from bridge.web.dashboard import COOKIE, INDEXES_SHOWN, _health_context
 from tests import seed
 from tests.conftest import ARTIFACTS, bridge_app
 from tests.seed import hours, now
@@ -78,6 +84,160 @@ async def test_a_bearer_header_works_and_names_from_the_data_are_escaped(db, db_
     # found by schemathesis: text PostgreSQL cannot hold is refused before it reaches a query
     refused = await client.get("/dashboard?department=%00x", headers={"Authorization": f"Bearer {ops}"})
     assert refused.status == 400 and "department" in (await refused.json())["error"]
+
+
+# -- the database health panel ------------------------------------------------------------------------
+
+
+async def health_panel(client, token: str) -> lxml.html.HtmlElement:
+    page = await client.get("/dashboard", headers={"Authorization": f"Bearer {token}"})
+    body = await page.text()
+    assert page.status == 200, body
+    (panel,) = lxml.html.fromstring(body).xpath('//section[@aria-label="database"]')
+    return panel
+
+
+def field(node: lxml.html.HtmlElement, name: str) -> str:
+    (found,) = node.xpath(f'.//*[@data-field="{name}"]')
+    return found.text_content().strip()
+
+
+async def stat_of(conn: psycopg.AsyncConnection, table: str) -> tuple[int, int]:
+    row = await (await conn.execute("SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables "
+                                    "WHERE schemaname || '.' || relname = %s", [table])).fetchone()
+    assert row is not None, table
+    return row[0], row[1]
+
+
+async def test_the_health_panel_shows_the_dead_tuples_of_the_hot_tables(db, db_url, conn, aiohttp_client):
+    ops = await token_of(db, "ops", "OPS_VIEWER")
+    # flowable.webhook_batches: hot, and read by none of the dashboard's reports (a read could prune dead
+    # tuples); autovacuum off for it while the figures are compared.
+    await conn.execute("ALTER TABLE flowable.webhook_batches SET (autovacuum_enabled = false)")
+    try:
+        await conn.execute("INSERT INTO flowable.webhook_batches (webhook_id, event_count) "
+                           "SELECT 'wh-' || n, 0 FROM generate_series(1, 150) n")
+        await conn.execute("DELETE FROM flowable.webhook_batches WHERE webhook_id <> ALL(%s)",
+                           [[f"wh-{n}" for n in range(1, 14)]])
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        for _ in range(50):  # the statistics reach pg_stat_user_tables when this session's are flushed
+            live, dead = await stat_of(conn, "flowable.webhook_batches")
+            if dead >= 137:
+                break
+            await asyncio.sleep(0.1)
+        assert (live, dead) == (13, 137)
+
+        panel = await health_panel(await aiohttp_client(bridge_app(db_url)), ops)
+        shown = {row.get("data-table"): row for row in panel.xpath(".//tr[@data-table]")}
+        assert set(shown) == set(db_health.HOT_TABLES)
+        row = shown["flowable.webhook_batches"]
+        assert (int(field(row, "live_tuples")), int(field(row, "dead_tuples"))) == (live, dead)
+        assert await stat_of(conn, "flowable.webhook_batches") == (live, dead)  # still what the page read
+        assert field(row, "dead_pct") == "91.3%"
+        assert field(row, "last_vacuum") == field(row, "last_autovacuum") == "never"
+        assert list(shown)[0] == "flowable.webhook_batches"  # the most dead tuples first
+
+        # never-used indexes: the count, and the biggest few with their size as PostgreSQL writes it
+        unused = panel.xpath(".//tr[@data-unused-index]")
+        assert int(field(panel, "unused_indexes")) >= len(unused) > 0 and len(unused) <= INDEXES_SHOWN
+        for index in unused:
+            size = (await (await conn.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass))",
+                                              [index.get("data-unused-index")])).fetchone())[0]
+            assert field(index, "size") == size
+    finally:
+        await conn.execute("ALTER TABLE flowable.webhook_batches RESET (autovacuum_enabled)")
+
+
+async def test_a_transaction_held_open_shows_as_the_oldest_flagged_long_only_when_old_enough(
+        db, db_url, aiohttp_client, monkeypatch):
+    ops = await token_of(db, "ops", "OPS_VIEWER")
+    client = await aiohttp_client(bridge_app(db_url))
+    async with await psycopg.AsyncConnection.connect(db_url, application_name="held-by-dashboard") as held:
+        await held.execute("SELECT txid_current()")  # a transaction with an id, left open
+        await asyncio.sleep(1.2)  # older than any short transaction of anything else on the server
+        panel = await health_panel(client, ops)
+        (oldest,) = panel.xpath(".//tr[@data-oldest-transaction]")
+        assert (field(oldest, "pid"), field(oldest, "application_name"), field(oldest, "state")) == (
+            str(held.info.backend_pid), "held-by-dashboard", "idle in transaction")
+        assert int(field(oldest, "open_seconds")) >= 1 and int(field(panel, "xmin_horizon_age")) >= 1
+        assert not panel.xpath('.//*[@data-field="long_transaction"]')  # 1 s is not long (300 s is)
+
+        monkeypatch.setattr(db_health, "LONG_TRANSACTION_S", 1)
+        panel = await health_panel(client, ops)
+        (oldest,) = panel.xpath(".//tr[@data-oldest-transaction]")
+        assert field(oldest, "pid") == str(held.info.backend_pid)
+        assert field(oldest, "long_transaction") == "LONG"
+        await held.rollback()
+
+    panel = await health_panel(client, ops)
+    assert all(field(row, "application_name") != "held-by-dashboard"
+               for row in panel.xpath(".//tr[@data-oldest-transaction]"))
+
+
+def fabricated(open_seconds: float, **given) -> db_health.Health:
+    t = {"pid": 4242, "user_name": "bridge", "application_name": "psql", "client": None,
+         "state": "idle in transaction", "open_seconds": open_seconds, "xmin_age": 7, "last_query": "BEGIN"}
+    return db_health.Health(**{"tables": [], "oldest_transactions": [t], "xmin_horizon_age": 7,
+                               "unused_indexes": [], "index_bloat": [], "slow_statements": None, **given})
+
+
+def test_the_long_flag_starts_at_long_transaction_s_and_the_indexes_read_as_sizes():
+    now, nothing = datetime.now(UTC), db_health.Archiving(0, 0, None)
+    long_s = db_health.LONG_TRANSACTION_S
+    assert _health_context(fabricated(long_s - 0.5), nothing, now)["oldest"]["long"] is False
+    assert _health_context(fabricated(long_s), nothing, now)["oldest"]["long"] is True
+    assert _health_context(fabricated(long_s * 10), nothing, now)["oldest"]["open_text"] == "50 min"
+    assert _health_context(dataclasses.replace(fabricated(1), oldest_transactions=[]), nothing, now)["oldest"] is None
+
+    unused = [{"index_name": f"flowable.idx_{n}", "table_name": "flowable.t", "bytes": b}
+              for n, b in enumerate([3 * 1024 ** 3, 20 * 1024 ** 2, 16384, 8192, 8192, 8192, 8192])]
+    bloat = [{"index_name": "flowable.idx_b", "table_name": "flowable.t", "pages": 100, "bytes": 819200,
+              "bloat_pages": 25}]
+    vacuumed = {"table_name": "flowable.workflow_tasks", "live_tuples": 0, "dead_tuples": 0,
+                "last_vacuum": now - timedelta(minutes=12), "last_autovacuum": None,
+                "last_analyze": now - timedelta(hours=3), "changed_since_analyze": 0, "total_bytes": 8192}
+    shown = _health_context(fabricated(1, unused_indexes=unused, index_bloat=bloat, tables=[vacuumed]),
+                            db_health.Archiving(4, 1, now - timedelta(days=3)), now)
+    assert shown["unused_count"] == 7 and len(shown["unused"]) == INDEXES_SHOWN
+    assert [i["size"] for i in shown["unused"]] == ["3072 MB", "20 MB", "16 kB", "8192 bytes", "8192 bytes"]
+    assert (shown["bloated"][0]["bloat_size"], shown["bloated"][0]["bloat_pct"], shown["bloat_pages"]) == (
+        "200 kB", "25%", 25)
+    (table,) = shown["tables"]
+    assert (table["last_vacuum_text"], table["last_autovacuum_text"], table["last_analyze_text"],
+            table["dead_pct"]) == ("12 min ago", "never", "3.0 h ago", "–")
+    assert (shown["archived_instances"], shown["engine_history_pending"], shown["last_archived_text"]) == (
+        4, 1, "3.0 days ago")
+
+
+async def test_the_panel_counts_the_archive_ledger_and_says_whether_slow_statements_are_recorded(
+        db, db_url, conn, aiohttp_client, monkeypatch):
+    ops = await token_of(db, "ops", "OPS_VIEWER")
+    client = await aiohttp_client(bridge_app(db_url))
+    panel = await health_panel(client, ops)
+    assert (field(panel, "archived_instances"), field(panel, "engine_history_pending")) == ("0", "0")
+    assert field(panel, "slow_statements").startswith("pg_stat_statements is not installed")
+
+    await conn.execute("""INSERT INTO archive.archived_instances
+                            (process_instance_id, process_key, completed_at, archived_by, row_counts,
+                             engine_history_deleted_at)
+                          VALUES ('p1', 'onecms', now() - interval '400 days', 'test', '{}', now()),
+                                 ('p2', 'onecms', now() - interval '400 days', 'test', '{}', NULL),
+                                 ('p3', 'onecms', now() - interval '399 days', 'test', '{}', NULL)""")
+    panel = await health_panel(client, ops)
+    assert (field(panel, "archived_instances"), field(panel, "engine_history_pending")) == ("3", "2")
+
+    real_read = db_health.read
+
+    async def with_slow_statements(c, **kw) -> db_health.Health:  # as pg_stat_statements would give them
+        return dataclasses.replace(await real_read(c, **kw), slow_statements=[
+            {"query": "SELECT <b>slow</b> FROM flowable.workflow_tasks", "calls": 12, "mean_ms": 1234.5,
+             "total_ms": 14814.0}])
+
+    monkeypatch.setattr(db_health, "read", with_slow_statements)
+    page = await client.get("/dashboard", headers={"Authorization": f"Bearer {ops}"})
+    assert "SELECT &lt;b&gt;slow&lt;/b&gt; FROM flowable.workflow_tasks" in await page.text()
+    (slow,) = lxml.html.fromstring(await page.text()).xpath('//tr[@data-slow-statement]')
+    assert (field(slow, "calls"), field(slow, "mean_ms")) == ("12", "1,234.5 ms")
 
 
 def chromium_path() -> str:

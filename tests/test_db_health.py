@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 
 from bridge import db_health
 from bridge.db.connections import open_database
@@ -74,3 +75,27 @@ async def test_maintenance_vacuums_the_dead_tuples_of_the_hot_tables(db_url):
     printed = cli.stdout.splitlines()
     assert len([x for x in printed if x.startswith("vacuum analyze ")]) == len(db_health.HOT_TABLES)
     assert any(x.startswith("transaction ") for x in printed) and any(x.startswith("indexes ") for x in printed)
+
+
+async def test_pg_stat_statements_created_without_its_library_loaded_reads_as_not_installed(db_url):
+    """CREATE EXTENSION works without shared_preload_libraries, but reading the view then raises: the health
+    (status, /metrics, the dashboard) must not fail on it."""
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        available = await (await conn.execute(
+            "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'")).fetchone()
+        if available is None:
+            pytest.skip("this server does not ship pg_stat_statements")
+        loaded = (await (await conn.execute(
+            "SELECT current_setting('pg_stat_statements.max', true) IS NOT NULL")).fetchone())[0]
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        try:
+            db = open_database(db_url, pool_size=1)
+            try:
+                async with db.connect() as c:
+                    health = await db_health.read(c)
+            finally:
+                await db.dispose()
+            assert (health.slow_statements is not None) == loaded
+            assert any(x.endswith("; pg_stat_statements not installed") for x in db_health.lines(health)) != loaded
+        finally:
+            await conn.execute("DROP EXTENSION pg_stat_statements")

@@ -9,6 +9,10 @@ OPS_VIEWER (POST /dashboard/login); the token is kept in an HttpOnly, SameSite=S
 /dashboard/processes/{key} is the live process map: the deployed diagram of a version of the process
 (bridge/bpmn/diagram.py) with, on each activity, the activities report's figures (live, breached and at-risk
 tasks now, mean time spent there over the window) and a heat colour; same sign-in, same policy, no script.
+
+The "Database health" panel shows what `bridge status` and /metrics read (bridge/db_health.py): the oldest open
+transaction and the xmin horizon, dead tuples and (auto)vacuum of the hot tables, never-used and bloated
+indexes, the slowest statements when pg_stat_statements is installed, and the archive ledger's counts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import jinja2
 from aiohttp import web
 from lxml import etree
 
-from bridge import reports
+from bridge import db_health, reports
 from bridge.auth import OPS_ROLE, holds_role, user_of_token
 from bridge.bpmn.diagram import DiagramError, render_svg
 from bridge.flowable.client import EngineUnavailable, FlowableError
@@ -94,7 +98,10 @@ async def dashboard(request: web.Request) -> web.Response:
     figures = await reports.run_all(request.app[DB], where)
     figures["mirror"]["emitter"] = await reports.emitter(request.app[FLOWABLE])
     departments = await reports.department_codes(request.app[DB])
-    return _page("dashboard.html", **_context(figures, where, hours, user, departments))
+    async with request.app[DB].connect() as conn:
+        health, archived = await db_health.read(conn), await db_health.archiving(conn)
+    return _page("dashboard.html", **_context(figures, where, hours, user, departments),
+                 health=_health_context(health, archived, where.until))
 
 
 async def sign_in(request: web.Request) -> web.Response:
@@ -315,6 +322,57 @@ def _context(figures: dict, where: reports.ReportFilter, hours: int, user: str, 
         "age_chart": _age_chart(figures["age"]["buckets"]),
         "capacity_days": reports.span_of("capacity").days,
     }
+
+
+INDEXES_SHOWN = 5  # the biggest never-used indexes and the most bloated ones the panel lists
+
+
+def _health_context(health: db_health.Health, archived: db_health.Archiving, now: datetime) -> dict:
+    """The database health panel: bridge/db_health.py's figures with what a person reads ("12 min ago",
+    "1.2 MB", dead share of the rows) and the long-transaction flag (db_health.LONG_TRANSACTION_S)."""
+    oldest = None
+    if health.oldest_transactions:
+        t = health.oldest_transactions[0]
+        oldest = {**t, "seconds": round(t["open_seconds"]), "open_text": _span(t["open_seconds"]),
+                  "long": t["open_seconds"] >= db_health.LONG_TRANSACTION_S}
+    tables = []
+    for t in health.tables:
+        rows = t["live_tuples"] + t["dead_tuples"]
+        tables.append({**t, "dead_pct": f"{100 * t['dead_tuples'] / rows:.1f}%" if rows else "–",
+                       "last_vacuum_text": _since(now, t["last_vacuum"]),
+                       "last_autovacuum_text": _since(now, t["last_autovacuum"]),
+                       "last_analyze_text": _since(now, t["last_analyze"])})
+    bloated = [{**r, "size": _size(r["bytes"]),
+                "bloat_size": _size(r["bytes"] * r["bloat_pages"] // r["pages"] if r["pages"] else 0),
+                "bloat_pct": f"{100 * r['bloat_pages'] / r['pages']:.0f}%" if r["pages"] else "–"}
+               for r in health.index_bloat[:INDEXES_SHOWN]]
+    slow = None if health.slow_statements is None else [
+        {**s, "mean_text": f"{s['mean_ms']:,.1f} ms", "total_text": f"{s['total_ms']:,.0f} ms"}
+        for s in health.slow_statements]
+    return {
+        "oldest": oldest, "long_after": _span(db_health.LONG_TRANSACTION_S),
+        "xmin_horizon_age": health.xmin_horizon_age, "tables": tables, "unused_count": len(health.unused_indexes),
+        "unused_size": _size(sum(r["bytes"] for r in health.unused_indexes)),
+        "unused": [{**r, "size": _size(r["bytes"])} for r in health.unused_indexes[:INDEXES_SHOWN]],
+        "bloat_pages": sum(r["bloat_pages"] for r in health.index_bloat), "bloated": bloated, "slow": slow,
+        "archived_instances": archived.archived_instances,
+        "engine_history_pending": archived.engine_history_pending,
+        "last_archived_text": _since(now, archived.last_archived_at),
+    }
+
+
+def _since(now: datetime, moment: datetime | None) -> str:
+    return "never" if moment is None else f"{_span((now - moment).total_seconds())} ago"
+
+
+def _size(n: int) -> str:
+    """Bytes as pg_size_pretty writes them (1024 to a kB)."""
+    size, unit = float(n), "bytes"
+    for bigger in ("kB", "MB", "GB", "TB"):
+        if size < 10 * 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:.0f} {unit}"
 
 
 def _when(value: str | None) -> datetime | None:

@@ -66,7 +66,10 @@ FROM estimate
 ORDER BY bloat_pages DESC, index_name;
 
 -- name: has_pg_stat_statements
-SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed;
+-- Installed and usable: the extension created in this database, and its library loaded at server start (its
+-- settings exist only then). Created without shared_preload_libraries, reading the view raises an error.
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')
+       AND current_setting('pg_stat_statements.max', true) IS NOT NULL AS installed;
 
 -- name: slow_statements
 -- The statements with the highest mean time (pg_stat_statements, when the extension is installed).
@@ -76,3 +79,11 @@ FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY mean_exec_time DESC
 LIMIT :limit;
+
+-- name: archiving
+-- The archive ledger (migration 0024, bridge/archive.py): instances archived, and how many of them still wait
+-- for the engine's own history to be deleted (the partial index idx_archived_instances_engine_pending).
+SELECT (SELECT count(*) FROM archive.archived_instances) AS archived_instances,
+       (SELECT count(*) FROM archive.archived_instances WHERE engine_history_deleted_at IS NULL)
+           AS engine_history_pending,
+       (SELECT max(archived_at) FROM archive.archived_instances) AS last_archived_at;
