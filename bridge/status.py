@@ -72,6 +72,7 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
             reconcilers = (await conn.execute(SQL.reconciler)).all()
             queue_rows = (await conn.execute(SQL.queues)).all()
             health = await db_health.read(conn)
+            archived = await db_health.archiving(conn)
     finally:
         await db.dispose()
     lines.append(f"webhooks    last batch {_ago(inbox.last_received)}, newest engine change pushed "
@@ -84,6 +85,9 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
                      f"newest change mirrored {_ago(r.newest_change_at)}, "
                      f"{r.passes} passes, {r.repairs} repairs{error}")
     lines += db_health.lines(health)
+    lines.append(f"archive     {archived.archived_instances} instance(s) archived, the last "
+                 f"{_ago(archived.last_archived_at)}; {archived.engine_history_pending} engine histories "
+                 f"still to delete")
     lines.append("")
     lines.append(f"{'queue':<28} {'open':>6} {'overdue':>8} {'capacity':>9}")
     for q in queue_rows:
