@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports clean
+.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test: install browser
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -68,6 +68,9 @@ bench-work: install
 
 bench-reports: install
 	$(BIN)/python -m bench.reports
+
+bench-archive: install
+	$(BIN)/python -m bench.archive
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

@@ -243,11 +243,12 @@ async def _move_batch(conn: AsyncConnection, picked, ids: list[str], by: str) ->
     before = {r["process_instance_id"]: {t: r[t] for t in COUNTED}
               for r in (await conn.execute(SQL.hot_counts, {"ids": ids})).mappings()}
     await conn.execute(SQL.archiving_on)
-    moved = {}
-    for table, statement in (("workflow_variables", SQL.move_variables), ("task_history", SQL.move_history),
+    moved: dict[str, int] = {}
+    for table, statement in (("workflow_variables", SQL.move_variables),
+                             ("workflow_variables", SQL.move_task_variables), ("task_history", SQL.move_history),
                              ("workflow_tasks", SQL.move_tasks), ("case_workflow_mapping", SQL.move_case_mappings),
                              ("process_instances", SQL.move_instances)):
-        moved[table] = (await conn.execute(statement, {"ids": ids})).rowcount
+        moved[table] = moved.get(table, 0) + (await conn.execute(statement, {"ids": ids})).rowcount
     after = {r["process_instance_id"]: {t: r[t] for t in COUNTED}
              for r in (await conn.execute(SQL.archived_counts, {"ids": ids})).mappings()}
     wrong = {i: (before[i], after[i]) for i in ids if before[i] != after[i]}

@@ -50,6 +50,7 @@ CREATE INDEX idx_archive_tasks_process ON archive.workflow_tasks (process_instan
 CREATE TABLE archive.workflow_variables (LIKE flowable.workflow_variables INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
     PRIMARY KEY (variable_id));
 CREATE INDEX idx_archive_variables_process ON archive.workflow_variables (process_instance_id);
+CREATE INDEX idx_archive_variables_task ON archive.workflow_variables (task_id) WHERE task_id IS NOT NULL;
 CREATE TABLE archive.case_workflow_mapping (LIKE onecms.case_workflow_mapping INCLUDING DEFAULTS
     INCLUDING CONSTRAINTS, PRIMARY KEY (mapping_id));
 CREATE INDEX idx_archive_mapping_case ON archive.case_workflow_mapping (case_id);

@@ -37,43 +37,77 @@ SELECT flowable.ensure_history_partition(CAST(:parent AS regclass), CAST(:month 
 
 -- name: hot_counts
 -- Rows per table that belong to each instance, before the move. History counts hot and archived rows: a
--- month of history may have moved to the archive whole before its instances did.
-SELECT i.id AS process_instance_id,
-       (SELECT count(*) FROM flowable.process_instances p WHERE p.process_instance_id = i.id) AS process_instances,
-       (SELECT count(*) FROM flowable.workflow_tasks t WHERE t.process_instance_id = i.id) AS workflow_tasks,
-       (SELECT count(*) FROM flowable.task_history h WHERE h.process_instance_id = i.id)
-           + (SELECT count(*) FROM archive.task_history h WHERE h.process_instance_id = i.id) AS task_history,
-       (SELECT count(*) FROM flowable.workflow_variables v
-        WHERE v.process_instance_id = i.id
-           OR v.task_id IN (SELECT t.task_id FROM flowable.workflow_tasks t WHERE t.process_instance_id = i.id))
-           AS workflow_variables,
-       (SELECT count(*) FROM onecms.case_workflow_mapping m WHERE m.process_instance_id = i.id)
-           AS case_workflow_mapping
-FROM unnest(CAST(:ids AS text[])) AS i (id);
+-- month of history may have moved to the archive whole before its instances did. A variable belongs to the
+-- instance it names, or (task scope, no instance) to its task's instance. Set-based and by index: a count
+-- per instance per table would cost a batch a scan of each table.
+WITH ids AS (
+    SELECT DISTINCT id FROM unnest(CAST(:ids AS text[])) AS id
+), tasks AS (
+    SELECT task_id, process_instance_id FROM flowable.workflow_tasks WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+), variables AS (
+    SELECT process_instance_id AS id FROM flowable.workflow_variables
+    WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+    UNION ALL
+    SELECT t.process_instance_id FROM flowable.workflow_variables v JOIN tasks t USING (task_id)
+    WHERE v.process_instance_id IS NULL
+), history AS (
+    SELECT process_instance_id AS id FROM flowable.task_history WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+    UNION ALL
+    SELECT process_instance_id FROM archive.task_history WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+)
+SELECT i.id AS process_instance_id, coalesce(p.n, 0) AS process_instances, coalesce(t.n, 0) AS workflow_tasks,
+       coalesce(h.n, 0) AS task_history, coalesce(v.n, 0) AS workflow_variables,
+       coalesce(m.n, 0) AS case_workflow_mapping
+FROM ids i
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM flowable.process_instances
+           WHERE process_instance_id = ANY(CAST(:ids AS text[])) GROUP BY 1) p USING (id)
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM tasks GROUP BY 1) t USING (id)
+LEFT JOIN (SELECT id, count(*) AS n FROM history GROUP BY 1) h USING (id)
+LEFT JOIN (SELECT id, count(*) AS n FROM variables GROUP BY 1) v USING (id)
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM onecms.case_workflow_mapping
+           WHERE process_instance_id = ANY(CAST(:ids AS text[])) GROUP BY 1) m USING (id);
 
 -- name: archived_counts
 -- The same counts in the archive, after the move.
-SELECT i.id AS process_instance_id,
-       (SELECT count(*) FROM archive.process_instances p WHERE p.process_instance_id = i.id) AS process_instances,
-       (SELECT count(*) FROM archive.workflow_tasks t WHERE t.process_instance_id = i.id) AS workflow_tasks,
-       (SELECT count(*) FROM archive.task_history h WHERE h.process_instance_id = i.id) AS task_history,
-       (SELECT count(*) FROM archive.workflow_variables v
-        WHERE v.process_instance_id = i.id
-           OR v.task_id IN (SELECT t.task_id FROM archive.workflow_tasks t WHERE t.process_instance_id = i.id))
-           AS workflow_variables,
-       (SELECT count(*) FROM archive.case_workflow_mapping m WHERE m.process_instance_id = i.id)
-           AS case_workflow_mapping
-FROM unnest(CAST(:ids AS text[])) AS i (id);
+WITH ids AS (
+    SELECT DISTINCT id FROM unnest(CAST(:ids AS text[])) AS id
+), tasks AS (
+    SELECT task_id, process_instance_id FROM archive.workflow_tasks WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+), variables AS (
+    SELECT process_instance_id AS id FROM archive.workflow_variables
+    WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+    UNION ALL
+    SELECT t.process_instance_id FROM archive.workflow_variables v JOIN tasks t USING (task_id)
+    WHERE v.process_instance_id IS NULL
+), history AS (
+    SELECT process_instance_id AS id FROM archive.task_history WHERE process_instance_id = ANY(CAST(:ids AS text[]))
+)
+SELECT i.id AS process_instance_id, coalesce(p.n, 0) AS process_instances, coalesce(t.n, 0) AS workflow_tasks,
+       coalesce(h.n, 0) AS task_history, coalesce(v.n, 0) AS workflow_variables,
+       coalesce(m.n, 0) AS case_workflow_mapping
+FROM ids i
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM archive.process_instances
+           WHERE process_instance_id = ANY(CAST(:ids AS text[])) GROUP BY 1) p USING (id)
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM tasks GROUP BY 1) t USING (id)
+LEFT JOIN (SELECT id, count(*) AS n FROM history GROUP BY 1) h USING (id)
+LEFT JOIN (SELECT id, count(*) AS n FROM variables GROUP BY 1) v USING (id)
+LEFT JOIN (SELECT process_instance_id AS id, count(*) AS n FROM archive.case_workflow_mapping
+           WHERE process_instance_id = ANY(CAST(:ids AS text[])) GROUP BY 1) m USING (id);
 
 -- name: archiving_on
 -- The delete triggers on workflow_tasks leave the hourly summaries and queue load alone (migration 0024).
 SELECT set_config('bridge.archiving', 'on', true);
 
 -- name: move_variables
+-- Two statements, each by its index: the instances' variables, then their tasks' task-scope ones.
+WITH moved AS (DELETE FROM flowable.workflow_variables WHERE process_instance_id = ANY(CAST(:ids AS text[])) RETURNING *)
+INSERT INTO archive.workflow_variables SELECT * FROM moved;
+
+-- name: move_task_variables
 WITH moved AS (
     DELETE FROM flowable.workflow_variables v
-    WHERE v.process_instance_id = ANY(CAST(:ids AS text[]))
-       OR v.task_id IN (SELECT t.task_id FROM flowable.workflow_tasks t
+    WHERE v.process_instance_id IS NULL
+      AND v.task_id IN (SELECT t.task_id FROM flowable.workflow_tasks t
                         WHERE t.process_instance_id = ANY(CAST(:ids AS text[])))
     RETURNING v.*)
 INSERT INTO archive.workflow_variables SELECT * FROM moved;
