@@ -352,6 +352,251 @@ END;
 $$;
 
 --
+-- Name: process_instances; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.process_instances (
+    process_instance_id character varying(64) NOT NULL,
+    workflow_id bigint NOT NULL,
+    case_id bigint,
+    business_key character varying(255),
+    parent_process_id character varying(64),
+    super_process_id character varying(64),
+    started_by character varying(50) NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    suspended_at timestamp with time zone,
+    status character varying(50) DEFAULT 'ACTIVE'::character varying NOT NULL,
+    current_activity character varying(255),
+    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
+    context_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    sla_due_date timestamp with time zone,
+    priority integer DEFAULT 50 NOT NULL,
+    tags text[],
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    end_activity_id character varying(255),
+    CONSTRAINT chk_status CHECK (((status)::text = ANY ((ARRAY['ACTIVE'::character varying, 'COMPLETED'::character varying, 'SUSPENDED'::character varying, 'TERMINATED'::character varying, 'ERROR'::character varying])::text[])))
+);
+
+--
+-- Name: process_instances; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.process_instances (
+    process_instance_id character varying(64) NOT NULL,
+    workflow_id bigint NOT NULL,
+    case_id bigint,
+    business_key character varying(255),
+    parent_process_id character varying(64),
+    super_process_id character varying(64),
+    started_by character varying(50) NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    suspended_at timestamp with time zone,
+    status character varying(50) DEFAULT 'ACTIVE'::character varying NOT NULL,
+    current_activity character varying(255),
+    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
+    context_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    sla_due_date timestamp with time zone,
+    priority integer DEFAULT 50 NOT NULL,
+    tags text[],
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    end_activity_id character varying(255),
+    CONSTRAINT chk_status CHECK (((status)::text = ANY ((ARRAY['ACTIVE'::character varying, 'COMPLETED'::character varying, 'SUSPENDED'::character varying, 'TERMINATED'::character varying, 'ERROR'::character varying])::text[])))
+);
+
+--
+-- Name: all_process_instances; Type: VIEW; Schema: archive; Owner: -
+--
+
+CREATE VIEW archive.all_process_instances AS
+ SELECT process_instances.process_instance_id,
+    process_instances.workflow_id,
+    process_instances.status,
+    process_instances.started_at,
+    process_instances.completed_at
+   FROM flowable.process_instances
+UNION ALL
+ SELECT process_instances.process_instance_id,
+    process_instances.workflow_id,
+    process_instances.status,
+    process_instances.started_at,
+    process_instances.completed_at
+   FROM archive.process_instances;
+
+--
+-- Name: task_history; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.task_history (
+    history_id bigint NOT NULL,
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    action_type character varying(50) NOT NULL,
+    action_by character varying(50) NOT NULL,
+    action_at timestamp with time zone DEFAULT now() NOT NULL,
+    old_status character varying(50),
+    new_status character varying(50),
+    old_assignee character varying(50),
+    new_assignee character varying(50),
+    delegate_to character varying(50),
+    escalate_to character varying(50),
+    comments text,
+    action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+)
+PARTITION BY RANGE (action_at);
+
+--
+-- Name: task_history; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.task_history (
+    history_id bigint NOT NULL,
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    action_type character varying(50) NOT NULL,
+    action_by character varying(50) NOT NULL,
+    action_at timestamp with time zone DEFAULT now() NOT NULL,
+    old_status character varying(50),
+    new_status character varying(50),
+    old_assignee character varying(50),
+    new_assignee character varying(50),
+    delegate_to character varying(50),
+    escalate_to character varying(50),
+    comments text,
+    action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+)
+PARTITION BY RANGE (action_at);
+
+--
+-- Name: all_task_history; Type: VIEW; Schema: archive; Owner: -
+--
+
+CREATE VIEW archive.all_task_history AS
+ SELECT task_history.history_id,
+    task_history.task_id,
+    task_history.process_instance_id,
+    task_history.action_type,
+    task_history.action_by,
+    task_history.action_at,
+    task_history.action_data
+   FROM flowable.task_history
+UNION ALL
+ SELECT task_history.history_id,
+    task_history.task_id,
+    task_history.process_instance_id,
+    task_history.action_type,
+    task_history.action_by,
+    task_history.action_at,
+    task_history.action_data
+   FROM archive.task_history;
+
+--
+-- Name: workflow_tasks; Type: TABLE; Schema: archive; Owner: -
+--
+
+CREATE TABLE archive.workflow_tasks (
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    task_definition_key character varying(255) NOT NULL,
+    task_name character varying(500) NOT NULL,
+    task_type character varying(50) DEFAULT 'USER_TASK'::character varying NOT NULL,
+    queue_name character varying(100) NOT NULL,
+    assignee_id character varying(50),
+    candidate_groups text[],
+    candidate_users text[],
+    priority integer DEFAULT 50 NOT NULL,
+    status character varying(50) DEFAULT 'OPEN'::character varying NOT NULL,
+    form_key character varying(255),
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_at timestamp with time zone,
+    claimed_by character varying(50),
+    completed_at timestamp with time zone,
+    completed_by character varying(50),
+    due_date timestamp with time zone,
+    follow_up_date timestamp with time zone,
+    escalation_level integer DEFAULT 0 NOT NULL,
+    escalated_at timestamp with time zone,
+    task_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    form_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    outcome character varying(100),
+    outcome_reason text,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_task_status CHECK (((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'COMPLETED'::character varying, 'CANCELLED'::character varying, 'DELEGATED'::character varying])::text[]))),
+    CONSTRAINT workflow_tasks_escalation_level_check CHECK ((escalation_level >= 0))
+);
+
+--
+-- Name: workflow_tasks; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.workflow_tasks (
+    task_id character varying(64) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    task_definition_key character varying(255) NOT NULL,
+    task_name character varying(500) NOT NULL,
+    task_type character varying(50) DEFAULT 'USER_TASK'::character varying NOT NULL,
+    queue_name character varying(100) NOT NULL,
+    assignee_id character varying(50),
+    candidate_groups text[],
+    candidate_users text[],
+    priority integer DEFAULT 50 NOT NULL,
+    status character varying(50) DEFAULT 'OPEN'::character varying NOT NULL,
+    form_key character varying(255),
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    claimed_at timestamp with time zone,
+    claimed_by character varying(50),
+    completed_at timestamp with time zone,
+    completed_by character varying(50),
+    due_date timestamp with time zone,
+    follow_up_date timestamp with time zone,
+    escalation_level integer DEFAULT 0 NOT NULL,
+    escalated_at timestamp with time zone,
+    task_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    form_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    outcome character varying(100),
+    outcome_reason text,
+    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT chk_task_status CHECK (((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'COMPLETED'::character varying, 'CANCELLED'::character varying, 'DELEGATED'::character varying])::text[]))),
+    CONSTRAINT workflow_tasks_escalation_level_check CHECK ((escalation_level >= 0))
+);
+
+--
+-- Name: all_workflow_tasks; Type: VIEW; Schema: archive; Owner: -
+--
+
+CREATE VIEW archive.all_workflow_tasks AS
+ SELECT workflow_tasks.task_id,
+    workflow_tasks.process_instance_id,
+    workflow_tasks.task_definition_key,
+    workflow_tasks.task_name,
+    workflow_tasks.queue_name,
+    workflow_tasks.status,
+    workflow_tasks.created_at,
+    workflow_tasks.claimed_at,
+    workflow_tasks.completed_at,
+    workflow_tasks.completed_by,
+    workflow_tasks.due_date
+   FROM flowable.workflow_tasks
+UNION ALL
+ SELECT workflow_tasks.task_id,
+    workflow_tasks.process_instance_id,
+    workflow_tasks.task_definition_key,
+    workflow_tasks.task_name,
+    workflow_tasks.queue_name,
+    workflow_tasks.status,
+    workflow_tasks.created_at,
+    workflow_tasks.claimed_at,
+    workflow_tasks.completed_at,
+    workflow_tasks.completed_by,
+    workflow_tasks.due_date
+   FROM archive.workflow_tasks;
+
+--
 -- Name: archived_instances; Type: TABLE; Schema: archive; Owner: -
 --
 
@@ -388,57 +633,6 @@ CREATE TABLE archive.case_workflow_mapping (
 );
 
 --
--- Name: process_instances; Type: TABLE; Schema: archive; Owner: -
---
-
-CREATE TABLE archive.process_instances (
-    process_instance_id character varying(64) NOT NULL,
-    workflow_id bigint NOT NULL,
-    case_id bigint,
-    business_key character varying(255),
-    parent_process_id character varying(64),
-    super_process_id character varying(64),
-    started_by character varying(50) NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
-    completed_at timestamp with time zone,
-    suspended_at timestamp with time zone,
-    status character varying(50) DEFAULT 'ACTIVE'::character varying NOT NULL,
-    current_activity character varying(255),
-    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
-    context_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    sla_due_date timestamp with time zone,
-    priority integer DEFAULT 50 NOT NULL,
-    tags text[],
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    end_activity_id character varying(255),
-    CONSTRAINT chk_status CHECK (((status)::text = ANY ((ARRAY['ACTIVE'::character varying, 'COMPLETED'::character varying, 'SUSPENDED'::character varying, 'TERMINATED'::character varying, 'ERROR'::character varying])::text[])))
-);
-
---
--- Name: task_history; Type: TABLE; Schema: archive; Owner: -
---
-
-CREATE TABLE archive.task_history (
-    history_id bigint NOT NULL,
-    task_id character varying(64) NOT NULL,
-    process_instance_id character varying(64) NOT NULL,
-    action_type character varying(50) NOT NULL,
-    action_by character varying(50) NOT NULL,
-    action_at timestamp with time zone DEFAULT now() NOT NULL,
-    old_status character varying(50),
-    new_status character varying(50),
-    old_assignee character varying(50),
-    new_assignee character varying(50),
-    delegate_to character varying(50),
-    escalate_to character varying(50),
-    comments text,
-    action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
-)
-PARTITION BY RANGE (action_at);
-
---
 -- Name: task_history_default; Type: TABLE; Schema: archive; Owner: -
 --
 
@@ -459,41 +653,6 @@ CREATE TABLE archive.task_history_default (
     action_data jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_action_data_not_null NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_client_info_not_null NOT NULL,
     CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
-);
-
---
--- Name: workflow_tasks; Type: TABLE; Schema: archive; Owner: -
---
-
-CREATE TABLE archive.workflow_tasks (
-    task_id character varying(64) NOT NULL,
-    process_instance_id character varying(64) NOT NULL,
-    task_definition_key character varying(255) NOT NULL,
-    task_name character varying(500) NOT NULL,
-    task_type character varying(50) DEFAULT 'USER_TASK'::character varying NOT NULL,
-    queue_name character varying(100) NOT NULL,
-    assignee_id character varying(50),
-    candidate_groups text[],
-    candidate_users text[],
-    priority integer DEFAULT 50 NOT NULL,
-    status character varying(50) DEFAULT 'OPEN'::character varying NOT NULL,
-    form_key character varying(255),
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    claimed_at timestamp with time zone,
-    claimed_by character varying(50),
-    completed_at timestamp with time zone,
-    completed_by character varying(50),
-    due_date timestamp with time zone,
-    follow_up_date timestamp with time zone,
-    escalation_level integer DEFAULT 0 NOT NULL,
-    escalated_at timestamp with time zone,
-    task_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    form_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    outcome character varying(100),
-    outcome_reason text,
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_task_status CHECK (((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'COMPLETED'::character varying, 'CANCELLED'::character varying, 'DELEGATED'::character varying])::text[]))),
-    CONSTRAINT workflow_tasks_escalation_level_check CHECK ((escalation_level >= 0))
 );
 
 --
@@ -736,33 +895,6 @@ ALTER TABLE flowable.mirror_repairs ALTER COLUMN repair_id ADD GENERATED BY DEFA
 );
 
 --
--- Name: process_instances; Type: TABLE; Schema: flowable; Owner: -
---
-
-CREATE TABLE flowable.process_instances (
-    process_instance_id character varying(64) NOT NULL,
-    workflow_id bigint NOT NULL,
-    case_id bigint,
-    business_key character varying(255),
-    parent_process_id character varying(64),
-    super_process_id character varying(64),
-    started_by character varying(50) NOT NULL,
-    started_at timestamp with time zone DEFAULT now() NOT NULL,
-    completed_at timestamp with time zone,
-    suspended_at timestamp with time zone,
-    status character varying(50) DEFAULT 'ACTIVE'::character varying NOT NULL,
-    current_activity character varying(255),
-    variables jsonb DEFAULT '{}'::jsonb NOT NULL,
-    context_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    sla_due_date timestamp with time zone,
-    priority integer DEFAULT 50 NOT NULL,
-    tags text[],
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    end_activity_id character varying(255),
-    CONSTRAINT chk_status CHECK (((status)::text = ANY ((ARRAY['ACTIVE'::character varying, 'COMPLETED'::character varying, 'SUSPENDED'::character varying, 'TERMINATED'::character varying, 'ERROR'::character varying])::text[])))
-);
-
---
 -- Name: queue_assignments; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -879,30 +1011,6 @@ CREATE TABLE flowable.retention_policies (
 );
 
 --
--- Name: task_history; Type: TABLE; Schema: flowable; Owner: -
---
-
-CREATE TABLE flowable.task_history (
-    history_id bigint NOT NULL,
-    task_id character varying(64) NOT NULL,
-    process_instance_id character varying(64) NOT NULL,
-    action_type character varying(50) NOT NULL,
-    action_by character varying(50) NOT NULL,
-    action_at timestamp with time zone DEFAULT now() NOT NULL,
-    old_status character varying(50),
-    new_status character varying(50),
-    old_assignee character varying(50),
-    new_assignee character varying(50),
-    delegate_to character varying(50),
-    escalate_to character varying(50),
-    comments text,
-    action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
-)
-PARTITION BY RANGE (action_at);
-
---
 -- Name: task_history_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
 --
 
@@ -1007,41 +1115,6 @@ CREATE TABLE flowable.workflow_queues (
     CONSTRAINT workflow_queues_current_load_check CHECK ((current_load >= 0)),
     CONSTRAINT workflow_queues_max_capacity_check CHECK ((max_capacity > 0)),
     CONSTRAINT workflow_queues_sla_minutes_check CHECK ((sla_minutes > 0))
-);
-
---
--- Name: workflow_tasks; Type: TABLE; Schema: flowable; Owner: -
---
-
-CREATE TABLE flowable.workflow_tasks (
-    task_id character varying(64) NOT NULL,
-    process_instance_id character varying(64) NOT NULL,
-    task_definition_key character varying(255) NOT NULL,
-    task_name character varying(500) NOT NULL,
-    task_type character varying(50) DEFAULT 'USER_TASK'::character varying NOT NULL,
-    queue_name character varying(100) NOT NULL,
-    assignee_id character varying(50),
-    candidate_groups text[],
-    candidate_users text[],
-    priority integer DEFAULT 50 NOT NULL,
-    status character varying(50) DEFAULT 'OPEN'::character varying NOT NULL,
-    form_key character varying(255),
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    claimed_at timestamp with time zone,
-    claimed_by character varying(50),
-    completed_at timestamp with time zone,
-    completed_by character varying(50),
-    due_date timestamp with time zone,
-    follow_up_date timestamp with time zone,
-    escalation_level integer DEFAULT 0 NOT NULL,
-    escalated_at timestamp with time zone,
-    task_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    form_data jsonb DEFAULT '{}'::jsonb NOT NULL,
-    outcome character varying(100),
-    outcome_reason text,
-    metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_task_status CHECK (((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'COMPLETED'::character varying, 'CANCELLED'::character varying, 'DELEGATED'::character varying])::text[]))),
-    CONSTRAINT workflow_tasks_escalation_level_check CHECK ((escalation_level >= 0))
 );
 
 --
@@ -1573,6 +1646,12 @@ ALTER TABLE ONLY onecms.case_workflow_mapping
     ADD CONSTRAINT case_workflow_mapping_pkey PRIMARY KEY (mapping_id);
 
 --
+-- Name: idx_archive_history_escalations; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_history_escalations ON ONLY archive.task_history USING btree (action_at) WHERE ((action_type)::text = 'ESCALATE'::text);
+
+--
 -- Name: idx_archive_history_process; Type: INDEX; Schema: archive; Owner: -
 --
 
@@ -1583,6 +1662,18 @@ CREATE INDEX idx_archive_history_process ON ONLY archive.task_history USING btre
 --
 
 CREATE INDEX idx_archive_history_task ON ONLY archive.task_history USING btree (task_id, action_at DESC);
+
+--
+-- Name: idx_archive_instances_completed_at; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_instances_completed_at ON archive.process_instances USING btree (completed_at);
+
+--
+-- Name: idx_archive_instances_started; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_instances_started ON archive.process_instances USING btree (started_at);
 
 --
 -- Name: idx_archive_mapping_case; Type: INDEX; Schema: archive; Owner: -
@@ -1597,6 +1688,12 @@ CREATE INDEX idx_archive_mapping_case ON archive.case_workflow_mapping USING btr
 CREATE INDEX idx_archive_mapping_process ON archive.case_workflow_mapping USING btree (process_instance_id);
 
 --
+-- Name: idx_archive_tasks_completed_at; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_tasks_completed_at ON archive.workflow_tasks USING btree (completed_at);
+
+--
 -- Name: idx_archive_tasks_process; Type: INDEX; Schema: archive; Owner: -
 --
 
@@ -1609,6 +1706,12 @@ CREATE INDEX idx_archive_tasks_process ON archive.workflow_tasks USING btree (pr
 CREATE INDEX idx_archive_variables_process ON archive.workflow_variables USING btree (process_instance_id);
 
 --
+-- Name: idx_archive_variables_task; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX idx_archive_variables_task ON archive.workflow_variables USING btree (task_id) WHERE (task_id IS NOT NULL);
+
+--
 -- Name: idx_archived_instances_case; Type: INDEX; Schema: archive; Owner: -
 --
 
@@ -1619,6 +1722,12 @@ CREATE INDEX idx_archived_instances_case ON archive.archived_instances USING btr
 --
 
 CREATE INDEX idx_archived_instances_engine_pending ON archive.archived_instances USING btree (archived_at) WHERE (engine_history_deleted_at IS NULL);
+
+--
+-- Name: task_history_default_action_at_idx; Type: INDEX; Schema: archive; Owner: -
+--
+
+CREATE INDEX task_history_default_action_at_idx ON archive.task_history_default USING btree (action_at) WHERE ((action_type)::text = 'ESCALATE'::text);
 
 --
 -- Name: task_history_default_process_instance_id_idx; Type: INDEX; Schema: archive; Owner: -
@@ -2003,6 +2112,12 @@ CREATE INDEX idx_case_workflow_process ON onecms.case_workflow_mapping USING btr
 --
 
 CREATE INDEX idx_case_workflow_type ON onecms.case_workflow_mapping USING btree (workflow_type);
+
+--
+-- Name: task_history_default_action_at_idx; Type: INDEX ATTACH; Schema: archive; Owner: -
+--
+
+ALTER INDEX archive.idx_archive_history_escalations ATTACH PARTITION archive.task_history_default_action_at_idx;
 
 --
 -- Name: task_history_default_pkey; Type: INDEX ATTACH; Schema: archive; Owner: -

@@ -3,6 +3,11 @@
 -- migration 0018), and the time range
 -- [:since, :until). Live tasks are OPEN, CLAIMED, DELEGATED or ESCALATED (migration 0018's partial index
 -- idx_workflow_tasks_live_due holds just those); completed figures come from flowable.v_task_hourly_stats.
+-- Ended work counted from the rows in a range (escalations made, completed per user, per process and per
+-- activity, cancellations) reads archive.all_task_history, archive.all_workflow_tasks and
+-- archive.all_process_instances (migration 0025): the hot tables and the archive together, so a range keeps
+-- its figures after archiving (bridge/archive.py) moves its work out of the hot tables. Live figures read the
+-- hot tables only: archived work is always ended.
 
 -- name: queues
 WITH chosen AS (
@@ -92,7 +97,7 @@ ORDER BY b.bucket, c.queue_name;
 
 -- name: escalations
 -- Live tasks by the escalation level they are at now, and escalations made in the range by the level
--- they reached (task_history keeps each one, whoever made it).
+-- they reached (task_history keeps each one, whoever made it; archived ones too).
 WITH chosen AS (
     SELECT queue_name FROM flowable.report_queues(:department, :queue)
 ), live AS (
@@ -103,8 +108,8 @@ WITH chosen AS (
     GROUP BY 1
 ), made AS (
     SELECT coalesce((h.action_data ->> 'escalation_level')::int, 0) AS level, count(*) AS escalations
-    FROM flowable.task_history h
-    JOIN flowable.workflow_tasks t ON t.task_id = h.task_id
+    FROM archive.all_task_history h
+    JOIN archive.all_workflow_tasks t ON t.task_id = h.task_id
     WHERE h.action_type = 'ESCALATE' AND h.action_at >= :since AND h.action_at < :until
       AND t.queue_name IN (SELECT queue_name FROM chosen)
     GROUP BY 1
@@ -127,7 +132,7 @@ WITH chosen AS (
 ), done AS (
     SELECT t.completed_by AS user_id, count(*) AS completed_in_range,
            avg(extract(epoch FROM t.completed_at - coalesce(t.claimed_at, t.created_at))) / 3600 AS avg_hours
-    FROM flowable.workflow_tasks t
+    FROM archive.all_workflow_tasks t
     WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
       AND t.queue_name IN (SELECT queue_name FROM chosen) AND t.completed_by IS NOT NULL
     GROUP BY 1
@@ -157,7 +162,7 @@ WITH keys AS (
     GROUP BY active.process_key, active.process_name
 )
 SELECT k.process_key, k.process_name,
-       (SELECT count(*) FROM flowable.process_instances pi
+       (SELECT count(*) FROM archive.all_process_instances pi
         WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.started_at >= :since AND pi.started_at < :until)
            AS started_in_range,
        (SELECT count(*) FROM flowable.process_instances pi
@@ -170,7 +175,7 @@ CROSS JOIN LATERAL (
            avg(extract(epoch FROM pi.completed_at - pi.started_at)) / 3600 AS avg_hours,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM pi.completed_at - pi.started_at))
                / 3600 AS p95_hours
-    FROM flowable.process_instances pi
+    FROM archive.all_process_instances pi
     WHERE pi.status = 'COMPLETED' AND pi.completed_at >= :since AND pi.completed_at < :until
       AND pi.workflow_id = ANY (k.workflow_ids)
 ) c
@@ -205,15 +210,20 @@ WITH chosen AS (
     WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
       AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
     GROUP BY p.workflow_id, t.task_definition_key
+), completed AS MATERIALIZED (
+    -- the range's completions first, by their index: joined the other way round (every instance of the
+    -- version, then its tasks) a month's report read every instance the version ever had
+    SELECT t.process_instance_id, t.task_definition_key, t.task_name, t.created_at, t.completed_at, t.due_date
+    FROM archive.all_workflow_tasks t
+    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
 ), done AS (
     SELECT p.workflow_id, t.task_definition_key AS activity_id, max(t.task_name) AS activity_name,
            count(*) AS completed_in_range,
            count(*) FILTER (WHERE t.completed_at > t.due_date) AS completed_late_in_range,
            avg(extract(epoch FROM t.completed_at - t.created_at)) AS completion_seconds
-    FROM flowable.workflow_tasks t
-    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
-    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
-      AND p.workflow_id IN (SELECT workflow_id FROM chosen)
+    FROM completed t
+    JOIN archive.all_process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
     GROUP BY p.workflow_id, t.task_definition_key
 ), declared AS (
     SELECT c.workflow_id, u.activity_id
@@ -317,7 +327,8 @@ ORDER BY pass_kind, entity_type;
 -- and last day may be partial, day_start and day_end say), tasks created (arrivals), completed and cancelled
 -- that day; every day is listed, empty ones with zeros. Arrivals and completions come from
 -- flowable.v_task_hourly_stats, so a long range costs hours x queues, not tasks; cancellations (the summary
--- does not count them, and they leave the backlog too) from the few cancelled tasks. Beside them, per queue:
+-- does not count them, and they leave the backlog too) from the few cancelled tasks, hot and archived. Beside
+-- them, per queue:
 -- the live tasks now and backlog_end, the backlog when the range ends: the live tasks now, less what arrived
 -- after the range, plus what was completed or cancelled after it. bridge/reports.py walks the backlog back
 -- from there day by day, so it needs no count of all the tasks ever created. Days step by '24 hours', not
@@ -353,7 +364,7 @@ WITH chosen AS (
 ), cancelled AS (
     SELECT t.queue_name, date_bin('1 hour', t.completed_at, timestamptz 'epoch') < :until AS in_range,
            date_bin('1 day', t.completed_at, timestamptz 'epoch') AS day, count(*) AS cancellations
-    FROM flowable.workflow_tasks t
+    FROM archive.all_workflow_tasks t
     WHERE t.status = 'CANCELLED' AND t.queue_name IN (SELECT queue_name FROM chosen)
       AND t.completed_at >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch')
     GROUP BY 1, 2, 3
