@@ -444,7 +444,7 @@ CREATE TABLE archive.task_history (
     comments text,
     action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying, 'MIGRATED'::character varying])::text[])))
 )
 PARTITION BY RANGE (action_at);
 
@@ -468,7 +468,7 @@ CREATE TABLE flowable.task_history (
     comments text,
     action_data jsonb DEFAULT '{}'::jsonb NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying, 'MIGRATED'::character varying])::text[])))
 )
 PARTITION BY RANGE (action_at);
 
@@ -652,7 +652,7 @@ CREATE TABLE archive.task_history_default (
     comments text,
     action_data jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_action_data_not_null NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_client_info_not_null NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying, 'MIGRATED'::character varying])::text[])))
 );
 
 --
@@ -864,6 +864,54 @@ CREATE TABLE flowable.engine_events (
 );
 
 --
+-- Name: instance_migration_results; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.instance_migration_results (
+    migration_id bigint NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    business_key character varying(255),
+    activities text[] DEFAULT '{}'::text[] NOT NULL,
+    outcome character varying(20) NOT NULL,
+    messages text[] DEFAULT '{}'::text[] NOT NULL,
+    decided_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT instance_migration_results_outcome_check CHECK (((outcome)::text = ANY ((ARRAY['MIGRATABLE'::character varying, 'REFUSED'::character varying, 'MIGRATED'::character varying, 'FAILED'::character varying])::text[])))
+);
+
+--
+-- Name: instance_migrations; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.instance_migrations (
+    migration_id bigint NOT NULL,
+    process_key character varying(255) NOT NULL,
+    from_version integer NOT NULL,
+    to_version integer NOT NULL,
+    activities text[] DEFAULT '{}'::text[] NOT NULL,
+    business_keys text[] DEFAULT '{}'::text[] NOT NULL,
+    mappings jsonb DEFAULT '{}'::jsonb NOT NULL,
+    dry_run boolean NOT NULL,
+    requested_by character varying(100) NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    counts jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT instance_migrations_check CHECK (((from_version >= 1) AND (to_version >= 1) AND (from_version <> to_version)))
+);
+
+--
+-- Name: instance_migrations_migration_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
+--
+
+ALTER TABLE flowable.instance_migrations ALTER COLUMN migration_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME flowable.instance_migrations_migration_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: mirror_repairs; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -1047,7 +1095,7 @@ CREATE TABLE flowable.task_history_default (
     comments text,
     action_data jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_action_data_not_null NOT NULL,
     client_info jsonb DEFAULT '{}'::jsonb CONSTRAINT task_history_client_info_not_null NOT NULL,
-    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying])::text[])))
+    CONSTRAINT chk_action_type CHECK (((action_type)::text = ANY ((ARRAY['CREATE'::character varying, 'CLAIM'::character varying, 'UNCLAIM'::character varying, 'COMPLETE'::character varying, 'DELEGATE'::character varying, 'RESOLVE'::character varying, 'ESCALATE'::character varying, 'UPDATE'::character varying, 'CANCEL'::character varying, 'REASSIGN'::character varying, 'COMMENT'::character varying, 'MIGRATED'::character varying])::text[])))
 );
 
 --
@@ -1499,6 +1547,20 @@ ALTER TABLE ONLY flowable.engine_events
     ADD CONSTRAINT engine_events_pkey PRIMARY KEY (event_id);
 
 --
+-- Name: instance_migration_results instance_migration_results_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.instance_migration_results
+    ADD CONSTRAINT instance_migration_results_pkey PRIMARY KEY (migration_id, process_instance_id);
+
+--
+-- Name: instance_migrations instance_migrations_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.instance_migrations
+    ADD CONSTRAINT instance_migrations_pkey PRIMARY KEY (migration_id);
+
+--
 -- Name: mirror_repairs mirror_repairs_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
 --
 
@@ -1830,6 +1892,12 @@ CREATE INDEX idx_engine_events_task ON flowable.engine_events USING btree (task_
 --
 
 CREATE INDEX idx_engine_events_webhook ON flowable.engine_events USING btree (webhook_id, seq);
+
+--
+-- Name: idx_instance_migration_results_instance; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX idx_instance_migration_results_instance ON flowable.instance_migration_results USING btree (process_instance_id);
 
 --
 -- Name: idx_mirror_repairs_entity; Type: INDEX; Schema: flowable; Owner: -
@@ -2300,6 +2368,13 @@ ALTER TABLE ONLY entitlements.workflow_roles
 
 ALTER TABLE ONLY flowable.engine_events
     ADD CONSTRAINT engine_events_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES flowable.webhook_batches(webhook_id) ON DELETE CASCADE;
+
+--
+-- Name: instance_migration_results instance_migration_results_migration_id_fkey; Type: FK CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.instance_migration_results
+    ADD CONSTRAINT instance_migration_results_migration_id_fkey FOREIGN KEY (migration_id) REFERENCES flowable.instance_migrations(migration_id) ON DELETE CASCADE;
 
 --
 -- Name: process_instances process_instances_workflow_id_fkey; Type: FK CONSTRAINT; Schema: flowable; Owner: -

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import archive, auth, db_health, entitlements, logs, retention, status
+from bridge import archive, auth, db_health, entitlements, logs, migration, retention, status
 from bridge.bpmn import lint
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
@@ -572,6 +572,68 @@ def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.engine_error else 0
 
 
+def _mappings(pairs: list[str]) -> dict[str, str]:
+    mappings = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise migration.MigrationError(400, f"--map takes OLD=NEW activity ids, not {pair!r}")
+        mappings[old.strip()] = new.strip()
+    return mappings
+
+
+async def _instances_migrate(url: str, endpoint: FlowableEndpoint, args: argparse.Namespace
+                             ) -> migration.MigrationReport:
+    db = open_database(url, pool_size=migration.DEFAULT_CONCURRENCY + 1)
+    try:
+        async with FlowableClient.of(endpoint) as flowable:
+            if args.resume is not None:
+                request = await migration.stored_request(db, args.resume, requested_by=args.by)
+            else:
+                request = migration.MigrationRequest(
+                    process_key=args.process, from_version=args.from_version, to_version=args.to_version,
+                    activities=tuple(args.activity), business_keys=tuple(args.business_key),
+                    mappings=_mappings(args.map), dry_run=args.dry_run, requested_by=args.by)
+            with Bars() as bars:
+                return await migration.run(db, flowable, request, resume=args.resume, progress=bars,
+                                           client_info={"via": "cli"})
+    finally:
+        await db.dispose()
+
+
+def cmd_instances_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    if args.resume is None and (args.process is None or args.from_version is None or args.to_version is None):
+        print("--process, --from-version and --to-version are required (or --resume ID)", file=sys.stderr)
+        return 2
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        with provisioned_engine(settings, url, args.command) as endpoint:
+            try:
+                report = asyncio.run(_instances_migrate(url, endpoint, args))
+            except migration.MigrationError as err:
+                print(f"nothing migrated: {err.message}", file=sys.stderr)
+                return 2
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        r = report.request
+        print(f"migration {report.migration_id}: {r.process_key} v{r.from_version} -> v{r.to_version}"
+              + (" (dry run: nothing changed)" if r.dry_run else ""))
+        for result in report.results:
+            where = ",".join(result.activities) or "-"
+            why = f"  {'; '.join(result.messages)}" if result.messages else ""
+            print(f"  {result.process_instance_id:<40} {result.business_key or '-':<20} {where:<24} "
+                  f"{result.outcome}{why}")
+        counts = ", ".join(f"{n} {outcome.lower()}" for outcome, n in report.counts.items()) or "no instances chosen"
+        print(f"{counts}; {report.seconds:.1f}s")
+        if report.engine_error:
+            print(f"stopped early: {report.engine_error}; `bridge instances migrate --resume "
+                  f"{report.migration_id}` carries on", file=sys.stderr)
+    if report.engine_error:
+        return 1
+    return 1 if any(x.outcome == "FAILED" for x in report.results) else 0
+
+
 def cmd_engine_build(settings: Settings, args: argparse.Namespace) -> int:
     print(build_engine_jar(force=args.force))
     return 0
@@ -746,6 +808,30 @@ def build_parser() -> argparse.ArgumentParser:
     archived.add_argument("--limit", type=int, metavar="N", help="archive at most N instances this run")
     archived.add_argument("--by", default=getpass.getuser(), help="recorded as archived_by (default: you)")
     archived.add_argument("--json", action="store_true", help="the run's report as JSON")
+    instances = commands.add_parser("instances", help="running process instances",
+                                    description="running process instances")
+    instance_commands = instances.add_subparsers(dest="instances_command", required=True, metavar="ACTION")
+    migrated = command("migrate", cmd_instances_migrate, "move running instances of a process from one version to "
+                       "another with Flowable's migration: each is validated by the engine first (the dry run "
+                       "stops there and says, per instance, migratable or why not), then moved with its tasks, "
+                       "which take the new version's queues and candidate groups; exit code 1 when one failed "
+                       "or the run stopped early", instance_commands)
+    migrated.add_argument("--process", metavar="KEY", help="the process key")
+    migrated.add_argument("--from-version", type=int, metavar="N", help="move instances running on version N")
+    migrated.add_argument("--to-version", type=int, metavar="M", help="to version M (deployed with bridge deploy)")
+    migrated.add_argument("--activity", action="append", default=[], metavar="ID",
+                          help="only instances waiting in this activity (repeatable)")
+    migrated.add_argument("--business-key", action="append", default=[], metavar="KEY",
+                          help="only the instance with this business key (repeatable)")
+    migrated.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                          help="move what waits in activity OLD to activity NEW (repeatable); activities not "
+                               "mapped keep their id")
+    migrated.add_argument("--dry-run", action="store_true", help="validate every chosen instance, change nothing")
+    migrated.add_argument("--resume", type=int, metavar="ID",
+                          help="carry on run ID (as it was asked) after it stopped: moves what is still on the old "
+                               "version")
+    migrated.add_argument("--by", default=getpass.getuser(), help="recorded as the acting user (default: you)")
+    migrated.add_argument("--json", action="store_true", help="the run's report as JSON")
     engine = commands.add_parser("engine", help="the Flowable engine under engine/",
                                  description="the Flowable engine under engine/")
     engine_commands = engine.add_subparsers(dest="engine_command", required=True, metavar="ACTION")

@@ -303,6 +303,23 @@ class FlowableClient:
         (EmitterController /bridge-emitter/stats); FlowableError 404 from an engine without our emitter."""
         return await self.request("GET", "../bridge-emitter/stats", retry=RetryPolicy(attempts=1))
 
+    # -- instance migration (engine/.../migration/MigrationController.java) -------------------------------
+
+    async def validate_migration(self, instance_id: str, document: dict[str, Any]) -> list[str]:
+        """Why the instance cannot move as the document says (empty: it can); changes nothing."""
+        answer = await self.request("POST", f"../bridge-migration/process-instances/{instance_id}/validate",
+                                    json_body=document)
+        return list(answer["validationMessages"])
+
+    async def migrate_instance(self, instance_id: str, document: dict[str, Any], *,
+                               acting_user: str | None) -> tuple[dict[str, Any], str | None]:
+        """Validate and migrate in one engine transaction, re-mapping candidate groups: (the instance's definition
+        and open tasks after it, the engine's clock at the start). FlowableError 409 with exception
+        MigrationRefused when validation refuses it (nothing changed)."""
+        answer, at = await self._request("POST", f"../bridge-migration/process-instances/{instance_id}/migrate",
+                                         json_body=document, acting_user=acting_user)
+        return answer, at
+
     # -- history -----------------------------------------------------------------------------------
 
     async def historic_process_instances(self, **filters: Any) -> list[dict]:

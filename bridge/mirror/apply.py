@@ -59,6 +59,9 @@ def _usable(events: list[dict]) -> list[dict]:
                 task["id"], task["processInstanceId"]  # noqa: B018 - presence check
             elif entity == "processInstance":
                 event["processInstance"]["id"]  # noqa: B018
+                if event["type"] == "BRIDGE_MIGRATE":  # the version it moved to
+                    event["processInstance"]["processDefinitionKey"]  # noqa: B018
+                    int(event["processInstance"]["processDefinitionVersion"])
             elif entity == "identityLink":
                 event["identityLink"]["type"]  # noqa: B018
             elif entity == "activity":
@@ -66,7 +69,7 @@ def _usable(events: list[dict]) -> list[dict]:
             if not isinstance(event.get("timestamp"), str):
                 raise KeyError("timestamp")
             usable.append(event)
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             log.warning("event %s (%s) not applied, its payload lacks %s", event.get("eventId"), event.get("type"), err)
     return usable
 
@@ -171,7 +174,8 @@ async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> set[str
 async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[str]:
     """Ends, suspensions and the current activity; returns the instances that ended."""
     relevant = [e for e in events if (e["type"] in PROCESS_END_STATUS and e.get("entityType") == "processInstance")
-                or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED") and e.get("entityType") == "processInstance")
+                or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED", "BRIDGE_MIGRATE")
+                    and e.get("entityType") == "processInstance")
                 or (e["type"] == "ACTIVITY_STARTED" and e.get("entityType") == "activity")]
     if not relevant:
         return set()
@@ -179,6 +183,7 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
                   else e["processInstance"]["id"] for e in relevant})
     current = {r.process_instance_id: dict(r._mapping) for r in await conn.execute(SQL.lock_processes, {"ids": ids})}
     changed: dict[str, dict] = {}
+    migrating: list[dict] = []
     for event in relevant:
         if event.get("entityType") == "activity":
             activity = event["activity"]
@@ -196,7 +201,13 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
             continue
         if not row or row["status"] not in PROCESS_OPEN:
             continue
-        if event["type"] in PROCESS_END_STATUS:
+        if event["type"] == "BRIDGE_MIGRATE":
+            migrating.append(process)
+            row = {**row, "process_key": process["processDefinitionKey"],
+                   "process_version": process["processDefinitionVersion"],
+                   "process_definition_id": process.get("processDefinitionId"),
+                   "current_activity": process.get("activityId") or row["current_activity"]}
+        elif event["type"] in PROCESS_END_STATUS:
             row = {**row, "status": PROCESS_END_STATUS[event["type"]], "current_activity": None,
                    "end_activity_id": process.get("endActivityId"),
                    "completed_at": process.get("endTime") or event["timestamp"], "end_cause": process.get("cause")}
@@ -205,6 +216,10 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
             row = {**row, "status": "SUSPENDED" if suspended else "ACTIVE",
                    "suspended_at": event["timestamp"] if suspended else None}
         changed[process["id"]] = row
+    if migrating:  # to a version the bridge did not deploy: recorded, as a start from one would be
+        await conn.execute(SQL.register_definitions, {"rows": _json([
+            {"process_key": p["processDefinitionKey"], "process_version": p["processDefinitionVersion"],
+             "process_name": p.get("processDefinitionName") or p["processDefinitionKey"]} for p in migrating])})
     if changed:
         await conn.execute(SQL.update_processes, {"rows": _json(list(changed.values()))})
     return {pid for pid, row in changed.items() if row["status"] not in PROCESS_OPEN}
@@ -222,6 +237,8 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
         return []
     created = [e for e in task_events if e["type"] == "TASK_CREATED"]
     placement = await _place_new_tasks(conn, created)
+    migrated_queues = await _queues_after_migration(conn, [e for e in task_events if e["type"] == "BRIDGE_MIGRATE"])
+    moved: dict[str, dict] = {}
     ids = sorted({_task_id(e) for e in task_events})
     folds: dict[str, TaskFold] = {r.task_id: TaskFold(_task_row(r)) for r in
                                   await conn.execute(SQL.lock_tasks, {"ids": ids})}
@@ -244,9 +261,15 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
                                  "created_at": task.get("createTime") or event["timestamp"]}
             history.append(created_history)
         elif task_id in folds:
+            if event["type"] == "BRIDGE_MIGRATE" and task_id in migrated_queues:
+                event = {**event, "migration": {**(event.get("migration") or {}), "queue": migrated_queues[task_id]}}
             before = len(folds[task_id].history)
             fold_task(folds[task_id], event)
             history.extend(folds[task_id].history[before:])
+            if event["type"] == "BRIDGE_MIGRATE" and len(folds[task_id].history) > before:
+                row = folds[task_id].row
+                moved[task_id] = {"task_key": row.task_definition_key, "queue_name": row.queue_name,
+                                  "created_at": event["timestamp"]}
     inserts = [{**_row_json(folds[t].row), **extra} for t, extra in new_rows.items()]
     updates = [_row_json(f.row) for t, f in folds.items() if f.changed and t not in new_rows]
     if inserts:
@@ -257,7 +280,7 @@ async def _apply_tasks(conn: AsyncConnection, events: list[dict]) -> list[dict]:
         await conn.execute(SQL.insert_history, {"rows": _json(
             [{"ord": i, **vars(h)} for i, h in enumerate(history)])})
     return [{"process_instance_id": folds[t].row.process_instance_id, "task_id": t, **extra}
-            for t, extra in new_rows.items()]
+            for t, extra in (new_rows | moved).items()]
 
 
 def _completion_outcomes(events: list[dict]) -> dict[str, str]:
@@ -306,6 +329,28 @@ async def _place_new_tasks(conn: AsyncConnection, created: list[dict]) -> dict[s
     if defaults:
         await conn.execute(SQL.ensure_queues, {"names": sorted(defaults)})
     return placement
+
+
+async def _queues_after_migration(conn: AsyncConnection, migrating: list[dict]) -> dict[str, str]:
+    """task id -> the queue its new activity has in the version its instance moved to (the instance's row is
+    updated first, in the same batch), else the parser's default for its candidate groups."""
+    if not migrating:
+        return {}
+    rows = [{"task_id": e["task"]["id"], "process_instance_id": e["task"]["processInstanceId"],
+             "task_key": e["task"].get("taskDefinitionKey")} for e in migrating if e["task"].get("taskDefinitionKey")]
+    found = {r.task_id: r.queue_name for r in await conn.execute(SQL.queues_of_new_tasks, {"rows": _json(rows)})}
+    queues, defaults = {}, set()
+    for event in migrating:
+        task = event["task"]
+        if found.get(task["id"]):
+            queues[task["id"]] = found[task["id"]]
+        elif task.get("taskDefinitionKey"):
+            process_key = (task.get("processDefinitionId") or "UNKNOWN").split(":")[0]
+            queues[task["id"]] = default_queue_name(process_key, task.get("candidateGroups") or ())
+            defaults.add(queues[task["id"]])
+    if defaults:
+        await conn.execute(SQL.ensure_queues, {"names": sorted(defaults)})
+    return queues
 
 
 # -- variables ---------------------------------------------------------------------------------------
@@ -414,7 +459,7 @@ def _task_row(r) -> TaskRow:
                    candidate_groups=tuple(r.candidate_groups or ()), candidate_users=tuple(r.candidate_users or ()),
                    last_event_at=r.last_event_at, outcome=r.outcome, queue_name=r.queue_name,
                    escalation_level=r.escalation_level, escalated_at=_iso(r.escalated_at),
-                   queue_moved_at=r.queue_moved_at,
+                   queue_moved_at=r.queue_moved_at, task_definition_key=r.task_definition_key,
                    candidate_clock=tuple((k, v[0], v[1]) for k, v in sorted((r.candidate_clock or {}).items())))
 
 

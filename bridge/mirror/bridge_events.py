@@ -1,10 +1,11 @@
 """The bridge's own task actions as mirror events: the one way they reach workflow_tasks and task_history.
 
 Every action the bridge does (claim, unclaim, complete, delegate, resolve, escalate, comment, auto-assign,
-queue move) is, once the engine has accepted it, an event of the engine's shape: `entityType` task, a task
-copy holding the fields the action set, and `actor` / `clientInfo` for the history row. It is applied by
-bridge/mirror/apply.py in the caller's transaction, under the same state machines (bridge/mirror/fold.py)
-as the engine's pushes, so the two sources cannot drift apart.
+queue move, migration to another version) is, once the engine has accepted it, an event of the engine's
+shape: `entityType` task (or processInstance, for a migration), a copy holding the fields the action set,
+and `actor` / `clientInfo` for the history row. It is applied by bridge/mirror/apply.py in the caller's
+transaction, under the same state machines (bridge/mirror/fold.py) as the engine's pushes, so the two
+sources cannot drift apart.
 
 `at` is the engine's clock at the start of the request that did the action (the engine's `X-Engine-Time`
 header): earlier than every event that request fires, later than every event committed before it. The
@@ -84,6 +85,23 @@ def moved(task_id: str, pid: str, *, queue: str, reason: str, actor: str, at: st
           client_info=None) -> dict[str, Any]:
     return task_event("BRIDGE_QUEUE_MOVE", task_id=task_id, process_instance_id=pid, actor=actor, at=at,
                       client_info=client_info, escalation={"queue": queue, "reason": reason})
+
+
+def migrated_process(process: dict[str, Any], *, actor: str, at: str | None, client_info=None) -> dict[str, Any]:
+    """An instance moved to another version (process: id, processDefinitionId, -Key, -Version, and the activity
+    it now waits in as activityId); applied before its tasks' BRIDGE_MIGRATE, whose queues follow it."""
+    return {"eventId": f"bridge-{uuid.uuid4()}", "type": "BRIDGE_MIGRATE", "entityType": "processInstance",
+            "source": "bridge", "timestamp": at or now_in_engine_form(), "processInstance": process,
+            "actor": actor, "clientInfo": client_info or {}}
+
+
+def migrated_task(task: dict[str, Any], *, from_version: int, to_version: int, actor: str, at: str | None,
+                  client_info=None) -> dict[str, Any]:
+    """A live task moved with its instance: the engine's copy after the move (its new activity, name,
+    assignee and candidate groups)."""
+    return task_event("BRIDGE_MIGRATE", task_id=task["id"], process_instance_id=task["processInstanceId"],
+                      actor=actor, at=at, client_info=client_info, task=task,
+                      migration={"fromVersion": from_version, "toVersion": to_version})
 
 
 async def record(conn: AsyncConnection, *events: dict[str, Any]) -> None:

@@ -9,12 +9,14 @@ one) and leave the same task_history rows. A difference no event can express (th
 and the engine says running, a row the engine does not have) is reported and left for an operator.
 
 What is compared:
-  * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key, and
-    for a completed one the end event reached (a mirror that lacks it learns it; one that names another is
-    reported);
+  * process: exists, status (ERROR counts as COMPLETED: history cannot tell them apart), business key,
+    process definition (key and version: a running instance migrated in the engine without the mirror
+    following is repaired as the bridge's own migration would have recorded it), and for a completed one the
+    end event reached (a mirror that lacks it learns it; one that names another is reported);
   * task: exists, status (ended or not; and for a live task, OPEN exactly when the engine has no
     assignee: a CLAIMED or DELEGATED task has one, since escalation is a level and not a state, migration
-    0019), assignee, priority, name, due date (when the engine has one; otherwise the mirror keeps the
+    0019), activity (task definition key: a live task moved by a migration is repaired with it, an ended one
+    reported), assignee, priority, name, due date (when the engine has one; otherwise the mirror keeps the
     queue's SLA date), candidate groups and users (when read). History does not say whether a live task
     is delegated, so CLAIMED and DELEGATED are not told apart.
   * variables: the process-scope ones (type and value); task-local ones are not compared.
@@ -183,6 +185,16 @@ def _compare_process(result: Comparison, process: dict, row: dict | None, read_a
     if row["business_key"] != process.get("businessKey"):
         result.differences.append(Difference("process", pid, "business_key", row["business_key"],
                                              process.get("businessKey"), False))
+    engine_definition = (process.get("processDefinitionKey"), process.get("processDefinitionVersion"))
+    if row.get("process_key") is not None and engine_definition[1] is not None \
+            and (row["process_key"], row["process_version"]) != engine_definition:
+        live = status in ("ACTIVE", "SUSPENDED") and row["status"] in ("ACTIVE", "SUSPENDED")
+        result.differences.append(Difference("process", pid, "definition",
+                                             f"{row['process_key']} v{row['process_version']}",
+                                             f"{engine_definition[0]} v{engine_definition[1]}", live))
+        if live:
+            result.repair_events.append(_event("BRIDGE_MIGRATE", "processInstance", read_at, actor="reconciler",
+                                               processInstance=process))
 
 
 def _compare_variables(result: Comparison, process: dict, mirrored: dict[str, tuple[str, str | None]],
@@ -243,6 +255,12 @@ def _compare_task(result: Comparison, task: dict, row: dict | None, read_at: str
         result.differences.append(Difference("task", tid, name, mirror_value, engine_value, repairable))
         result.repair_events.extend(events)
 
+    key = task.get("taskDefinitionKey")
+    if key and row.get("task_definition_key") and row["task_definition_key"] != key:
+        live = mirrored == "OPEN" and status == "OPEN"
+        differ("task_definition_key", row["task_definition_key"], key,
+               [_event("BRIDGE_MIGRATE", "task", read_at, task=task, actor="reconciler",
+                       processInstanceId=task["processInstanceId"])] if live else [], repairable=live)
     if mirrored != status:
         if mirrored == "OPEN":
             events = []

@@ -27,7 +27,7 @@ TASK_ASSIGNABLE = ("OPEN", "CLAIMED", "DELEGATED")
 BRIDGE_ASSIGNING = {"BRIDGE_CLAIM": "CLAIM", "BRIDGE_UNCLAIM": "UNCLAIM", "BRIDGE_DELEGATE": "DELEGATE",
                     "BRIDGE_RESOLVE": "RESOLVE"}
 BRIDGE_KINDS = frozenset({*BRIDGE_ASSIGNING, "BRIDGE_COMPLETE", "BRIDGE_COMMENT", "BRIDGE_ESCALATE",
-                          "BRIDGE_QUEUE_MOVE"})
+                          "BRIDGE_QUEUE_MOVE", "BRIDGE_MIGRATE"})
 PROCESS_END_STATUS = {
     "PROCESS_COMPLETED": "COMPLETED",
     "PROCESS_COMPLETED_WITH_TERMINATE_END_EVENT": "COMPLETED",  # the OneCMS ends closed/rejected/withdrawn
@@ -64,6 +64,7 @@ class TaskRow:
     # whole-task copies and by single link events; keeping the newest word per candidate makes the set the
     # same whatever order the pushes arrive in (a last-writer-wins set).
     candidate_clock: tuple[tuple[str, bool, str], ...] = ()
+    task_definition_key: str | None = None  # the activity; changes only when the instance moves to another version
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,9 @@ def fold_task(fold: TaskFold, event: dict[str, Any]) -> None:
     if kind == "BRIDGE_COMMENT":
         record("COMMENT", bridge_actor, row, row, event.get("comments"))
         return
+    if kind == "BRIDGE_MIGRATE":
+        _fold_migration(fold, event, record)
+        return
     if kind in ("BRIDGE_ESCALATE", "BRIDGE_QUEUE_MOVE"):
         # the bridge refuses these on a task the mirror shows ended, so one that meets an ended task here was
         # done while it was live and its push of the end overtook it: level and queue still count
@@ -282,6 +286,30 @@ def _fold_escalation(fold: TaskFold, event: dict[str, Any], record) -> None:
         fold.row, fold.changed = new, True
 
 
+def _fold_migration(fold: TaskFold, event: dict[str, Any], record) -> None:
+    """BRIDGE_MIGRATE: the instance moved to another version and this live task with it (Flowable keeps the task
+    and changes its activity, name and definition in place). The new activity's queue (`migration.queue`, from the
+    new version's metadata) and candidate groups come with it; the queue move is dated like any other, so an
+    older overflow move arriving later loses. A task that ended before the move stays as it ended."""
+    row, at = fold.row, event["timestamp"]
+    if row.status in TASK_TERMINAL:
+        return
+    task = event.get("task") or {}
+    detail = event.get("migration") or {}
+    key = task.get("taskDefinitionKey") or row.task_definition_key
+    new = _merge_candidates(row, task, at)
+    if _newer(row, at):  # the task as the engine left it after the move (assignee and all)
+        new = _snapshot(new, task, at)
+    new = replace(new, task_definition_key=key, task_name=task.get("name") or new.task_name)
+    queue = detail.get("queue")
+    if queue and queue != row.queue_name:
+        new = replace(new, queue_name=queue, queue_moved_at=at)
+    record("MIGRATED", event.get("actor") or "SYSTEM", row, new, detail.get("reason"), data={
+        "fromActivity": row.task_definition_key, "toActivity": key, "fromVersion": detail.get("fromVersion"),
+        "toVersion": detail.get("toVersion"), "queue": new.queue_name})
+    fold.row, fold.changed = new, True
+
+
 def created_row(event: dict[str, Any], *, queue: str, sla_due_date: str | None) -> tuple[TaskRow, History]:
     """The row and CREATE history of a TASK_CREATED (the task carries its assignee if the BPMN set one)."""
     task = event["task"]
@@ -292,7 +320,8 @@ def created_row(event: dict[str, Any], *, queue: str, sla_due_date: str | None) 
                   claimed_at=(task.get("claimTime") or created_at) if assignee else None, claimed_by=assignee,
                   priority=task.get("priority") if task.get("priority") is not None else 50,
                   due_date=task.get("dueDate") or sla_due_date, task_name=task.get("name") or task["taskDefinitionKey"],
-                  last_event_at=event["timestamp"], queue_name=queue)
+                  last_event_at=event["timestamp"], queue_name=queue,
+                  task_definition_key=task.get("taskDefinitionKey"))
     row = _merge_candidates(row, {"candidateGroups": task.get("candidateGroups") or [],
                                   "candidateUsers": task.get("candidateUsers") or []}, event["timestamp"])
     history = History(row.task_id, row.process_instance_id, "CREATE", "engine", event["timestamp"], None, row.status,

@@ -32,14 +32,20 @@ WHERE process_instance_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
 
 -- name: update_processes
+-- A migrated instance (BRIDGE_MIGRATE) names its new definition by key and version: its workflow_id follows.
 UPDATE flowable.process_instances p
 SET status = x.status, current_activity = x.current_activity, end_activity_id = x.end_activity_id,
     completed_at = x.completed_at, suspended_at = x.suspended_at,
-    metadata = CASE WHEN x.end_cause IS NULL THEN p.metadata
-                    ELSE p.metadata || jsonb_build_object('endCause', x.end_cause) END
+    workflow_id = coalesce(d.workflow_id, p.workflow_id),
+    metadata = p.metadata
+               || CASE WHEN x.end_cause IS NULL THEN '{}' ELSE jsonb_build_object('endCause', x.end_cause) END
+               || CASE WHEN x.process_definition_id IS NULL THEN '{}'
+                       ELSE jsonb_build_object('processDefinitionId', x.process_definition_id) END
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          process_instance_id text, status text, current_activity text, end_activity_id text,
-         completed_at timestamptz, suspended_at timestamptz, end_cause text)
+         completed_at timestamptz, suspended_at timestamptz, end_cause text, process_key text,
+         process_version int, process_definition_id text)
+LEFT JOIN flowable.workflow_definitions d ON d.process_key = x.process_key AND d.process_version = x.process_version
 WHERE p.process_instance_id = x.process_instance_id;
 
 -- name: queues_of_new_tasks
@@ -60,7 +66,8 @@ ON CONFLICT (queue_name) DO NOTHING;
 SELECT task_id, process_instance_id, status, assignee_id, claimed_at, claimed_by, completed_at, completed_by,
        priority, due_date, task_name, outcome_reason, outcome, candidate_groups, candidate_users,
        metadata ->> 'lastEventAt' AS last_event_at, metadata -> 'candidateClock' AS candidate_clock,
-       queue_name, escalation_level, escalated_at, metadata ->> 'queueMovedAt' AS queue_moved_at
+       queue_name, escalation_level, escalated_at, metadata ->> 'queueMovedAt' AS queue_moved_at,
+       task_definition_key
 FROM flowable.workflow_tasks
 WHERE task_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
@@ -92,6 +99,7 @@ SET status = x.status, assignee_id = x.assignee_id, claimed_at = x.claimed_at, c
     candidate_groups = ARRAY(SELECT jsonb_array_elements_text(x.candidate_groups)),
     candidate_users = ARRAY(SELECT jsonb_array_elements_text(x.candidate_users)),
     queue_name = x.queue_name, escalation_level = x.escalation_level, escalated_at = x.escalated_at,
+    task_definition_key = coalesce(x.task_definition_key, t.task_definition_key),
     metadata = t.metadata || jsonb_strip_nulls(jsonb_build_object(
         'lastEventAt', x.last_event_at, 'candidateClock', x.candidate_clock, 'queueMovedAt', x.queue_moved_at))
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
@@ -99,7 +107,7 @@ FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          completed_at timestamptz, completed_by text, priority int, due_date timestamptz, task_name text,
          outcome_reason text, outcome text, candidate_groups jsonb, candidate_users jsonb, last_event_at text,
          candidate_clock jsonb, queue_name text, escalation_level int, escalated_at timestamptz,
-         queue_moved_at text)
+         queue_moved_at text, task_definition_key text)
 WHERE t.task_id = x.task_id;
 
 -- name: insert_history

@@ -1,13 +1,15 @@
 -- The reconciler (bridge/mirror/reconcile.py) and `bridge drift` (bridge/mirror/drift.py).
 
 -- name: mirror_processes
-SELECT process_instance_id, status, business_key, completed_at, end_activity_id
-FROM flowable.process_instances
-WHERE CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[]));
+SELECT p.process_instance_id, p.status, p.business_key, p.completed_at, p.end_activity_id, d.process_key,
+       d.process_version
+FROM flowable.process_instances p
+LEFT JOIN flowable.workflow_definitions d ON d.workflow_id = p.workflow_id
+WHERE CAST(:all AS boolean) OR p.process_instance_id = ANY(CAST(:ids AS text[]));
 
 -- name: mirror_tasks
-SELECT task_id, process_instance_id, status, assignee_id, priority, task_name, due_date, completed_at,
-       candidate_groups, candidate_users, metadata ->> 'lastEventAt' AS last_event_at
+SELECT task_id, process_instance_id, status, assignee_id, priority, task_name, task_definition_key, due_date,
+       completed_at, candidate_groups, candidate_users, metadata ->> 'lastEventAt' AS last_event_at
 FROM flowable.workflow_tasks
 WHERE CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[]));
 

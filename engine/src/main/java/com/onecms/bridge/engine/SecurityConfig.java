@@ -2,6 +2,7 @@ package com.onecms.bridge.engine;
 
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
+import java.util.List;
 
 import org.flowable.common.engine.impl.identity.Authentication;
 import org.flowable.spring.security.SpringSecurityAuthenticationContext;
@@ -30,6 +31,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 @Configuration(proxyBeanMethods = false)
 public class SecurityConfig {
 
+    private static final List<String> STOCK_MIGRATION = List.of(
+            "/process-api/runtime/process-instances/{id}/migrate",
+            "/process-api/repository/process-definitions/{id}/migrate",
+            "/process-api/repository/process-definitions/{id}/batch-migrate");
+
     public SecurityConfig() {
         // Flowable's authenticated user (e.g. a process instance's startUserId) = the Spring Security user.
         // Flowable only wires this itself when the IDM engine is on, which we switch off. X-Acting-User, when the
@@ -47,6 +53,12 @@ public class SecurityConfig {
                         // explicit matcher: several DispatcherServlets are registered (/process-api, /external-job-api, /)
                         .requestMatchers(PathPatternRequestMatcher.withDefaults().matcher(HttpMethod.GET, "/bridge-emitter/health"))
                         .permitAll()
+                        // migration documents here may carry scripts and delegates that run in the engine; the
+                        // bridge migrates through /bridge-migration, which builds documents without them
+                        .requestMatchers(STOCK_MIGRATION.stream()
+                                .map(p -> PathPatternRequestMatcher.withDefaults().matcher(HttpMethod.POST, p))
+                                .toArray(PathPatternRequestMatcher[]::new))
+                        .denyAll()
                         .anyRequest().authenticated())
                 .httpBasic(Customizer.withDefaults())
                 // Not a bean (Boot would register a Filter bean for every request outside this chain too).

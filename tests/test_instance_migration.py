@@ -1,0 +1,239 @@
+"""Moving running instances to a new version with the real engine (bridge/migration.py, issue 18): validated
+first, unmappable ones refused and left alone, moved ones followed by the mirror (activity, name, queue,
+candidate groups, a MIGRATED history row, the new workflow), completed by workers afterwards; drift sees a
+migration the mirror did not follow and the reconciler repairs it; nothing moves twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from bridge import migration
+from bridge.deploy import deploy_bpmn
+from bridge.flowable.client import FlowableError
+from bridge.mirror.reconcile import resync_instances
+from tests.helpers import BPMN, app_client, drift_of, worker
+
+pytestmark = pytest.mark.slow
+
+Q = '<extensionElements><onecms:queue name="{queue}" slaMinutes="240" maxCapacity="50"/></extensionElements>'
+
+
+def _task(task_id: str, name: str, group: str, queue: str) -> str:
+    return (f'<userTask id="{task_id}" name="{name}" flowable:candidateGroups="{group}">'
+            f'{Q.format(queue=queue)}</userTask>')
+
+
+def version_1(key: str) -> bytes:
+    """triage -> review -> hold -> end."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" xmlns:onecms="urn:onecms:bpmn:1.0"
+             targetNamespace="onecms-tests">
+  <process id="{key}" name="Migrating {key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="triage"/>
+    {_task("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE")}
+    <sequenceFlow id="f2" sourceRef="triage" targetRef="review"/>
+    {_task("review", "Review", "MIG_REVIEW", "MIG_Q_REVIEW")}
+    <sequenceFlow id="f3" sourceRef="review" targetRef="hold"/>
+    {_task("hold", "Legal hold", "MIG_LEGAL", "MIG_Q_LEGAL")}
+    <sequenceFlow id="f4" sourceRef="hold" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>""".encode()
+
+
+def version_2(key: str) -> bytes:
+    """triage -> assess (review renamed, another group and queue) -> approve (new) -> end; no hold."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" xmlns:onecms="urn:onecms:bpmn:1.0"
+             targetNamespace="onecms-tests">
+  <process id="{key}" name="Migrating {key}" isExecutable="true">
+    <startEvent id="start"/>
+    <sequenceFlow id="f1" sourceRef="start" targetRef="triage"/>
+    {_task("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE")}
+    <sequenceFlow id="f2" sourceRef="triage" targetRef="assess"/>
+    {_task("assess", "Assess", "MIG_ASSESS", "MIG_Q_ASSESS")}
+    <sequenceFlow id="f3" sourceRef="assess" targetRef="approve"/>
+    {_task("approve", "Approve", "MIG_APPROVE", "MIG_Q_APPROVE")}
+    <sequenceFlow id="f4" sourceRef="approve" targetRef="end"/>
+    <endEvent id="end"/>
+  </process>
+</definitions>""".encode()
+
+
+async def _deployed_versions(db, flowable, key: str) -> None:
+    for xml in (version_1(key), version_2(key)):
+        await deploy_bpmn(xml, f"{key}.bpmn20.xml", db=db, flowable=flowable, deployed_by="designer")
+
+
+async def _start_at(flowable, key: str, steps: int, n: int) -> str:
+    """An instance of version 1, moved `steps` tasks on."""
+    definition = (await flowable.process_definitions(key=key, version=1))[0]["id"]
+    pid = (await flowable.request("POST", "runtime/process-instances", json_body={
+        "processDefinitionId": definition, "businessKey": f"{key}-{n}"}))["id"]
+    for _ in range(steps):
+        task = (await flowable.tasks(processInstanceId=pid))[0]
+        await flowable.complete_task(task["id"])
+    return pid
+
+
+async def _rows(db, sql: str, **params) -> list:
+    async with db.connect() as conn:
+        return list(await conn.execute(text(sql), params))
+
+
+def _request(key: str, **fields) -> migration.MigrationRequest:
+    return migration.MigrationRequest(process_key=key, from_version=1, to_version=2, mappings={"review": "assess"},
+                                      requested_by="designer", **fields)
+
+
+async def test_twenty_instances_validated_migrated_followed_and_completed(db, db_url, flowable, engine,
+                                                                         aiohttp_client):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    at = {"triage": [], "review": [], "hold": []}
+    for n in range(20):
+        steps = n % 3  # 7 at triage, 7 at review, 6 at hold
+        at[("triage", "review", "hold")[steps]].append(await _start_at(flowable, key, steps, n))
+    pids = [p for group in at.values() for p in group]
+    await resync_instances(db, flowable, pids)
+    assert await drift_of(db, flowable, pids) == []
+
+    dry = await migration.run(db, flowable, _request(key, dry_run=True))
+    outcome = {r.process_instance_id: r for r in dry.results}
+    assert set(outcome) == set(pids)
+    assert {p for p, r in outcome.items() if r.outcome == "MIGRATABLE"} == set(at["triage"] + at["review"])
+    for pid in at["hold"]:  # the engine's own reason, per instance
+        assert outcome[pid].outcome == "REFUSED" and "hold" in " ".join(outcome[pid].messages)
+        assert outcome[pid].activities == ("hold",)
+    on_v1 = {p["id"] for p in await flowable.process_instances(processDefinitionKey=key, processDefinitionVersion=1,
+                                                                size=100)}
+    assert on_v1 == set(pids)  # a dry run changes nothing
+
+    done = await migration.run(db, flowable, _request(key))
+    assert done.counts == {"MIGRATED": 14, "REFUSED": 6} and done.engine_error is None
+    on_v2 = {p["id"] for p in await flowable.process_instances(processDefinitionKey=key, processDefinitionVersion=2,
+                                                                size=100)}
+    assert on_v2 == set(at["triage"] + at["review"])
+    v2 = (await _rows(db, "SELECT workflow_id FROM flowable.workflow_definitions WHERE process_key = :k "
+                          "AND process_version = 2", k=key))[0].workflow_id
+    moved = await _rows(db, "SELECT t.task_id, t.task_definition_key, t.task_name, t.queue_name, t.candidate_groups, "
+                            "p.workflow_id FROM flowable.workflow_tasks t JOIN flowable.process_instances p "
+                            "USING (process_instance_id) WHERE p.process_instance_id = ANY(:ids) "
+                            "AND t.status = 'OPEN'", ids=at["review"])
+    assert len(moved) == 7
+    assert {(r.task_definition_key, r.task_name, r.queue_name, tuple(r.candidate_groups), r.workflow_id)
+            for r in moved} == {("assess", "Assess", "MIG_Q_ASSESS", ("MIG_ASSESS",), v2)}
+    engine_groups = {link["group"] for r in moved for link in await flowable.task_identity_links(r.task_id)
+                     if link["type"] == "candidate"}
+    assert engine_groups == {"MIG_ASSESS"}  # re-mapped in the engine too, not only in the mirror
+    history = await _rows(db, "SELECT task_id, action_by, action_data FROM flowable.task_history "
+                              "WHERE action_type = 'MIGRATED' AND process_instance_id = ANY(:ids)", ids=pids)
+    assert len(history) == 14 and {h.action_by for h in history} == {"designer"}
+    assert {(h.action_data["fromActivity"], h.action_data["toActivity"]) for h in history} == {
+        ("triage", "triage"), ("review", "assess")}
+    untouched = await _rows(db, "SELECT DISTINCT d.process_version FROM flowable.process_instances p "
+                                "JOIN flowable.workflow_definitions d USING (workflow_id) "
+                                "WHERE p.process_instance_id = ANY(:ids)", ids=at["hold"])
+    assert [r.process_version for r in untouched] == [1]
+    assert await drift_of(db, flowable, pids) == []
+
+    # a rerun finds only the refused ones still on v1, and refuses them again; nothing moves twice
+    again = await migration.run(db, flowable, _request(key))
+    assert again.counts == {"REFUSED": 6}
+    assert len(await _rows(db, "SELECT 1 FROM flowable.task_history WHERE action_type = 'MIGRATED' "
+                               "AND process_instance_id = ANY(:ids)", ids=pids)) == 14
+
+    # workers finish the moved cases through the bridge: assess, then the new approve step
+    client = await app_client(aiohttp_client, db_url, engine)
+    headers = await worker(db, f"w_{key}", "MIG_TRIAGE", "MIG_ASSESS", "MIG_APPROVE")
+    migrated = at["triage"] + at["review"]
+    for _ in range(3):
+        await resync_instances(db, flowable, migrated)  # the tasks each completion created (no webhooks here)
+        for pid in migrated:
+            for task in await flowable.tasks(processInstanceId=pid):
+                for action in ("claim", "complete"):
+                    answer = await client.post(f"/api/tasks/{task['id']}/{action}", json={}, headers=headers)
+                    assert answer.status == 200, await answer.text()
+    await resync_instances(db, flowable, migrated)
+    ended = await _rows(db, "SELECT status, count(*) AS n FROM flowable.process_instances "
+                            "WHERE process_instance_id = ANY(:ids) GROUP BY status", ids=migrated)
+    assert [(r.status, r.n) for r in ended] == [("COMPLETED", 14)]
+    approvals = await _rows(db, "SELECT count(*) AS n FROM flowable.workflow_tasks WHERE task_definition_key = "
+                                "'approve' AND status = 'COMPLETED' AND process_instance_id = ANY(:ids)", ids=migrated)
+    assert approvals[0].n == 14
+    assert await drift_of(db, flowable, pids) == []
+
+
+async def test_drift_sees_a_migration_the_mirror_did_not_follow_and_the_reconciler_repairs_it(db, flowable):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    pid = await _start_at(flowable, key, 1, 0)  # at review
+    await resync_instances(db, flowable, [pid])
+    v1, v2 = [(await flowable.process_definitions(key=key, version=v))[0]["id"] for v in (1, 2)]
+    # moved in the engine behind the bridge's back (as an engine-side migration would)
+    await flowable.migrate_instance(pid, {"toProcessDefinitionId": v2, "activityMappings": [
+        {"fromActivityId": "review", "toActivityId": "assess"}]}, acting_user="outsider")
+    differences = await drift_of(db, flowable, [pid])
+    assert any("definition" in d and f"{key} v1" in d and f"{key} v2" in d for d in differences), differences
+    assert any("task_definition_key: mirror=review engine=assess" in d for d in differences), differences
+
+    await resync_instances(db, flowable, [pid])  # the reconciler's repair for these instances
+    assert await drift_of(db, flowable, [pid]) == []
+    row = (await _rows(db, "SELECT t.task_definition_key, t.queue_name, d.process_version "
+                           "FROM flowable.workflow_tasks t JOIN flowable.process_instances p USING "
+                           "(process_instance_id) JOIN flowable.workflow_definitions d USING (workflow_id) "
+                           "WHERE p.process_instance_id = :p AND t.status = 'OPEN'", p=pid))[0]
+    assert (row.task_definition_key, row.queue_name, row.process_version) == ("assess", "MIG_Q_ASSESS", 2)
+    history = await _rows(db, "SELECT action_by FROM flowable.task_history WHERE process_instance_id = :p "
+                              "AND action_type = 'MIGRATED'", p=pid)
+    assert [h.action_by for h in history] == ["reconciler"]
+    assert v1 != v2
+
+
+async def test_two_runs_at_once_move_each_instance_once(db, flowable):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    pids = [await _start_at(flowable, key, 1, n) for n in range(6)]
+    await resync_instances(db, flowable, pids)
+    first, second = await asyncio.gather(migration.run(db, flowable, _request(key)),
+                                         migration.run(db, flowable, _request(key)))
+    assert first.counts.get("MIGRATED", 0) + second.counts.get("MIGRATED", 0) == 6
+    history = await _rows(db, "SELECT task_id, count(*) AS n FROM flowable.task_history WHERE action_type = "
+                              "'MIGRATED' AND process_instance_id = ANY(:ids) GROUP BY task_id", ids=pids)
+    assert len(history) == 6 and all(h.n == 1 for h in history)
+    assert await drift_of(db, flowable, pids) == []
+
+
+async def test_requests_that_cannot_run_say_why_and_change_nothing(db, flowable):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    with pytest.raises(migration.MigrationError, match="no version 7"):
+        await migration.run(db, flowable, migration.MigrationRequest(
+            process_key=key, from_version=1, to_version=7, requested_by="designer"))
+    with pytest.raises(migration.MigrationError, match="nowhere: not an activity of version 2"):
+        await migration.run(db, flowable, migration.MigrationRequest(
+            process_key=key, from_version=1, to_version=2, mappings={"review": "nowhere"}, requested_by="designer"))
+    with pytest.raises(migration.MigrationError, match="same"):
+        migration.MigrationRequest(process_key=key, from_version=2, to_version=2, requested_by="designer")
+    assert await _rows(db, "SELECT 1 FROM flowable.instance_migrations WHERE process_key = :k", k=key) == []
+
+
+async def test_the_engine_runs_no_script_a_migration_document_carries(flowable):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await flowable.deploy(f"{key}.bpmn20.xml", version_1(key))
+    await flowable.deploy(f"{key}.bpmn20.xml", version_2(key))
+    pid = await _start_at(flowable, key, 0, 0)
+    v2 = (await flowable.process_definitions(key=key, version=2))[0]["id"]
+    script = {"toProcessDefinitionId": v2, "preUpgradeScript": {"language": "groovy", "script": "1"}}
+    with pytest.raises(FlowableError) as refused:
+        await flowable.migrate_instance(pid, script, acting_user="designer")
+    assert refused.value.status == 400 and "preUpgradeScript" in refused.value.message
+    with pytest.raises(FlowableError) as stock:  # Flowable's own resource would run it: closed
+        await flowable.request("POST", f"runtime/process-instances/{pid}/migrate", json_body=script)
+    assert stock.value.status == 403
+    assert (await flowable.process_instance(pid))["processDefinitionId"].split(":")[1] == "1"
