@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 OUTCOMES = ("MIGRATABLE", "REFUSED", "MIGRATED", "FAILED")
 DEFAULT_CONCURRENCY = 4  # instances validated or migrated at once: enough to hide latency, easy on the engine
-MAX_SELECTORS = 100  # activities or business keys in one request
+MAX_SELECTORS = 100  # activities, business keys or mappings in one request
+MAX_VERSION = 2_147_483_647  # the engine's and the mirror's version is a 32-bit integer
 
 
 class MigrationError(BridgeError):
@@ -75,18 +76,22 @@ class MigrationRequest:
         problems = []
         if not self.process_key:
             problems.append("a process key is required")
+        if not isinstance(self.process_key, str) or len(self.process_key) > 255:
+            problems.append("process key: at most 255 characters")
         for name, version in (("from version", self.from_version), ("to version", self.to_version)):
-            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-                problems.append(f"{name}: a version number (1 or more)")
+            if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_VERSION:
+                problems.append(f"{name}: a version number (1 to {MAX_VERSION})")
         if not problems and self.from_version == self.to_version:
             problems.append("from and to version are the same")
         for name, values in (("activities", self.activities), ("business keys", self.business_keys)):
             if len(values) > MAX_SELECTORS:
                 problems.append(f"{name}: at most {MAX_SELECTORS}")
-            if any(not isinstance(v, str) or not v for v in values):
-                problems.append(f"{name}: non-empty strings")
-        if any(not isinstance(k, str) or not isinstance(v, str) or not k or not v for k, v in self.mappings.items()):
-            problems.append("mappings: OLD=NEW activity ids")
+            if any(not isinstance(v, str) or not v or len(v) > 255 for v in values):
+                problems.append(f"{name}: non-empty strings of at most 255 characters")
+        if len(self.mappings) > MAX_SELECTORS or any(
+                not isinstance(k, str) or not isinstance(v, str) or not k or not v or len(k) > 255 or len(v) > 255
+                for k, v in self.mappings.items()):
+            problems.append(f"mappings: at most {MAX_SELECTORS} OLD=NEW pairs of activity ids")
         if problems:
             raise MigrationError(400, "; ".join(problems))
 
@@ -139,8 +144,11 @@ async def run(db: AsyncEngine, flowable: FlowableClient, request: MigrationReque
     """One migration run (resume: a run's id, to carry it on under the same id). progress(phase, n) counts
     instances validated and migrated; on_start(migration_id) is called once the run is recorded."""
     began = time.perf_counter()
-    plan = await _plan(db, flowable, request)
-    instances = await _choose(flowable, plan, request)
+    try:
+        plan = await _plan(db, flowable, request)
+        instances = await _choose(flowable, plan, request)
+    except FlowableError as err:  # the engine's own reason reaches the caller
+        raise MigrationError(422, f"the engine refused: {err.message}") from None
     async with db.begin() as conn:
         if resume is None:
             migration_id = (await conn.execute(SQL.start_run, {

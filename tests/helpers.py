@@ -71,7 +71,8 @@ async def app_client(aiohttp_client, db_url, engine, base_url: str | None = None
     return await aiohttp_client(bridge_app(db_url, endpoint, webhook_secret=engine.webhook_secret))
 
 
-BUILT_IN_ROLES = {"QUEUE_ADMIN": "Queue administrator", "ENTITLEMENTS_ADMIN": "Entitlements administrator"}
+BUILT_IN_ROLES = {"QUEUE_ADMIN": "Queue administrator", "ENTITLEMENTS_ADMIN": "Entitlements administrator",
+                  "WORKFLOW_DESIGNER": "Workflow designer"}
 
 
 async def worker(db, user: str, *roles: str) -> dict[str, str]:

@@ -237,3 +237,45 @@ async def test_the_engine_runs_no_script_a_migration_document_carries(flowable):
         await flowable.request("POST", f"runtime/process-instances/{pid}/migrate", json_body=script)
     assert stock.value.status == 403
     assert (await flowable.process_instance(pid))["processDefinitionId"].split(":")[1] == "1"
+
+
+async def test_the_api_dry_runs_then_migrates_in_the_background_for_designers_only(db, db_url, flowable, engine,
+                                                                                  aiohttp_client):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    pids = [await _start_at(flowable, key, steps, n) for n, steps in enumerate((0, 1, 2))]
+    await resync_instances(db, flowable, pids)
+    client = await app_client(aiohttp_client, db_url, engine)
+    designer = await worker(db, f"d_{key}", "WORKFLOW_DESIGNER")
+    clerk = await worker(db, f"c_{key}", "MIG_TRIAGE")
+    body = {"processKey": key, "fromVersion": 1, "toVersion": 2, "mappings": {"review": "assess"}}
+
+    assert (await client.post("/api/migrations", json=body, headers=clerk)).status == 403
+    for bad, status in (({**body, "toVersion": 1}, 400), ({**body, "fromVersion": "one"}, 400),
+                        ({**body, "preUpgradeScript": "x"}, 400), ({**body, "toVersion": 9}, 404),
+                        ({**body, "mappings": {"review": "nowhere"}}, 400)):
+        answer = await client.post("/api/migrations", json=bad, headers=designer)
+        assert answer.status == status, (bad, await answer.text())
+        assert (await answer.json())["error"]
+
+    dry = await client.post("/api/migrations", json={**body, "dryRun": True}, headers=designer)
+    assert dry.status == 200, await dry.text()
+    report = await dry.json()
+    assert report["counts"] == {"MIGRATABLE": 2, "REFUSED": 1} and report["dryRun"] is True
+
+    started = await client.post("/api/migrations", json=body, headers=designer)
+    assert started.status == 202, await started.text()
+    location = started.headers["Location"]
+    for _ in range(100):
+        run = await (await client.get(location, headers=designer)).json()
+        if run["finishedAt"]:
+            break
+        await asyncio.sleep(0.1)
+    assert run["counts"] == {"MIGRATED": 2, "REFUSED": 1} and run["requestedBy"] == f"d_{key}"
+    assert {i["outcome"] for i in run["instances"]} == {"MIGRATED", "REFUSED"}
+    listed = await (await client.get("/api/migrations", headers=designer)).json()
+    assert listed["migrations"][0]["migrationId"] == run["migrationId"]
+    resumed = await client.post(f"{location}/resume", headers=designer)
+    assert resumed.status == 202  # carries on: nothing left but the refused one
+    assert (await client.get("/api/migrations/999999999", headers=designer)).status == 404
+    assert await drift_of(db, flowable, pids) == []

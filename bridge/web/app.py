@@ -29,7 +29,7 @@ from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
 from bridge.runtime import webhook_secret
-from bridge.web import admin, cases, dashboard, deployments, queues, reports, tasks, webhooks
+from bridge.web import admin, cases, dashboard, deployments, migrations, queues, reports, tasks, webhooks
 from bridge.web.api_auth import authentication_middleware
 from bridge.web.errors import error_middleware
 from bridge.web.keys import (
@@ -72,6 +72,7 @@ def create_app(settings: Settings, database_url: str, endpoint: FlowableEndpoint
         raise ConfigError(f"WEBHOOK_SECRET / WEBHOOK_PREVIOUS_SECRETS: {err}") from None
     app.cleanup_ctx.append(_database_pool)
     app.cleanup_ctx.append(_flowable_client)
+    app.cleanup_ctx.append(migrations.stop_runs)
     if background_jobs:
         app.cleanup_ctx.append(_background_reconciler)
         # queue load and the hourly task figures trail the tasks by at most this (migrations 0013, 0018)
@@ -89,6 +90,7 @@ def create_app(settings: Settings, database_url: str, endpoint: FlowableEndpoint
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/api/openapi.json", openapi_document)
     app.router.add_routes(deployments.routes)
+    app.router.add_routes(migrations.routes)
     app.router.add_routes(webhooks.routes)
     app.router.add_routes(tasks.routes)
     app.router.add_routes(cases.routes)

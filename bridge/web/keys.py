@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,3 +23,4 @@ WEBHOOK_KEYS = web.AppKey("webhook_keys", list[bytes])  # current secret first, 
 RECONCILER = web.AppKey("reconciler", Reconciler)
 WORK = web.AppKey("work", WorkService)
 LOCKS = web.AppKey("locks", RequestLocks)
+MIGRATION_RUNS = web.AppKey("migration_runs", set[asyncio.Task])  # this process's background migration runs, until done

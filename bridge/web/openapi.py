@@ -54,6 +54,12 @@ def _object(properties: dict, required: list[str] | None = None) -> dict:
 
 
 STRING = {"type": "string"}
+VERSION = {"type": "integer", "minimum": 1, "maximum": 2_147_483_647}
+MIGRATION_ID = {"name": "migration_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+MIGRATION_RUN = {"type": "object", "description": "migrationId, processKey, fromVersion, toVersion, activities, "
+                 "businessKeys, mappings, dryRun, requestedBy, counts (outcome: instances); instances: "
+                 "[{processInstanceId, businessKey, activities, outcome (MIGRATABLE, REFUSED, MIGRATED, FAILED), "
+                 "messages}]"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 VARIABLES = {"type": "object", "description": "process variables by name; values are typed from JSON",
              "additionalProperties": True}
@@ -142,6 +148,38 @@ DOCUMENT: dict[str, Any] = {
                                        "queues, roles, slas, startVariables, escalation)"),
                           "201": _json({"type": "object"}, "deployed"),
                           **_errors(400, 401, 403, 413, 422, 503)}}},
+        "/api/migrations": {
+            "post": {
+                "summary": "move running instances of a process to another version (WORKFLOW_DESIGNER): a dry "
+                           "run answers per instance, migratable or why not; a real run starts in the background",
+                "security": BEARER,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _object({
+                    "processKey": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "fromVersion": VERSION, "toVersion": VERSION,
+                    "activities": {"type": "array", "items": STRING, "maxItems": 100,
+                                   "description": "only instances waiting in one of these activities"},
+                    "businessKeys": {"type": "array", "items": STRING, "maxItems": 100},
+                    "mappings": {"type": "object", "additionalProperties": STRING,
+                                 "description": "old activity id: new activity id; others keep their id"},
+                    "dryRun": {"type": "boolean"}}, ["processKey", "fromVersion", "toVersion"])}}},
+                "responses": {"200": _json(MIGRATION_RUN, "the dry run's report: every chosen instance"),
+                              "202": _json(_object({"migrationId": {"type": "integer"}, "status": STRING,
+                                                    "location": STRING}), "started; follow it at location"),
+                              **_errors(400, 401, 403, 404, 409, 422, 503)}},
+            "get": {"summary": "the newest migration runs (WORKFLOW_DESIGNER)", "security": BEARER,
+                    "responses": {"200": _json(_object({"migrations": {"type": "array", "items": MIGRATION_RUN}}),
+                                               "newest first"), **_errors(401, 403)}}},
+        "/api/migrations/{migration_id}": {"get": {
+            "summary": "a migration run and its per-instance results so far (WORKFLOW_DESIGNER)",
+            "security": BEARER, "parameters": [MIGRATION_ID],
+            "responses": {"200": _json(MIGRATION_RUN, "the run; finishedAt null while it runs"),
+                          **_errors(401, 403, 404)}}},
+        "/api/migrations/{migration_id}/resume": {"post": {
+            "summary": "carry on a run that stopped (as it was asked; moves what is still on the old version)",
+            "security": BEARER, "parameters": [MIGRATION_ID],
+            "responses": {"202": _json(_object({"migrationId": {"type": "integer"}, "status": STRING,
+                                                "location": STRING}), "carrying on"),
+                          **_errors(401, 403, 404, 409, 422, 503)}}},
         "/api/tasks": {"get": {
             "summary": "tasks the user may see (row-level security), in claim order, keyset-paged",
             "security": BEARER,
