@@ -912,6 +912,22 @@ ALTER TABLE flowable.instance_migrations ALTER COLUMN migration_id ADD GENERATED
 );
 
 --
+-- Name: legacy_case_imports; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.legacy_case_imports (
+    process_key character varying(255) NOT NULL,
+    legacy_id character varying(255) NOT NULL,
+    process_instance_id character varying(64) NOT NULL,
+    activity_id character varying(255) NOT NULL,
+    source character varying(500) NOT NULL,
+    legacy_created_at timestamp with time zone,
+    legacy_due_date timestamp with time zone,
+    imported_by character varying(100) NOT NULL,
+    imported_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: mirror_repairs; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -1559,6 +1575,20 @@ ALTER TABLE ONLY flowable.instance_migration_results
 
 ALTER TABLE ONLY flowable.instance_migrations
     ADD CONSTRAINT instance_migrations_pkey PRIMARY KEY (migration_id);
+
+--
+-- Name: legacy_case_imports legacy_case_imports_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.legacy_case_imports
+    ADD CONSTRAINT legacy_case_imports_pkey PRIMARY KEY (process_key, legacy_id);
+
+--
+-- Name: legacy_case_imports legacy_case_imports_process_instance_id_key; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.legacy_case_imports
+    ADD CONSTRAINT legacy_case_imports_process_instance_id_key UNIQUE (process_instance_id);
 
 --
 -- Name: mirror_repairs mirror_repairs_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -

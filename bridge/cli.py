@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import sqlalchemy.exc
 
-from bridge import archive, auth, db_health, entitlements, logs, migration, retention, status
+from bridge import archive, auth, case_import, db_health, entitlements, logs, migration, retention, status
 from bridge.bpmn import lint
 from bridge.bpmn.model import BpmnError
 from bridge.config import Settings
@@ -634,6 +634,53 @@ def cmd_instances_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if any(x.outcome == "FAILED" for x in report.results) else 0
 
 
+async def _cases_import(url: str, endpoint: FlowableEndpoint, cases: list[case_import.LegacyCase],
+                        args: argparse.Namespace) -> case_import.ImportReport:
+    db = open_database(url, pool_size=case_import.CONCURRENCY + 1)
+    try:
+        async with FlowableClient.of(endpoint) as flowable:
+            with Bars({"imported": len(cases)}) as bars:
+                return await case_import.run(db, flowable, cases, source=args.file.name, by=args.by,
+                                             dry_run=args.dry_run, progress=bars)
+    finally:
+        await db.dispose()
+
+
+def cmd_cases_import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        cases = case_import.read_file(args.file, default_process=args.process)
+    except case_import.CaseImportError as err:
+        print(f"{args.file}: {len(err.problems)} problem(s); nothing was imported", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    with provisioned_database(settings) as url:
+        _migrate(settings, url)
+        with provisioned_engine(settings, url, args.command) as endpoint:
+            try:
+                report = asyncio.run(_cases_import(url, endpoint, cases, args))
+            except case_import.CaseImportError as err:
+                print(f"{args.file}: {len(err.problems)} problem(s); nothing was imported", file=sys.stderr)
+                for problem in err.problems:
+                    print(f"  {problem}", file=sys.stderr)
+                return 1
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for result in report.results:
+            why = f"  {result.message}" if result.message else ""
+            print(f"  line {result.line:>5}  {result.legacy_id:<24} {result.process_instance_id:<44} "
+                  f"{result.outcome}{why}")
+        counts = ", ".join(f"{n} {k.lower().replace('_', ' ')}" for k, n in report.counts.items())
+        verb = "would import" if args.dry_run else "imported"
+        left = report.cases - len(report.results)
+        print(f"{args.file}: {report.cases} case(s); {counts or 'nothing done'}"
+              + (f"; {verb} {left}" if args.dry_run else "") + f"; {report.seconds:.1f}s")
+        if report.stopped:
+            print(f"stopped early: {report.stopped}; run the same import again to carry on", file=sys.stderr)
+    return 1 if report.stopped or report.counts.get("FAILED") else 0
+
+
 def cmd_engine_build(settings: Settings, args: argparse.Namespace) -> int:
     print(build_engine_jar(force=args.force))
     return 0
@@ -808,6 +855,19 @@ def build_parser() -> argparse.ArgumentParser:
     archived.add_argument("--limit", type=int, metavar="N", help="archive at most N instances this run")
     archived.add_argument("--by", default=getpass.getuser(), help="recorded as archived_by (default: you)")
     archived.add_argument("--json", action="store_true", help="the run's report as JSON")
+    cases_parser = commands.add_parser("cases", help="cases", description="cases")
+    case_commands = cases_parser.add_subparsers(dest="cases_command", required=True, metavar="ACTION")
+    imported = command("import", cmd_cases_import, "start cases from a legacy system where they stand: a CSV or "
+                       "YAML file, one case per row (legacy_id, activity, process, business_key, assignee, "
+                       "candidate_groups, created_at, due_date, variables; README, \"Importing cases\"). Every "
+                       "row is checked first and any problem imports nothing; a case imported before is skipped",
+                       case_commands)
+    imported.add_argument("file", type=Path, metavar="FILE", help="a .csv file, or YAML (.yaml, .yml)")
+    imported.add_argument("--process", default=case_import.DEFAULT_PROCESS, metavar="KEY",
+                          help=f"the process of rows that name none (default: {case_import.DEFAULT_PROCESS})")
+    imported.add_argument("--dry-run", action="store_true", help="check everything, import nothing")
+    imported.add_argument("--by", default=getpass.getuser(), help="recorded as the importer (default: you)")
+    imported.add_argument("--json", action="store_true", help="the report as JSON")
     instances = commands.add_parser("instances", help="running process instances",
                                     description="running process instances")
     instance_commands = instances.add_subparsers(dest="instances_command", required=True, metavar="ACTION")

@@ -174,7 +174,7 @@ async def _start_processes(conn: AsyncConnection, starts: list[dict]) -> set[str
 async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[str]:
     """Ends, suspensions and the current activity; returns the instances that ended."""
     relevant = [e for e in events if (e["type"] in PROCESS_END_STATUS and e.get("entityType") == "processInstance")
-                or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED", "BRIDGE_MIGRATE")
+                or (e["type"] in ("ENTITY_SUSPENDED", "ENTITY_ACTIVATED", "BRIDGE_MIGRATE", "BRIDGE_IMPORT")
                     and e.get("entityType") == "processInstance")
                 or (e["type"] == "ACTIVITY_STARTED" and e.get("entityType") == "activity")]
     if not relevant:
@@ -207,6 +207,10 @@ async def _update_processes(conn: AsyncConnection, events: list[dict]) -> set[st
                    "process_version": process["processDefinitionVersion"],
                    "process_definition_id": process.get("processDefinitionId"),
                    "current_activity": process.get("activityId") or row["current_activity"]}
+        elif event["type"] == "BRIDGE_IMPORT":
+            legacy = event.get("legacy") or {}
+            row = {**row, "legacy_created_at": legacy.get("createdAt"), "legacy_due_date": legacy.get("dueDate"),
+                   "legacy": legacy}
         elif event["type"] in PROCESS_END_STATUS:
             row = {**row, "status": PROCESS_END_STATUS[event["type"]], "current_activity": None,
                    "end_activity_id": process.get("endActivityId"),

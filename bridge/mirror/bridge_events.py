@@ -104,6 +104,16 @@ def migrated_task(task: dict[str, Any], *, from_version: int, to_version: int, a
                       migration={"fromVersion": from_version, "toVersion": to_version})
 
 
+def imported_process(process_instance_id: str, legacy: dict[str, Any], *, actor: str, at: str | None,
+                     client_info=None) -> dict[str, Any]:
+    """A case imported from a legacy system (legacy: legacyId, source, createdAt, dueDate): the instance keeps
+    the legacy dates as its start and SLA due date."""
+    return {"eventId": f"bridge-{uuid.uuid4()}", "type": "BRIDGE_IMPORT", "entityType": "processInstance",
+            "source": "bridge", "timestamp": at or now_in_engine_form(),
+            "processInstance": {"id": process_instance_id}, "legacy": legacy, "actor": actor,
+            "clientInfo": client_info or {}}
+
+
 async def record(conn: AsyncConnection, *events: dict[str, Any]) -> None:
     """Apply bridge actions to the mirror in the caller's transaction (the same path as engine pushes)."""
     await apply_events(conn, list(events))

@@ -32,19 +32,23 @@ WHERE process_instance_id = ANY(CAST(:ids AS text[]))
 FOR UPDATE;
 
 -- name: update_processes
--- A migrated instance (BRIDGE_MIGRATE) names its new definition by key and version: its workflow_id follows.
+-- A migrated instance (BRIDGE_MIGRATE) names its new definition by key and version: its workflow_id follows. An
+-- imported one (BRIDGE_IMPORT) takes its legacy created and due dates.
 UPDATE flowable.process_instances p
 SET status = x.status, current_activity = x.current_activity, end_activity_id = x.end_activity_id,
     completed_at = x.completed_at, suspended_at = x.suspended_at,
     workflow_id = coalesce(d.workflow_id, p.workflow_id),
+    started_at = coalesce(x.legacy_created_at, p.started_at), sla_due_date = coalesce(x.legacy_due_date, p.sla_due_date),
     metadata = p.metadata
                || CASE WHEN x.end_cause IS NULL THEN '{}' ELSE jsonb_build_object('endCause', x.end_cause) END
                || CASE WHEN x.process_definition_id IS NULL THEN '{}'
                        ELSE jsonb_build_object('processDefinitionId', x.process_definition_id) END
+               || CASE WHEN x.legacy IS NULL THEN '{}' ELSE jsonb_build_object('legacy', x.legacy) END
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x (
          process_instance_id text, status text, current_activity text, end_activity_id text,
          completed_at timestamptz, suspended_at timestamptz, end_cause text, process_key text,
-         process_version int, process_definition_id text)
+         process_version int, process_definition_id text, legacy_created_at timestamptz,
+         legacy_due_date timestamptz, legacy jsonb)
 LEFT JOIN flowable.workflow_definitions d ON d.process_key = x.process_key AND d.process_version = x.process_version
 WHERE p.process_instance_id = x.process_instance_id;
 
