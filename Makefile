@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive clean
+.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test: install browser
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -71,6 +71,9 @@ bench-reports: install
 
 bench-archive: install
 	$(BIN)/python -m bench.archive
+
+bench-migration: install
+	$(BIN)/python -m bench.migration
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache

@@ -5,8 +5,9 @@ locked and read, the events are folded into new states and history rows by the p
 bridge/mirror/fold.py, and the results are written back from JSON arrays.
 
 Covered: process instances (start with the definition's SLA, end with its cause and status,
-suspend/activate, current activity), user tasks (created in the queue the deployed metadata names,
-assign/unassign, complete, cancel with the engine's reason, priority/due date/name, candidates), each task
+suspend/activate, current activity, a migration to another version, a legacy import's dates), user tasks
+(created in the queue the deployed metadata names, assign/unassign, complete, cancel with the engine's
+reason, priority/due date/name, candidates, moved to another version's activity and queue), each task
 action with its task_history row, variables (process- and task-scope, typed, newest change wins; the
 process-scope ones also as process_instances.variables), and the case mapping (a row per case id, its
 current department and phase, routing_history appended per department move, closed with the instance).
