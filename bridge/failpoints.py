@@ -12,6 +12,8 @@ no answer. The names, where they are and what they test:
                         retry must get the stored answer)
   archive.mid_run       an archiving run: one batch committed, the next moved and counted but not committed
                         (the rerun must archive every instance once, nothing lost or doubled)
+  migration.after_engine  a migration run: the engine has moved an instance, the mirror has not followed
+                        (a resumed run must move the rest once; drift and the reconciler repair that one)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import signal
 
 log = logging.getLogger(__name__)
-KNOWN = frozenset({"action.after_engine", "action.after_commit", "archive.mid_run"})
+KNOWN = frozenset({"action.after_engine", "action.after_commit", "archive.mid_run", "migration.after_engine"})
 ARMED = frozenset(name.strip() for name in os.environ.get("BRIDGE_FAILPOINTS", "").split(",") if name.strip())
 if ARMED - KNOWN:
     raise RuntimeError(f"BRIDGE_FAILPOINTS: unknown {', '.join(sorted(ARMED - KNOWN))} "

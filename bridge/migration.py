@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bridge.bpmn.diagram import DiagramError, flow_node_ids
 from bridge.db.queries import queries
 from bridge.errors import BridgeError
+from bridge.failpoints import failpoint
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 from bridge.mirror import bridge_events
 from bridge.mirror.apply import lock_entities
@@ -304,6 +305,7 @@ async def _migrate(db: AsyncEngine, flowable: FlowableClient, plan: _Plan, reque
         result = _with(chosen, outcome, [err.message])
         await _record(db, migration_id, result)
         return result
+    failpoint("migration.after_engine")
     tasks = [{**task, "processInstanceId": pid} for task in answer.get("tasks") or []]
     process = {"id": pid, "processDefinitionId": plan.to_definition_id,
                "processDefinitionKey": request.process_key, "processDefinitionVersion": request.to_version,

@@ -6,6 +6,10 @@ migration the mirror did not follow and the reconciler repairs it; nothing moves
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -279,3 +283,41 @@ async def test_the_api_dry_runs_then_migrates_in_the_background_for_designers_on
     assert resumed.status == 202  # carries on: nothing left but the refused one
     assert (await client.get("/api/migrations/999999999", headers=designer)).status == 404
     assert await drift_of(db, flowable, pids) == []
+
+
+async def test_a_sigkill_between_engine_and_mirror_is_resumed_and_repaired(db, db_url, flowable, engine):
+    key = f"mig_{uuid.uuid4().hex[:8]}"
+    await _deployed_versions(db, flowable, key)
+    pids = [await _start_at(flowable, key, 1, n) for n in range(4)]
+    await resync_instances(db, flowable, pids)
+    env = {**os.environ, "BRIDGE_FAILPOINTS": "migration.after_engine"}
+    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", (
+        "import asyncio, sys\n"
+        "from bridge import migration\n"
+        "from bridge.db.connections import open_database\n"
+        "from bridge.flowable.client import FlowableClient, FlowableEndpoint\n"
+        "async def main():\n"
+        "    db = open_database(sys.argv[1], pool_size=2)\n"
+        "    async with FlowableClient.of(FlowableEndpoint(*sys.argv[2:5])) as flowable:\n"
+        "        await migration.run(db, flowable, migration.MigrationRequest(process_key=sys.argv[5],\n"
+        "            from_version=1, to_version=2, mappings={'review': 'assess'}, requested_by='designer'),\n"
+        "            concurrency=1)\n"
+        "asyncio.run(main())\n"), db_url, engine.base_url, engine.user, engine.password, key],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [run] = await _rows(db, "SELECT migration_id, finished_at FROM flowable.instance_migrations WHERE process_key = :k",
+                        k=key)
+    assert run.finished_at is None
+    on_v2 = [p["id"] for p in await flowable.process_instances(processDefinitionKey=key, processDefinitionVersion=2)]
+    assert len(on_v2) == 1  # the engine moved one; the mirror did not follow
+    assert any("definition" in d for d in await drift_of(db, flowable, on_v2))
+
+    resumed = await migration.run(db, flowable, await migration.stored_request(db, run.migration_id,
+                                                                            requested_by="designer"),
+                                  resume=run.migration_id)
+    assert resumed.counts == {"MIGRATED": 3}  # the rest, once; the killed one is no longer on version 1
+    await resync_instances(db, flowable, on_v2)  # the reconciler's repair of the one the kill left behind
+    assert await drift_of(db, flowable, pids) == []
+    history = await _rows(db, "SELECT task_id, count(*) AS n FROM flowable.task_history WHERE action_type = "
+                              "'MIGRATED' AND process_instance_id = ANY(:ids) GROUP BY task_id", ids=pids)
+    assert len(history) == 4 and all(h.n == 1 for h in history)
