@@ -328,13 +328,19 @@ def _moment(row: dict[str, Any], name: str, problems: list[str]) -> datetime | N
 
 # -- checking against the mirror, then importing ---------------------------------------------------------------
 
-async def check(db: AsyncEngine, cases: list[LegacyCase]) -> list[str]:
-    """What the mirror says against the cases: each problem with its line (empty: importable)."""
+async def _mirror_facts(db: AsyncEngine, cases: list[LegacyCase]) -> tuple[dict[str, Any], set[str]]:
+    """The active version (with its user tasks) of each process key the cases name, and which of their
+    candidate groups are roles."""
     keys = sorted({c.process_key for c in cases})
     groups = sorted({g for c in cases for g in c.candidate_groups or ()})
     async with db.connect() as conn:
         versions = {r.process_key: r for r in await conn.execute(SQL.active_versions, {"keys": keys})}
         roles = {r.role_code for r in await conn.execute(SQL.known_roles, {"codes": groups})}
+    return versions, roles
+
+
+def _problems(cases: list[LegacyCase], versions: dict[str, Any], roles: set[str]) -> list[str]:
+    """What the mirror says against the cases: each problem with its line (empty: importable)."""
     problems = []
     for case in cases:
         version = versions.get(case.process_key)
@@ -356,10 +362,11 @@ async def run(db: AsyncEngine, flowable: FlowableClient, cases: list[LegacyCase]
     """Check every case, then (unless dry_run) import those not imported yet; CaseImportError when any case has
     a problem (nothing imported)."""
     began = time.perf_counter()
-    problems = await check(db, cases)
+    versions, roles = await _mirror_facts(db, cases)
+    problems = _problems(cases, versions, roles)
     if problems:
         raise CaseImportError(problems)
-    definitions = await _definition_ids(db, flowable, cases)
+    definitions = await _definition_ids(flowable, {key: v.process_version for key, v in versions.items()})
     report = ImportReport(source=source, dry_run=dry_run, cases=len(cases))
     async with db.connect() as conn:
         done = {(r.process_key, r.legacy_id): r.process_instance_id for r in await conn.execute(SQL.imported, {
@@ -397,11 +404,8 @@ async def run(db: AsyncEngine, flowable: FlowableClient, cases: list[LegacyCase]
     return report
 
 
-async def _definition_ids(db: AsyncEngine, flowable: FlowableClient, cases: list[LegacyCase]) -> dict[str, str]:
-    """process key -> the engine's definition id of its active version."""
-    keys = sorted({c.process_key for c in cases})
-    async with db.connect() as conn:
-        versions = {r.process_key: r.process_version for r in await conn.execute(SQL.active_versions, {"keys": keys})}
+async def _definition_ids(flowable: FlowableClient, versions: dict[str, int]) -> dict[str, str]:
+    """process key -> the engine's definition id of its active version (versions: key -> version number)."""
     ids = {}
     for key, version in versions.items():
         found = await flowable.process_definitions(key=key, version=version)

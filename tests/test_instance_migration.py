@@ -31,42 +31,35 @@ def _task(task_id: str, name: str, group: str, queue: str) -> str:
             f'{Q.format(queue=queue)}</userTask>')
 
 
-def version_1(key: str) -> bytes:
-    """triage -> review -> hold -> end."""
+def _chain(key: str, steps: list[tuple[str, str, str, str]]) -> bytes:
+    """start -> the user tasks (id, name, candidate group, queue) in order -> end."""
+    ids = ["start", *(s[0] for s in steps), "end"]
+    flows = "\n    ".join(f'<sequenceFlow id="f{n}" sourceRef="{a}" targetRef="{b}"/>'
+                          for n, (a, b) in enumerate(zip(ids, ids[1:], strict=False), start=1))
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" xmlns:onecms="urn:onecms:bpmn:1.0"
              targetNamespace="onecms-tests">
   <process id="{key}" name="Migrating {key}" isExecutable="true">
     <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="triage"/>
-    {_task("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE")}
-    <sequenceFlow id="f2" sourceRef="triage" targetRef="review"/>
-    {_task("review", "Review", "MIG_REVIEW", "MIG_Q_REVIEW")}
-    <sequenceFlow id="f3" sourceRef="review" targetRef="hold"/>
-    {_task("hold", "Legal hold", "MIG_LEGAL", "MIG_Q_LEGAL")}
-    <sequenceFlow id="f4" sourceRef="hold" targetRef="end"/>
+    {"".join(_task(*step) for step in steps)}
+    {flows}
     <endEvent id="end"/>
   </process>
 </definitions>""".encode()
+
+
+def version_1(key: str) -> bytes:
+    """triage -> review -> hold -> end."""
+    return _chain(key, [("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE"),
+                        ("review", "Review", "MIG_REVIEW", "MIG_Q_REVIEW"),
+                        ("hold", "Legal hold", "MIG_LEGAL", "MIG_Q_LEGAL")])
 
 
 def version_2(key: str) -> bytes:
     """triage -> assess (review renamed, another group and queue) -> approve (new) -> end; no hold."""
-    return f"""<?xml version="1.0" encoding="UTF-8"?>
-<definitions xmlns="{BPMN}" xmlns:flowable="http://flowable.org/bpmn" xmlns:onecms="urn:onecms:bpmn:1.0"
-             targetNamespace="onecms-tests">
-  <process id="{key}" name="Migrating {key}" isExecutable="true">
-    <startEvent id="start"/>
-    <sequenceFlow id="f1" sourceRef="start" targetRef="triage"/>
-    {_task("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE")}
-    <sequenceFlow id="f2" sourceRef="triage" targetRef="assess"/>
-    {_task("assess", "Assess", "MIG_ASSESS", "MIG_Q_ASSESS")}
-    <sequenceFlow id="f3" sourceRef="assess" targetRef="approve"/>
-    {_task("approve", "Approve", "MIG_APPROVE", "MIG_Q_APPROVE")}
-    <sequenceFlow id="f4" sourceRef="approve" targetRef="end"/>
-    <endEvent id="end"/>
-  </process>
-</definitions>""".encode()
+    return _chain(key, [("triage", "Triage", "MIG_TRIAGE", "MIG_Q_TRIAGE"),
+                        ("assess", "Assess", "MIG_ASSESS", "MIG_Q_ASSESS"),
+                        ("approve", "Approve", "MIG_APPROVE", "MIG_Q_APPROVE")])
 
 
 async def _deployed_versions(db, flowable, key: str) -> None:

@@ -14,7 +14,6 @@ import org.flowable.bpmn.model.BpmnModel;
 import org.flowable.bpmn.model.UserTask;
 import org.flowable.common.engine.api.FlowableException;
 import org.flowable.common.engine.api.FlowableObjectNotFoundException;
-import org.flowable.common.engine.api.FlowableOptimisticLockingException;
 import org.flowable.engine.HistoryService;
 import org.flowable.engine.ManagementService;
 import org.flowable.engine.RepositoryService;
@@ -23,16 +22,15 @@ import org.flowable.engine.TaskService;
 import org.flowable.engine.history.HistoricProcessInstance;
 import org.flowable.engine.repository.ProcessDefinition;
 import org.flowable.engine.runtime.ProcessInstance;
-import org.flowable.identitylink.api.IdentityLink;
-import org.flowable.identitylink.api.IdentityLinkType;
 import org.flowable.task.api.Task;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.ResponseEntity;
-import org.springframework.web.bind.annotation.ExceptionHandler;
 import org.springframework.web.bind.annotation.PostMapping;
 import org.springframework.web.bind.annotation.RequestBody;
 import org.springframework.web.bind.annotation.RequestMapping;
 import org.springframework.web.bind.annotation.RestController;
+
+import com.onecms.bridge.engine.CandidateGroups;
 
 /**
  * Starting a case from a legacy system where it stands ({@code bridge cases import}).
@@ -136,7 +134,7 @@ public class ImportController {
                     taskService.setAssignee(task.getId(), assignee);
                 }
                 if (groups != null) {
-                    replaceCandidateGroups(task.getId(), groups);
+                    CandidateGroups.replace(taskService, task.getId(), groups);
                 }
                 if (due != null) {
                     taskService.setDueDate(task.getId(), due);
@@ -146,25 +144,6 @@ public class ImportController {
             return ResponseEntity.status(created ? HttpStatus.CREATED : HttpStatus.OK)
                     .body(answer(id, started.getProcessDefinitionId(), created, false));
         });
-    }
-
-    private void replaceCandidateGroups(String taskId, List<String> groups) {
-        Set<String> have = new TreeSet<>();
-        for (IdentityLink link : taskService.getIdentityLinksForTask(taskId)) {
-            if (IdentityLinkType.CANDIDATE.equals(link.getType()) && link.getGroupId() != null) {
-                have.add(link.getGroupId());
-            }
-        }
-        for (String group : have) {
-            if (!groups.contains(group)) {
-                taskService.deleteCandidateGroup(taskId, group);
-            }
-        }
-        for (String group : groups) {
-            if (!have.contains(group)) {
-                taskService.addCandidateGroup(taskId, group);
-            }
-        }
     }
 
     private Map<String, Object> answer(String id, String definitionId, boolean created, boolean ended) {
@@ -237,27 +216,5 @@ public class ImportController {
         } catch (DateTimeParseException e) {
             throw new IllegalArgumentException("dueDate: an ISO-8601 instant such as 2026-01-31T17:00:00Z");
         }
-    }
-
-    @ExceptionHandler(FlowableOptimisticLockingException.class)
-    public ResponseEntity<Map<String, Object>> conflict(FlowableOptimisticLockingException exception) {
-        return error(HttpStatus.CONFLICT, exception);
-    }
-
-    @ExceptionHandler(FlowableObjectNotFoundException.class)
-    public ResponseEntity<Map<String, Object>> notFound(FlowableObjectNotFoundException exception) {
-        return error(HttpStatus.NOT_FOUND, exception);
-    }
-
-    @ExceptionHandler({IllegalArgumentException.class, FlowableException.class})
-    public ResponseEntity<Map<String, Object>> refused(RuntimeException exception) {
-        return error(HttpStatus.BAD_REQUEST, exception);
-    }
-
-    private static ResponseEntity<Map<String, Object>> error(HttpStatus status, Exception exception) {
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("message", exception.getMessage());
-        body.put("exception", exception.getClass().getName());
-        return ResponseEntity.status(status).body(body);
     }
 }

@@ -10,9 +10,7 @@ import java.util.TreeSet;
 import org.flowable.bpmn.model.BpmnModel;
 import org.flowable.bpmn.model.FlowElement;
 import org.flowable.bpmn.model.UserTask;
-import org.flowable.common.engine.api.FlowableException;
 import org.flowable.common.engine.api.FlowableObjectNotFoundException;
-import org.flowable.common.engine.api.FlowableOptimisticLockingException;
 import org.flowable.engine.ManagementService;
 import org.flowable.engine.ProcessMigrationService;
 import org.flowable.engine.RepositoryService;
@@ -21,19 +19,16 @@ import org.flowable.engine.TaskService;
 import org.flowable.engine.migration.ActivityMigrationMapping;
 import org.flowable.engine.migration.ProcessInstanceMigrationBuilder;
 import org.flowable.engine.runtime.ProcessInstance;
-import org.flowable.identitylink.api.IdentityLink;
-import org.flowable.identitylink.api.IdentityLinkType;
 import org.flowable.task.api.Task;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 import org.springframework.http.HttpStatus;
 import org.springframework.http.ResponseEntity;
-import org.springframework.web.bind.annotation.ExceptionHandler;
 import org.springframework.web.bind.annotation.PathVariable;
 import org.springframework.web.bind.annotation.PostMapping;
 import org.springframework.web.bind.annotation.RequestBody;
 import org.springframework.web.bind.annotation.RequestMapping;
 import org.springframework.web.bind.annotation.RestController;
+
+import com.onecms.bridge.engine.CandidateGroups;
 
 /**
  * Process instance migration for the bridge ({@code bridge instances migrate}, {@code POST /api/migrations}).
@@ -54,7 +49,6 @@ import org.springframework.web.bind.annotation.RestController;
 @RequestMapping("/bridge-migration")
 public class MigrationController {
 
-    private static final Logger LOGGER = LoggerFactory.getLogger(MigrationController.class);
     private static final Set<String> DOCUMENT_FIELDS =
             Set.of("fromProcessDefinitionId", "toProcessDefinitionId", "activityMappings");
     private static final Set<String> MAPPING_FIELDS = Set.of("fromActivityId", "toActivityId");
@@ -127,26 +121,11 @@ public class MigrationController {
     }
 
     private Map<String, Object> remapCandidates(Task task, BpmnModel model) {
-        Set<String> have = new TreeSet<>();
-        for (IdentityLink link : taskService.getIdentityLinksForTask(task.getId())) {
-            if (IdentityLinkType.CANDIDATE.equals(link.getType()) && link.getGroupId() != null) {
-                have.add(link.getGroupId());
-            }
-        }
-        Set<String> wanted = have;
+        Set<String> wanted = CandidateGroups.of(taskService, task.getId());
         FlowElement element = model.getFlowElement(task.getTaskDefinitionKey());
         if (element instanceof UserTask userTask && userTask.getCandidateGroups().stream().noneMatch(g -> g.contains("{"))) {
             wanted = new TreeSet<>(userTask.getCandidateGroups());
-            for (String group : have) {
-                if (!wanted.contains(group)) {
-                    taskService.deleteCandidateGroup(task.getId(), group);
-                }
-            }
-            for (String group : wanted) {
-                if (!have.contains(group)) {
-                    taskService.addCandidateGroup(task.getId(), group);
-                }
-            }
+            CandidateGroups.replace(taskService, task.getId(), wanted);
         }
         Map<String, Object> view = new LinkedHashMap<>();
         view.put("id", task.getId());
@@ -206,28 +185,5 @@ public class MigrationController {
             builder.addActivityMigrationMapping(ActivityMigrationMapping.createMappingFor(from, to));
         }
         return builder;
-    }
-
-    @ExceptionHandler(FlowableOptimisticLockingException.class)
-    public ResponseEntity<Map<String, Object>> conflict(FlowableOptimisticLockingException exception) {
-        LOGGER.info("Concurrent change, migration rolled back: {}", exception.getMessage());
-        return error(HttpStatus.CONFLICT, exception);
-    }
-
-    @ExceptionHandler(FlowableObjectNotFoundException.class)
-    public ResponseEntity<Map<String, Object>> notFound(FlowableObjectNotFoundException exception) {
-        return error(HttpStatus.NOT_FOUND, exception);
-    }
-
-    @ExceptionHandler({IllegalArgumentException.class, FlowableException.class})
-    public ResponseEntity<Map<String, Object>> refused(RuntimeException exception) {
-        return error(HttpStatus.BAD_REQUEST, exception);
-    }
-
-    private static ResponseEntity<Map<String, Object>> error(HttpStatus status, Exception exception) {
-        Map<String, Object> body = new LinkedHashMap<>();
-        body.put("message", exception.getMessage());
-        body.put("exception", exception.getClass().getName());
-        return ResponseEntity.status(status).body(body);
     }
 }
