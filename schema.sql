@@ -215,19 +215,109 @@ BEGIN
     END IF;
     WITH taken AS (
         DELETE FROM flowable.task_stat_changes
-        RETURNING hour, queue_name, created, completed, completed_late, completion_seconds
+        RETURNING hour, queue_name, created, completed, completed_late, completion_seconds, cancelled
     )
-    INSERT INTO flowable.task_hourly_stats AS h (hour, queue_name, created, completed, completed_late, completion_seconds)
-    SELECT hour, queue_name, sum(created), sum(completed), sum(completed_late), sum(completion_seconds)
+    INSERT INTO flowable.task_hourly_stats AS h (hour, queue_name, created, completed, completed_late,
+                                                 completion_seconds, cancelled)
+    SELECT hour, queue_name, sum(created), sum(completed), sum(completed_late), sum(completion_seconds),
+           sum(cancelled)
     FROM taken GROUP BY hour, queue_name
     ON CONFLICT (hour, queue_name) DO UPDATE
     SET created            = h.created + excluded.created,
         completed          = h.completed + excluded.completed,
         completed_late     = h.completed_late + excluded.completed_late,
-        completion_seconds = h.completion_seconds + excluded.completion_seconds;
+        completion_seconds = h.completion_seconds + excluded.completion_seconds,
+        cancelled          = h.cancelled + excluded.cancelled;
     GET DIAGNOSTICS changed = ROW_COUNT;
     RETURN changed;
 END;
+$$;
+
+--
+-- Name: fold_work_stats(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.fold_work_stats() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    tasks integer;
+    processes integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('flowable.fold_work_stats')) THEN
+        RETURN 0;
+    END IF;
+    WITH taken AS (
+        DELETE FROM flowable.task_work_changes
+        RETURNING hour, queue_name, workflow_id, activity_id, activity_name, user_id, completed, completed_late,
+                  completion_seconds, handling_seconds
+    ), grains AS (
+        SELECT 'hour' AS grain, hour AS period, * FROM taken
+        UNION ALL
+        SELECT 'day', date_bin('1 day', hour, timestamptz 'epoch'), * FROM taken
+    )
+    INSERT INTO flowable.task_work_stats AS w (grain, period, queue_name, workflow_id, activity_id, activity_name,
+                                               user_id, completed, completed_late, completion_seconds,
+                                               handling_seconds)
+    SELECT grain, period, queue_name, workflow_id, activity_id, activity_name, user_id, sum(completed),
+           sum(completed_late), sum(completion_seconds), sum(handling_seconds)
+    FROM grains GROUP BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (grain, period, queue_name, workflow_id, activity_id, activity_name, user_id) DO UPDATE
+    SET completed          = w.completed + excluded.completed,
+        completed_late     = w.completed_late + excluded.completed_late,
+        completion_seconds = w.completion_seconds + excluded.completion_seconds,
+        handling_seconds   = w.handling_seconds + excluded.handling_seconds;
+    GET DIAGNOSTICS tasks = ROW_COUNT;
+    WITH taken AS (
+        DELETE FROM flowable.process_work_changes
+        RETURNING hour, workflow_id, duration_bucket, started, completed, completion_seconds
+    ), grains AS (
+        SELECT 'hour' AS grain, hour AS period, * FROM taken
+        UNION ALL
+        SELECT 'day', date_bin('1 day', hour, timestamptz 'epoch'), * FROM taken
+    )
+    INSERT INTO flowable.process_work_stats AS w (grain, period, workflow_id, duration_bucket, started, completed,
+                                                  completion_seconds)
+    SELECT grain, period, workflow_id, duration_bucket, sum(started), sum(completed), sum(completion_seconds)
+    FROM grains GROUP BY 1, 2, 3, 4
+    ON CONFLICT (grain, period, workflow_id, duration_bucket) DO UPDATE
+    SET started            = w.started + excluded.started,
+        completed          = w.completed + excluded.completed,
+        completion_seconds = w.completion_seconds + excluded.completion_seconds;
+    GET DIAGNOSTICS processes = ROW_COUNT;
+    RETURN tasks + processes;
+END;
+$$;
+
+--
+-- Name: process_work_between(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.process_work_between(p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(workflow_id bigint, duration_bucket integer, started bigint, completed bigint, completion_seconds numeric)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
+    FROM flowable.summary_periods(p_since, p_until) r
+    JOIN flowable.process_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    UNION ALL
+    SELECT c.workflow_id, c.duration_bucket, c.started, c.completed, c.completion_seconds
+    FROM flowable.summary_periods(p_since, p_until) r
+    JOIN flowable.process_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+$$;
+
+--
+-- Name: process_work_rows(text, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.process_work_rows(p_status text, p_started_at timestamp with time zone, p_completed_at timestamp with time zone, p_sign integer) RETURNS TABLE(hour timestamp with time zone, duration_bucket integer, started integer, completed integer, completion_seconds numeric)
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT date_bin('1 hour', p_started_at, timestamptz 'epoch'), NULL::integer, p_sign, 0, 0::numeric
+    UNION ALL
+    SELECT date_bin('1 hour', p_completed_at, timestamptz 'epoch'),
+           floor(100 * ln(greatest(extract(epoch FROM p_completed_at - p_started_at), 1)))::integer,
+           0, p_sign, p_sign * extract(epoch FROM p_completed_at - p_started_at)
+    WHERE p_status = 'COMPLETED' AND p_completed_at IS NOT NULL
 $$;
 
 --
@@ -273,18 +363,129 @@ CREATE FUNCTION flowable.report_queues(p_department text, p_queue text) RETURNS 
 $$;
 
 --
+-- Name: summary_periods(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.summary_periods(p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(grain text, from_at timestamp with time zone, to_at timestamp with time zone)
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    WITH hours AS (
+        SELECT date_bin('1 hour', p_since, timestamptz 'epoch') AS h0,
+               date_bin('1 hour', p_until - interval '1 microsecond', timestamptz 'epoch') + interval '1 hour' AS h1
+    ), days AS (
+        SELECT h0, h1,
+               date_bin('1 day', h0 - interval '1 microsecond', timestamptz 'epoch') + interval '24 hours' AS d0,
+               date_bin('1 day', h1, timestamptz 'epoch') AS d1
+        FROM hours
+    )
+    SELECT 'day', d0, d1 FROM days WHERE d0 < d1
+    UNION ALL
+    SELECT 'hour', h0, CASE WHEN d0 < d1 THEN d0 ELSE h1 END FROM days
+    UNION ALL
+    SELECT 'hour', d1, h1 FROM days WHERE d0 < d1 AND d1 < h1
+$$;
+
+--
 -- Name: task_stat_rows(text, text, timestamp with time zone, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
-CREATE FUNCTION flowable.task_stat_rows(p_queue_name text, p_status text, p_created_at timestamp with time zone, p_completed_at timestamp with time zone, p_due_date timestamp with time zone, p_sign integer) RETURNS TABLE(hour timestamp with time zone, queue_name text, created integer, completed integer, completed_late integer, completion_seconds numeric)
+CREATE FUNCTION flowable.task_stat_rows(p_queue_name text, p_status text, p_created_at timestamp with time zone, p_completed_at timestamp with time zone, p_due_date timestamp with time zone, p_sign integer) RETURNS TABLE(hour timestamp with time zone, queue_name text, created integer, completed integer, completed_late integer, completion_seconds numeric, cancelled integer)
     LANGUAGE sql IMMUTABLE
     AS $$
-    SELECT date_bin('1 hour', p_created_at, timestamptz 'epoch'), p_queue_name, p_sign, 0, 0, 0::numeric
+    SELECT date_bin('1 hour', p_created_at, timestamptz 'epoch'), p_queue_name, p_sign, 0, 0, 0::numeric, 0
     UNION ALL
     SELECT date_bin('1 hour', p_completed_at, timestamptz 'epoch'), p_queue_name, 0, p_sign,
            p_sign * (p_due_date IS NOT NULL AND p_completed_at > p_due_date)::integer,
-           p_sign * extract(epoch FROM p_completed_at - p_created_at)
+           p_sign * extract(epoch FROM p_completed_at - p_created_at), 0
     WHERE p_status = 'COMPLETED' AND p_completed_at IS NOT NULL
+    UNION ALL
+    SELECT date_bin('1 hour', p_completed_at, timestamptz 'epoch'), p_queue_name, 0, 0, 0, 0::numeric, p_sign
+    WHERE p_status = 'CANCELLED' AND p_completed_at IS NOT NULL
+$$;
+
+--
+-- Name: task_work_between(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.task_work_between(p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(queue_name text, workflow_id bigint, activity_id text, activity_name text, user_id text, completed bigint, completed_late bigint, completion_seconds numeric, handling_seconds numeric)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
+           w.completion_seconds, w.handling_seconds
+    FROM flowable.summary_periods(p_since, p_until) r
+    JOIN flowable.task_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    UNION ALL
+    SELECT c.queue_name, c.workflow_id, c.activity_id, c.activity_name, c.user_id, c.completed, c.completed_late,
+           c.completion_seconds, c.handling_seconds
+    FROM flowable.summary_periods(p_since, p_until) r
+    JOIN flowable.task_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+$$;
+
+--
+-- Name: task_work_row(text, timestamp with time zone, timestamp with time zone, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.task_work_row(p_status text, p_created_at timestamp with time zone, p_claimed_at timestamp with time zone, p_completed_at timestamp with time zone, p_due_date timestamp with time zone, p_sign integer) RETURNS TABLE(hour timestamp with time zone, completed integer, completed_late integer, completion_seconds numeric, handling_seconds numeric)
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT date_bin('1 hour', p_completed_at, timestamptz 'epoch'), p_sign,
+           p_sign * (p_due_date IS NOT NULL AND p_completed_at > p_due_date)::integer,
+           p_sign * extract(epoch FROM p_completed_at - p_created_at),
+           p_sign * extract(epoch FROM p_completed_at - coalesce(p_claimed_at, p_created_at))
+    WHERE p_status = 'COMPLETED' AND p_completed_at IS NOT NULL
+$$;
+
+--
+-- Name: track_process_work(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_process_work() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO flowable.process_work_changes (hour, workflow_id, duration_bucket, started, completed,
+                                                   completion_seconds)
+        SELECT s.hour, p.workflow_id, s.duration_bucket, sum(s.started), sum(s.completed), sum(s.completion_seconds)
+        FROM new_instances p
+        CROSS JOIN LATERAL flowable.process_work_rows(p.status, p.started_at, p.completed_at, 1) s
+        GROUP BY 1, 2, 3;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO flowable.process_work_changes (hour, workflow_id, duration_bucket, started, completed,
+                                                   completion_seconds)
+        SELECT s.hour, p.workflow_id, s.duration_bucket, sum(s.started), sum(s.completed), sum(s.completion_seconds)
+        FROM (SELECT n.workflow_id, n.status, n.started_at, n.completed_at, 1 AS sign FROM new_instances n
+              UNION ALL
+              SELECT o.workflow_id, o.status, o.started_at, o.completed_at, -1 FROM old_instances o) p
+        CROSS JOIN LATERAL flowable.process_work_rows(p.status, p.started_at, p.completed_at, p.sign) s
+        GROUP BY 1, 2, 3
+        HAVING sum(s.started) <> 0 OR sum(s.completed) <> 0 OR sum(s.completion_seconds) <> 0;
+
+        -- A migrated instance (BRIDGE_MIGRATE) changes its workflow_id: its completed tasks' contributions move
+        -- from the old version to the new, as a recount joining the instance would now count them.
+        INSERT INTO flowable.task_work_changes (hour, queue_name, workflow_id, activity_id, activity_name, user_id,
+                                                completed, completed_late, completion_seconds, handling_seconds)
+        SELECT s.hour, t.queue_name, m.workflow_id, t.task_definition_key, t.task_name, t.completed_by,
+               sum(s.completed), sum(s.completed_late), sum(s.completion_seconds), sum(s.handling_seconds)
+        FROM (SELECT n.process_instance_id, n.workflow_id AS new_workflow_id, o.workflow_id AS old_workflow_id
+              FROM new_instances n JOIN old_instances o USING (process_instance_id)
+              WHERE n.workflow_id <> o.workflow_id) moved
+        CROSS JOIN LATERAL (VALUES (moved.new_workflow_id, 1), (moved.old_workflow_id, -1)) m (workflow_id, sign)
+        JOIN flowable.workflow_tasks t ON t.process_instance_id = moved.process_instance_id
+                                      AND t.status = 'COMPLETED'
+        CROSS JOIN LATERAL flowable.task_work_row(t.status, t.created_at, t.claimed_at, t.completed_at,
+                                                  t.due_date, m.sign) s
+        GROUP BY 1, 2, 3, 4, 5, 6;
+    ELSE
+        INSERT INTO flowable.process_work_changes (hour, workflow_id, duration_bucket, started, completed,
+                                                   completion_seconds)
+        SELECT s.hour, p.workflow_id, s.duration_bucket, sum(s.started), sum(s.completed), sum(s.completion_seconds)
+        FROM old_instances p
+        CROSS JOIN LATERAL flowable.process_work_rows(p.status, p.started_at, p.completed_at, -1) s
+        GROUP BY 1, 2, 3;
+    END IF;
+    RETURN NULL;
+END;
 $$;
 
 --
@@ -324,14 +525,18 @@ CREATE FUNCTION flowable.track_task_stats() RETURNS trigger
     AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late, completion_seconds)
-        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late), sum(s.completion_seconds)
+        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late,
+                                                completion_seconds, cancelled)
+        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late),
+               sum(s.completion_seconds), sum(s.cancelled)
         FROM new_tasks t,
              LATERAL flowable.task_stat_rows(t.queue_name, t.status, t.created_at, t.completed_at, t.due_date, 1) s
         GROUP BY s.hour, s.queue_name;
     ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late, completion_seconds)
-        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late), sum(s.completion_seconds)
+        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late,
+                                                completion_seconds, cancelled)
+        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late),
+               sum(s.completion_seconds), sum(s.cancelled)
         FROM (SELECT x.* FROM new_tasks t, LATERAL flowable.task_stat_rows(
                   t.queue_name, t.status, t.created_at, t.completed_at, t.due_date, 1) x
               UNION ALL
@@ -339,13 +544,64 @@ BEGIN
                   t.queue_name, t.status, t.created_at, t.completed_at, t.due_date, -1) x) s
         GROUP BY s.hour, s.queue_name
         HAVING sum(s.created) <> 0 OR sum(s.completed) <> 0 OR sum(s.completed_late) <> 0
-            OR sum(s.completion_seconds) <> 0;
+            OR sum(s.completion_seconds) <> 0 OR sum(s.cancelled) <> 0;
     ELSE
-        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late, completion_seconds)
-        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late), sum(s.completion_seconds)
+        INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late,
+                                                completion_seconds, cancelled)
+        SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late),
+               sum(s.completion_seconds), sum(s.cancelled)
         FROM old_tasks t,
              LATERAL flowable.task_stat_rows(t.queue_name, t.status, t.created_at, t.completed_at, t.due_date, -1) s
         GROUP BY s.hour, s.queue_name;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: track_task_work(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_task_work() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO flowable.task_work_changes (hour, queue_name, workflow_id, activity_id, activity_name, user_id,
+                                                completed, completed_late, completion_seconds, handling_seconds)
+        SELECT s.hour, t.queue_name, p.workflow_id, t.task_definition_key, t.task_name, t.completed_by,
+               sum(s.completed), sum(s.completed_late), sum(s.completion_seconds), sum(s.handling_seconds)
+        FROM new_tasks t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        CROSS JOIN LATERAL flowable.task_work_row(t.status, t.created_at, t.claimed_at, t.completed_at,
+                                                  t.due_date, 1) s
+        WHERE t.status = 'COMPLETED'
+        GROUP BY 1, 2, 3, 4, 5, 6;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO flowable.task_work_changes (hour, queue_name, workflow_id, activity_id, activity_name, user_id,
+                                                completed, completed_late, completion_seconds, handling_seconds)
+        SELECT s.hour, t.queue_name, p.workflow_id, t.task_definition_key, t.task_name, t.completed_by,
+               sum(s.completed), sum(s.completed_late), sum(s.completion_seconds), sum(s.handling_seconds)
+        FROM (SELECT n.*, 1 AS sign FROM new_tasks n WHERE n.status = 'COMPLETED'
+              UNION ALL
+              SELECT o.*, -1 FROM old_tasks o WHERE o.status = 'COMPLETED') t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        CROSS JOIN LATERAL flowable.task_work_row(t.status, t.created_at, t.claimed_at, t.completed_at,
+                                                  t.due_date, t.sign) s
+        GROUP BY 1, 2, 3, 4, 5, 6
+        HAVING sum(s.completed) <> 0 OR sum(s.completed_late) <> 0 OR sum(s.completion_seconds) <> 0
+            OR sum(s.handling_seconds) <> 0;
+    ELSE
+        INSERT INTO flowable.task_work_changes (hour, queue_name, workflow_id, activity_id, activity_name, user_id,
+                                                completed, completed_late, completion_seconds, handling_seconds)
+        SELECT s.hour, t.queue_name, p.workflow_id, t.task_definition_key, t.task_name, t.completed_by,
+               sum(s.completed), sum(s.completed_late), sum(s.completion_seconds), sum(s.handling_seconds)
+        FROM old_tasks t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        CROSS JOIN LATERAL flowable.task_work_row(t.status, t.created_at, t.claimed_at, t.completed_at,
+                                                  t.due_date, -1) s
+        WHERE t.status = 'COMPLETED'
+        GROUP BY 1, 2, 3, 4, 5, 6;
     END IF;
     RETURN NULL;
 END;
@@ -959,6 +1215,48 @@ ALTER TABLE flowable.mirror_repairs ALTER COLUMN repair_id ADD GENERATED BY DEFA
 );
 
 --
+-- Name: process_work_changes; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.process_work_changes (
+    change_id bigint NOT NULL,
+    hour timestamp with time zone NOT NULL,
+    workflow_id bigint NOT NULL,
+    duration_bucket integer,
+    started bigint NOT NULL,
+    completed bigint NOT NULL,
+    completion_seconds numeric NOT NULL
+);
+
+--
+-- Name: process_work_changes_change_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
+--
+
+ALTER TABLE flowable.process_work_changes ALTER COLUMN change_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME flowable.process_work_changes_change_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: process_work_stats; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.process_work_stats (
+    grain text NOT NULL,
+    period timestamp with time zone NOT NULL,
+    workflow_id bigint NOT NULL,
+    duration_bucket integer,
+    started bigint DEFAULT 0 NOT NULL,
+    completed bigint DEFAULT 0 NOT NULL,
+    completion_seconds numeric DEFAULT 0 NOT NULL,
+    CONSTRAINT process_work_stats_grain_check CHECK ((grain = ANY (ARRAY['hour'::text, 'day'::text])))
+);
+
+--
 -- Name: queue_assignments; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -1124,7 +1422,8 @@ CREATE TABLE flowable.task_hourly_stats (
     created bigint DEFAULT 0 NOT NULL,
     completed bigint DEFAULT 0 NOT NULL,
     completed_late bigint DEFAULT 0 NOT NULL,
-    completion_seconds numeric DEFAULT 0 NOT NULL
+    completion_seconds numeric DEFAULT 0 NOT NULL,
+    cancelled bigint DEFAULT 0 NOT NULL
 );
 
 --
@@ -1138,7 +1437,8 @@ CREATE TABLE flowable.task_stat_changes (
     created bigint NOT NULL,
     completed bigint NOT NULL,
     completed_late bigint NOT NULL,
-    completion_seconds numeric NOT NULL
+    completion_seconds numeric NOT NULL,
+    cancelled bigint DEFAULT 0 NOT NULL
 );
 
 --
@@ -1152,6 +1452,56 @@ ALTER TABLE flowable.task_stat_changes ALTER COLUMN change_id ADD GENERATED ALWA
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+--
+-- Name: task_work_changes; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.task_work_changes (
+    change_id bigint NOT NULL,
+    hour timestamp with time zone NOT NULL,
+    queue_name character varying(100) NOT NULL,
+    workflow_id bigint NOT NULL,
+    activity_id character varying(255) NOT NULL,
+    activity_name character varying(500) NOT NULL,
+    user_id character varying(50),
+    completed bigint NOT NULL,
+    completed_late bigint NOT NULL,
+    completion_seconds numeric NOT NULL,
+    handling_seconds numeric NOT NULL
+);
+
+--
+-- Name: task_work_changes_change_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
+--
+
+ALTER TABLE flowable.task_work_changes ALTER COLUMN change_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME flowable.task_work_changes_change_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: task_work_stats; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.task_work_stats (
+    grain text NOT NULL,
+    period timestamp with time zone NOT NULL,
+    queue_name character varying(100) NOT NULL,
+    workflow_id bigint NOT NULL,
+    activity_id character varying(255) NOT NULL,
+    activity_name character varying(500) NOT NULL,
+    user_id character varying(50),
+    completed bigint DEFAULT 0 NOT NULL,
+    completed_late bigint DEFAULT 0 NOT NULL,
+    completion_seconds numeric DEFAULT 0 NOT NULL,
+    handling_seconds numeric DEFAULT 0 NOT NULL,
+    CONSTRAINT task_work_stats_grain_check CHECK ((grain = ANY (ARRAY['hour'::text, 'day'::text])))
 );
 
 --
@@ -1268,13 +1618,15 @@ CREATE VIEW flowable.v_task_hourly_stats AS
     sum(created) AS created,
     sum(completed) AS completed,
     sum(completed_late) AS completed_late,
-    sum(completion_seconds) AS completion_seconds
+    sum(completion_seconds) AS completion_seconds,
+    sum(cancelled) AS cancelled
    FROM ( SELECT task_hourly_stats.hour,
             task_hourly_stats.queue_name,
             task_hourly_stats.created,
             task_hourly_stats.completed,
             task_hourly_stats.completed_late,
-            task_hourly_stats.completion_seconds
+            task_hourly_stats.completion_seconds,
+            task_hourly_stats.cancelled
            FROM flowable.task_hourly_stats
         UNION ALL
          SELECT task_stat_changes.hour,
@@ -1282,7 +1634,8 @@ CREATE VIEW flowable.v_task_hourly_stats AS
             task_stat_changes.created,
             task_stat_changes.completed,
             task_stat_changes.completed_late,
-            task_stat_changes.completion_seconds
+            task_stat_changes.completion_seconds,
+            task_stat_changes.cancelled
            FROM flowable.task_stat_changes) s
   GROUP BY hour, queue_name;
 
@@ -1605,6 +1958,13 @@ ALTER TABLE ONLY flowable.process_instances
     ADD CONSTRAINT process_instances_pkey PRIMARY KEY (process_instance_id);
 
 --
+-- Name: process_work_changes process_work_changes_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.process_work_changes
+    ADD CONSTRAINT process_work_changes_pkey PRIMARY KEY (change_id);
+
+--
 -- Name: queue_assignments queue_assignments_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
 --
 
@@ -1673,6 +2033,13 @@ ALTER TABLE ONLY flowable.task_hourly_stats
 
 ALTER TABLE ONLY flowable.task_stat_changes
     ADD CONSTRAINT task_stat_changes_pkey PRIMARY KEY (change_id);
+
+--
+-- Name: task_work_changes task_work_changes_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.task_work_changes
+    ADD CONSTRAINT task_work_changes_pkey PRIMARY KEY (change_id);
 
 --
 -- Name: webhook_batches webhook_batches_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
@@ -2158,6 +2525,12 @@ CREATE INDEX idx_workflow_variables_name ON flowable.workflow_variables USING bt
 CREATE INDEX idx_workflow_variables_task ON flowable.workflow_variables USING btree (task_id) WHERE (task_id IS NOT NULL);
 
 --
+-- Name: process_work_stats_key; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE UNIQUE INDEX process_work_stats_key ON flowable.process_work_stats USING btree (grain, period, workflow_id, duration_bucket) NULLS NOT DISTINCT;
+
+--
 -- Name: task_history_default_action_at_idx; Type: INDEX; Schema: flowable; Owner: -
 --
 
@@ -2186,6 +2559,12 @@ CREATE INDEX task_history_default_process_instance_id_idx ON flowable.task_histo
 --
 
 CREATE INDEX task_history_default_task_id_action_at_idx ON flowable.task_history_default USING btree (task_id, action_at DESC);
+
+--
+-- Name: task_work_stats_key; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE UNIQUE INDEX task_work_stats_key ON flowable.task_work_stats USING btree (grain, period, queue_name, workflow_id, activity_id, activity_name, user_id) NULLS NOT DISTINCT;
 
 --
 -- Name: uq_workflow_definitions_active; Type: INDEX; Schema: flowable; Owner: -
@@ -2290,6 +2669,24 @@ CREATE TRIGGER trg_users_updated_at BEFORE UPDATE ON entitlements.users FOR EACH
 CREATE TRIGGER trg_workflow_roles_updated_at BEFORE UPDATE ON entitlements.workflow_roles FOR EACH ROW EXECUTE FUNCTION public.touch_updated_at();
 
 --
+-- Name: process_instances trg_process_instances_work_delete; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_process_instances_work_delete AFTER DELETE ON flowable.process_instances REFERENCING OLD TABLE AS old_instances FOR EACH STATEMENT WHEN ((current_setting('bridge.archiving'::text, true) IS DISTINCT FROM 'on'::text)) EXECUTE FUNCTION flowable.track_process_work();
+
+--
+-- Name: process_instances trg_process_instances_work_insert; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_process_instances_work_insert AFTER INSERT ON flowable.process_instances REFERENCING NEW TABLE AS new_instances FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_process_work();
+
+--
+-- Name: process_instances trg_process_instances_work_update; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_process_instances_work_update AFTER UPDATE ON flowable.process_instances REFERENCING OLD TABLE AS old_instances NEW TABLE AS new_instances FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_process_work();
+
+--
 -- Name: workflow_definitions trg_workflow_definitions_updated_at; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
@@ -2336,6 +2733,24 @@ CREATE TRIGGER trg_workflow_tasks_stats_insert AFTER INSERT ON flowable.workflow
 --
 
 CREATE TRIGGER trg_workflow_tasks_stats_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_stats();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_work_delete; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_work_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT WHEN ((current_setting('bridge.archiving'::text, true) IS DISTINCT FROM 'on'::text)) EXECUTE FUNCTION flowable.track_task_work();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_work_insert; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_work_insert AFTER INSERT ON flowable.workflow_tasks REFERENCING NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_work();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_work_update; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_work_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_work();
 
 --
 -- Name: workflow_variables trg_workflow_variables_updated_at; Type: TRIGGER; Schema: flowable; Owner: -

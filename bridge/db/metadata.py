@@ -347,6 +347,7 @@ task_hourly_stats = Table(  # migration 0018: reports read it through flowable.v
     Column("queue_name", String(100), primary_key=True),
     *(Column(name, BigInteger, nullable=False, server_default=text("0")) for name in _HOURLY_FIGURES),
     Column("completion_seconds", Numeric, nullable=False, server_default=text("0")),
+    Column("cancelled", BigInteger, nullable=False, server_default=text("0")),  # migration 0028
     schema="flowable",
 )
 
@@ -357,6 +358,7 @@ task_stat_changes = Table(
     Column("queue_name", String(100), nullable=False),
     *(Column(name, BigInteger, nullable=False) for name in _HOURLY_FIGURES),
     Column("completion_seconds", Numeric, nullable=False),
+    Column("cancelled", BigInteger, nullable=False, server_default=text("0")),
     schema="flowable",
 )
 

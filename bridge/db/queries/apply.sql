@@ -240,9 +240,9 @@ SELECT count(pg_advisory_xact_lock(key))
 FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS text[])) AS id ORDER BY 1) AS keys;
 
 -- name: fold_pending_counts
--- The task triggers' logged changes, added into workflow_queues.current_load (0013) and
--- task_hourly_stats (0018); each fold returns at once when another caller is folding.
-SELECT flowable.fold_queue_load(), flowable.fold_task_stats();
+-- The triggers' logged changes, added into workflow_queues.current_load (0013), task_hourly_stats (0018),
+-- task_work_stats and process_work_stats (0028); each fold returns at once when another caller is folding.
+SELECT flowable.fold_queue_load(), flowable.fold_task_stats(), flowable.fold_work_stats();
 
 -- name: try_lock_entities
 -- The same locks without waiting, for a caller that already holds a task's row lock (claim-next, picked with

@@ -3,10 +3,11 @@
 -- migration 0018), and the time range
 -- [:since, :until). Live tasks are OPEN, CLAIMED, DELEGATED or ESCALATED (migration 0018's partial index
 -- idx_workflow_tasks_live_due holds just those); completed figures come from flowable.v_task_hourly_stats.
--- Ended work counted from the rows in a range (escalations made, completed per user, per process and per
--- activity, cancellations) reads archive.all_task_history, archive.all_workflow_tasks and
--- archive.all_process_instances (migration 0025): the hot tables and the archive together, so a range keeps
--- its figures after archiving (bridge/archive.py) moves its work out of the hot tables. Live figures read the
+-- Ended work in a range comes from summaries that archiving (bridge/archive.py) leaves alone, so a range keeps
+-- its figures after its work moves out of the hot tables: flowable.v_task_hourly_stats per queue and hour
+-- (0018, 0028), flowable.task_work_between() per user and activity and flowable.process_work_between() per
+-- process version (0028), each over the range widened to whole hours. Escalations made in a range are few and
+-- read archive.all_task_history (0025: the hot tables and the archive together). Live figures read the
 -- hot tables only: archived work is always ended.
 
 -- name: queues
@@ -130,12 +131,12 @@ WITH chosen AS (
       AND t.status IN ('CLAIMED', 'DELEGATED', 'ESCALATED') AND t.assignee_id IS NOT NULL
     GROUP BY 1
 ), done AS (
-    SELECT t.completed_by AS user_id, count(*) AS completed_in_range,
-           avg(extract(epoch FROM t.completed_at - coalesce(t.claimed_at, t.created_at))) / 3600 AS avg_hours
-    FROM archive.all_workflow_tasks t
-    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
-      AND t.queue_name IN (SELECT queue_name FROM chosen) AND t.completed_by IS NOT NULL
+    SELECT w.user_id, sum(w.completed) AS completed_in_range,
+           sum(w.handling_seconds) / nullif(sum(w.completed), 0) / 3600 AS avg_hours
+    FROM flowable.task_work_between(:since, :until) w
+    WHERE w.queue_name IN (SELECT queue_name FROM chosen) AND w.user_id IS NOT NULL
     GROUP BY 1
+    HAVING sum(w.completed) <> 0
 ), people AS (
     SELECT user_id FROM held UNION SELECT user_id FROM done
 )
@@ -152,33 +153,52 @@ ORDER BY coalesce(h.held_tasks, 0) DESC, coalesce(d.completed_in_range, 0) DESC,
 LIMIT :limit;
 
 -- name: processes
--- v_process_performance's figures for the range: instances of every version of each process key,
--- started in the range, active now, completed in the range (mean and 95th percentile duration).
+-- v_process_performance's figures for the range (widened to whole hours): instances of every version of each
+-- process key started in the range, active now, completed in the range with their mean and 95th percentile
+-- duration. Starts and completions come from flowable.process_work_stats (migration 0028), completions by
+-- duration bucket: the percentile is percentile_cont's, interpolated between the two durations around its
+-- rank, each taken as the mean of its bucket (exact when a bucket's durations are equal, else within 1%).
 WITH keys AS (
-    SELECT active.process_key, active.process_name, array_agg(version.workflow_id) AS workflow_ids
+    SELECT active.process_key, active.process_name, version.workflow_id
     FROM flowable.workflow_definitions active
     JOIN flowable.workflow_definitions version ON version.process_key = active.process_key
     WHERE active.is_active
-    GROUP BY active.process_key, active.process_name
+), summed AS (
+    SELECT k.process_key, w.duration_bucket, sum(w.started) AS started, sum(w.completed) AS completed,
+           sum(w.completion_seconds) AS seconds
+    FROM flowable.process_work_between(:since, :until) w
+    JOIN keys k ON k.workflow_id = w.workflow_id
+    GROUP BY 1, 2
+), buckets AS (
+    SELECT process_key, seconds / completed AS mean_seconds,
+           sum(completed) OVER (PARTITION BY process_key ORDER BY duration_bucket) - completed AS rank_from,
+           sum(completed) OVER (PARTITION BY process_key ORDER BY duration_bucket) AS rank_to,
+           0.95 * (sum(completed) OVER (PARTITION BY process_key) - 1) AS p95_rank
+    FROM summed
+    WHERE duration_bucket IS NOT NULL AND completed > 0
+), p95 AS (
+    SELECT process_key,
+           max(mean_seconds) FILTER (WHERE floor(p95_rank) >= rank_from AND floor(p95_rank) < rank_to)
+           + (max(p95_rank) - floor(max(p95_rank)))
+             * (max(mean_seconds) FILTER (WHERE ceil(p95_rank) >= rank_from AND ceil(p95_rank) < rank_to)
+                - max(mean_seconds) FILTER (WHERE floor(p95_rank) >= rank_from AND floor(p95_rank) < rank_to))
+               AS seconds
+    FROM buckets GROUP BY 1
+), totals AS (
+    SELECT process_key, sum(started) AS started, sum(completed) AS completed,
+           sum(seconds) FILTER (WHERE duration_bucket IS NOT NULL) AS seconds
+    FROM summed GROUP BY 1
 )
-SELECT k.process_key, k.process_name,
-       (SELECT count(*) FROM archive.all_process_instances pi
-        WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.started_at >= :since AND pi.started_at < :until)
-           AS started_in_range,
+SELECT k.process_key, k.process_name, coalesce(t.started, 0) AS started_in_range,
        (SELECT count(*) FROM flowable.process_instances pi
         WHERE pi.workflow_id = ANY (k.workflow_ids) AND pi.status = 'ACTIVE') AS active_instances,
-       c.completed_in_range, round(c.avg_hours, 4) AS avg_completion_hours,
-       round(c.p95_hours::numeric, 4) AS p95_completion_hours
-FROM keys k
-CROSS JOIN LATERAL (
-    SELECT count(*) AS completed_in_range,
-           avg(extract(epoch FROM pi.completed_at - pi.started_at)) / 3600 AS avg_hours,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM pi.completed_at - pi.started_at))
-               / 3600 AS p95_hours
-    FROM archive.all_process_instances pi
-    WHERE pi.status = 'COMPLETED' AND pi.completed_at >= :since AND pi.completed_at < :until
-      AND pi.workflow_id = ANY (k.workflow_ids)
-) c
+       coalesce(t.completed, 0) AS completed_in_range,
+       round(t.seconds / nullif(t.completed, 0) / 3600, 4) AS avg_completion_hours,
+       round(p.seconds / 3600, 4) AS p95_completion_hours
+FROM (SELECT process_key, process_name, array_agg(workflow_id) AS workflow_ids
+      FROM keys GROUP BY 1, 2) k
+LEFT JOIN totals t ON t.process_key = k.process_key
+LEFT JOIN p95 p ON p.process_key = k.process_key
 ORDER BY k.process_key;
 
 -- name: activities
@@ -210,21 +230,14 @@ WITH chosen AS (
     WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
       AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
     GROUP BY p.workflow_id, t.task_definition_key
-), completed AS MATERIALIZED (
-    -- the range's completions first, by their index: joined the other way round (every instance of the
-    -- version, then its tasks) a month's report read every instance the version ever had
-    SELECT t.process_instance_id, t.task_definition_key, t.task_name, t.created_at, t.completed_at, t.due_date
-    FROM archive.all_workflow_tasks t
-    WHERE t.status = 'COMPLETED' AND t.completed_at >= :since AND t.completed_at < :until
 ), done AS (
-    SELECT p.workflow_id, t.task_definition_key AS activity_id, max(t.task_name) AS activity_name,
-           count(*) AS completed_in_range,
-           count(*) FILTER (WHERE t.completed_at > t.due_date) AS completed_late_in_range,
-           avg(extract(epoch FROM t.completed_at - t.created_at)) AS completion_seconds
-    FROM completed t
-    JOIN archive.all_process_instances p ON p.process_instance_id = t.process_instance_id
-    WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
-    GROUP BY p.workflow_id, t.task_definition_key
+    SELECT w.workflow_id, w.activity_id, max(w.activity_name) FILTER (WHERE w.completed > 0) AS activity_name,
+           sum(w.completed) AS completed_in_range, sum(w.completed_late) AS completed_late_in_range,
+           sum(w.completion_seconds) / nullif(sum(w.completed), 0) AS completion_seconds
+    FROM flowable.task_work_between(:since, :until) w
+    WHERE w.workflow_id IN (SELECT workflow_id FROM chosen)
+    GROUP BY 1, 2
+    HAVING sum(w.completed) <> 0
 ), declared AS (
     SELECT c.workflow_id, u.activity_id
     FROM chosen c
@@ -325,11 +338,8 @@ ORDER BY pass_kind, entity_type;
 -- The capacity review (the seed's monthly "review queue capacity against workload"): per active queue the
 -- filter chooses and per UTC day of the range (widened to whole hours, as the throughput report's; the first
 -- and last day may be partial, day_start and day_end say), tasks created (arrivals), completed and cancelled
--- that day; every day is listed, empty ones with zeros. Arrivals and completions come from
--- flowable.v_task_hourly_stats, so a long range costs hours x queues, not tasks; cancellations (the summary
--- does not count them, and they leave the backlog too) from the few cancelled tasks, hot and archived. Beside
--- them, per queue:
--- the live tasks now and backlog_end, the backlog when the range ends: the live tasks now, less what arrived
+-- that day; every day is listed, empty ones with zeros. They come from flowable.v_task_hourly_stats (hot and
+-- archived work), so a long range costs hours x queues, not tasks. Beside them, per queue: the live tasks now and backlog_end, the backlog when the range ends: the live tasks now, less what arrived
 -- after the range, plus what was completed or cancelled after it. bridge/reports.py walks the backlog back
 -- from there day by day, so it needs no count of all the tasks ever created. Days step by '24 hours', not
 -- '1 day': a timestamptz plus '1 day' keeps the session time zone's wall clock, and across a change to or
@@ -351,25 +361,18 @@ WITH chosen AS (
                          CAST(:until AS timestamptz) - interval '1 microsecond', interval '24 hours') AS day
 ), flow AS (
     SELECT s.queue_name, date_bin('1 day', s.hour, timestamptz 'epoch') AS day, sum(s.created) AS arrivals,
-           sum(s.completed) AS completions, sum(s.completion_seconds) AS completion_seconds
+           sum(s.completed) AS completions, sum(s.completion_seconds) AS completion_seconds,
+           sum(s.cancelled) AS cancellations
     FROM flowable.v_task_hourly_stats s
     WHERE s.queue_name IN (SELECT queue_name FROM chosen)
       AND s.hour >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch') AND s.hour < :until
     GROUP BY 1, 2
 ), flow_after AS (
-    SELECT s.queue_name, sum(s.created) AS arrivals, sum(s.completed) AS completions
+    SELECT s.queue_name, sum(s.created) AS arrivals, sum(s.completed) AS completions,
+           sum(s.cancelled) AS cancellations
     FROM flowable.v_task_hourly_stats s
     WHERE s.queue_name IN (SELECT queue_name FROM chosen) AND s.hour >= :until
     GROUP BY 1
-), cancelled AS (
-    SELECT t.queue_name, date_bin('1 hour', t.completed_at, timestamptz 'epoch') < :until AS in_range,
-           date_bin('1 day', t.completed_at, timestamptz 'epoch') AS day, count(*) AS cancellations
-    FROM archive.all_workflow_tasks t
-    WHERE t.status = 'CANCELLED' AND t.queue_name IN (SELECT queue_name FROM chosen)
-      AND t.completed_at >= date_bin('1 hour', CAST(:since AS timestamptz), timestamptz 'epoch')
-    GROUP BY 1, 2, 3
-), cancelled_after AS (
-    SELECT queue_name, sum(cancellations) AS cancellations FROM cancelled WHERE NOT in_range GROUP BY 1
 ), live AS (
     SELECT t.queue_name, count(*) AS open_now
     FROM flowable.workflow_tasks t
@@ -379,21 +382,19 @@ WITH chosen AS (
 )
 SELECT c.queue_name, d.department_code, d.department_name, c.max_capacity, c.sla_minutes,
        coalesce(l.open_now, 0) AS open_now,
-       coalesce(l.open_now, 0) - coalesce(a.arrivals, 0) + coalesce(a.completions, 0) + coalesce(ca.cancellations, 0)
+       coalesce(l.open_now, 0) - coalesce(a.arrivals, 0) + coalesce(a.completions, 0) + coalesce(a.cancellations, 0)
            AS backlog_end,
        round(sum(f.completion_seconds) OVER queue / nullif(sum(f.completions) OVER queue, 0) / 3600, 4)
            AS mean_handling_hours,
        to_char(x.day AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, x.day_start, x.day_end,
        coalesce(f.arrivals, 0) AS arrivals, coalesce(f.completions, 0) AS completions,
-       coalesce(k.cancellations, 0) AS cancellations
+       coalesce(f.cancellations, 0) AS cancellations
 FROM chosen c
 CROSS JOIN days x
 LEFT JOIN entitlements.departments d ON d.department_id = c.department_id
 LEFT JOIN live l ON l.queue_name = c.queue_name
 LEFT JOIN flow_after a ON a.queue_name = c.queue_name
-LEFT JOIN cancelled_after ca ON ca.queue_name = c.queue_name
 LEFT JOIN flow f ON f.queue_name = c.queue_name AND f.day = x.day
-LEFT JOIN cancelled k ON k.queue_name = c.queue_name AND k.day = x.day AND k.in_range
 WINDOW queue AS (PARTITION BY c.queue_name)
 ORDER BY d.department_code NULLS LAST, c.queue_name, x.day;
 

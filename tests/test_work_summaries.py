@@ -1,0 +1,267 @@
+"""The summaries behind the reports of ended work (migration 0028): completed tasks per user and activity
+(flowable.task_work_stats), instances started and completed per process version (flowable.process_work_stats),
+cancellations per queue (task_hourly_stats.cancelled). Each is checked against a recount of the rows after
+random writes, folded at random moments, in both its grains; and filled on migration from the rows already
+there, archived ones included."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bridge.db.migrate import migrate
+from tests import seed
+from tests.conftest import MIGRATIONS
+from tests.seed import hours, now
+
+EPOCH = "timestamptz 'epoch'"
+
+# What the summaries should hold, counted again from the rows (hot and archived): key -> figures.
+TASK_RECOUNT = f"""
+    SELECT date_bin('1 hour', t.completed_at, {EPOCH}), t.queue_name, p.workflow_id, t.task_definition_key,
+           t.task_name, t.completed_by, count(*), count(*) FILTER (WHERE t.completed_at > t.due_date),
+           sum(extract(epoch FROM t.completed_at - t.created_at)),
+           sum(extract(epoch FROM t.completed_at - coalesce(t.claimed_at, t.created_at)))
+    FROM archive.all_workflow_tasks t
+    JOIN archive.all_process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE t.status = 'COMPLETED' AND t.completed_at IS NOT NULL
+    GROUP BY 1, 2, 3, 4, 5, 6"""
+PROCESS_RECOUNT = f"""
+    SELECT date_bin('1 hour', started_at, {EPOCH}), workflow_id, NULL::integer, count(*), 0, 0
+    FROM archive.all_process_instances GROUP BY 1, 2
+    UNION ALL
+    SELECT date_bin('1 hour', completed_at, {EPOCH}), workflow_id,
+           floor(100 * ln(greatest(extract(epoch FROM completed_at - started_at), 1)))::integer, 0, count(*),
+           sum(extract(epoch FROM completed_at - started_at))
+    FROM archive.all_process_instances WHERE status = 'COMPLETED' AND completed_at IS NOT NULL GROUP BY 1, 2, 3"""
+CANCELLED_RECOUNT = f"""
+    SELECT date_bin('1 hour', completed_at, {EPOCH}), queue_name, count(*) FROM archive.all_workflow_tasks
+    WHERE status = 'CANCELLED' AND completed_at IS NOT NULL GROUP BY 1, 2"""
+
+# The same from the summaries: the hour grain with what is not folded yet, or the day grain.
+TASK_SUMMARY = """
+    SELECT period, queue_name, workflow_id, activity_id, activity_name, user_id, sum(completed),
+           sum(completed_late), sum(completion_seconds), sum(handling_seconds)
+    FROM (SELECT period, queue_name, workflow_id, activity_id, activity_name, user_id, completed, completed_late,
+                 completion_seconds, handling_seconds FROM flowable.task_work_stats WHERE grain = %(grain)s
+          UNION ALL
+          SELECT date_bin(%(width)s, hour, timestamptz 'epoch'), queue_name, workflow_id, activity_id, activity_name,
+                 user_id, completed, completed_late, completion_seconds, handling_seconds
+          FROM flowable.task_work_changes) s
+    GROUP BY 1, 2, 3, 4, 5, 6"""
+PROCESS_SUMMARY = """
+    SELECT period, workflow_id, duration_bucket, sum(started), sum(completed), sum(completion_seconds)
+    FROM (SELECT period, workflow_id, duration_bucket, started, completed, completion_seconds
+          FROM flowable.process_work_stats WHERE grain = %(grain)s
+          UNION ALL
+          SELECT date_bin(%(width)s, hour, timestamptz 'epoch'), workflow_id, duration_bucket, started, completed,
+                 completion_seconds
+          FROM flowable.process_work_changes) s
+    GROUP BY 1, 2, 3"""
+CANCELLED_SUMMARY = "SELECT hour, queue_name, cancelled FROM flowable.v_task_hourly_stats"
+
+
+async def _keyed(conn, query: str, key_length: int, params=None) -> dict:
+    rows = await (await conn.execute(query, params)).fetchall()
+    return {tuple(r[:key_length]): tuple(r[key_length:]) for r in rows if any(r[key_length:])}
+
+
+def _by_day(counted: dict) -> dict:
+    """An hourly recount rolled up into UTC days, as the day grain should hold it."""
+    days: dict = {}
+    for (hour, *rest), figures in counted.items():
+        day = hour.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        key = (day, *rest)
+        old = days.get(key, (0,) * len(figures))
+        days[key] = tuple(a + b for a, b in zip(old, figures, strict=True))
+    return {k: v for k, v in days.items() if any(v)}
+
+
+async def assert_summaries_equal_a_recount(conn) -> None:
+    tasks = await _keyed(conn, TASK_RECOUNT, 6)
+    processes = await _keyed(conn, PROCESS_RECOUNT, 3)
+    hourly = {"grain": "hour", "width": "1 hour"}
+    daily = {"grain": "day", "width": "1 day"}
+    assert await _keyed(conn, TASK_SUMMARY, 6, hourly) == tasks
+    assert await _keyed(conn, TASK_SUMMARY, 6, daily) == _by_day(tasks)
+    assert await _keyed(conn, PROCESS_SUMMARY, 3, hourly) == processes
+    assert await _keyed(conn, PROCESS_SUMMARY, 3, daily) == _by_day(processes)
+    assert await _keyed(conn, CANCELLED_SUMMARY, 2) == await _keyed(conn, CANCELLED_RECOUNT, 2)
+
+
+async def test_summaries_equal_a_recount_after_random_writes(conn):
+    """Tasks created, completed, cancelled, reopened, re-queued, renamed and deleted; instances started,
+    completed, reopened, deleted and moved to another version (as BRIDGE_MIGRATE does) with their completed
+    tasks; single rows and many at once, folded at random moments: both grains always equal a recount."""
+    rng = random.Random(28)
+    for name in ("intake", "review"):
+        await seed.queue(conn, name)
+    versions = [await seed.definition(conn, "claims", version=v, is_active=v == 2) for v in (1, 2)]
+    t0 = now().replace(minute=0, second=0, microsecond=0) - hours(72)
+    instances: list[str] = []
+    tasks: list[str] = []
+
+    def moment() -> datetime:
+        return t0 + timedelta(minutes=rng.randrange(72 * 60))
+
+    async def execute(sql: str, params: list) -> None:
+        await conn.execute(sql, params)
+
+    for step in range(200):
+        choice = rng.random()
+        if choice < 0.12 or not instances:
+            instances.append(await seed.instance(conn, rng.choice(versions), started_at=moment()))
+        elif choice < 0.4:
+            created = moment()
+            tasks.append(await seed.task(
+                conn, rng.choice(instances), rng.choice(["intake", "review"]), created_at=created,
+                claimed_at=created + hours(1) if rng.random() < 0.5 else None,
+                due_date=created + hours(rng.choice([1, 6])), completed_by=rng.choice(["ann", "bob", None])))
+        elif choice < 0.55 and tasks:
+            await execute("UPDATE flowable.workflow_tasks SET status = %s, completed_at = created_at + %s, "
+                          "completed_by = %s WHERE task_id = %s",
+                          [rng.choice(["COMPLETED", "COMPLETED", "CANCELLED"]),
+                           timedelta(minutes=rng.randrange(1, 900)), rng.choice(["ann", "bob", None]),
+                           rng.choice(tasks)])
+        elif choice < 0.6 and tasks:
+            await execute("UPDATE flowable.workflow_tasks SET status = 'OPEN', completed_at = NULL WHERE task_id = %s",
+                          [rng.choice(tasks)])
+        elif choice < 0.65 and tasks:
+            await execute("UPDATE flowable.workflow_tasks SET queue_name = %s, task_name = %s WHERE task_id = %s",
+                          [rng.choice(["intake", "review"]), rng.choice(["Review", "Second look"]),
+                           rng.choice(tasks)])
+        elif choice < 0.7:  # many rows in one statement
+            await execute("UPDATE flowable.workflow_tasks SET status = 'COMPLETED', completed_at = now(), "
+                          "completed_by = 'ann' WHERE status = 'OPEN' AND created_at < %s", [moment()])
+        elif choice < 0.8:
+            await execute("UPDATE flowable.process_instances SET status = 'COMPLETED', completed_at = started_at + %s "
+                          "WHERE process_instance_id = %s",
+                          [timedelta(minutes=rng.randrange(1, 3000)), rng.choice(instances)])
+        elif choice < 0.84:
+            await execute("UPDATE flowable.process_instances SET status = 'ACTIVE', completed_at = NULL "
+                          "WHERE process_instance_id = %s", [rng.choice(instances)])
+        elif choice < 0.92:  # migrated, several at once sometimes
+            chosen = rng.sample(instances, k=min(len(instances), rng.choice([1, 3])))
+            await execute("UPDATE flowable.process_instances SET workflow_id = %s "
+                          "WHERE process_instance_id = ANY(%s)", [rng.choice(versions), chosen])
+        elif choice < 0.96 and tasks:
+            victim = tasks.pop(rng.randrange(len(tasks)))
+            await execute("DELETE FROM flowable.workflow_tasks WHERE task_id = %s", [victim])
+        else:
+            bare = await (await conn.execute(
+                "SELECT p.process_instance_id FROM flowable.process_instances p WHERE NOT EXISTS "
+                "(SELECT 1 FROM flowable.workflow_tasks t WHERE t.process_instance_id = p.process_instance_id)"
+            )).fetchall()
+            if bare:
+                victim = rng.choice(bare)[0]
+                instances.remove(victim)
+                await execute("DELETE FROM flowable.process_instances WHERE process_instance_id = %s", [victim])
+        if rng.random() < 0.2:
+            await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats()")
+        if step % 40 == 39:
+            await assert_summaries_equal_a_recount(conn)
+    await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats()")
+    await assert_summaries_equal_a_recount(conn)
+    for log in ("task_work_changes", "process_work_changes", "task_stat_changes"):
+        assert (await (await conn.execute(f"SELECT count(*) FROM flowable.{log}")).fetchone())[0] == 0
+    # the summaries held something of each kind, and a task completed by nobody (user_id NULL) folded twice
+    assert (await (await conn.execute(
+        "SELECT count(*) FILTER (WHERE user_id IS NULL AND completed > 0), count(DISTINCT workflow_id) "
+        "FROM flowable.task_work_stats")).fetchone()) >= (1, 2)
+
+
+async def test_summary_periods_cover_the_range_widened_to_hours_once(conn):
+    """Random ranges: the periods are whole UTC days in the middle and hours at the ends, adjacent, and
+    together exactly the hours that start in [since, until)."""
+    rng = random.Random(5)
+    base = now().replace(minute=0, second=0, microsecond=0) - hours(24 * 40)
+    for _ in range(300):
+        since = base + timedelta(minutes=rng.randrange(60 * 24 * 20))
+        until = since + timedelta(minutes=rng.randrange(1, 60 * 24 * rng.choice([1, 3, 15])))
+        periods = await (await conn.execute(
+            "SELECT grain, from_at, to_at FROM flowable.summary_periods(%s, %s) WHERE from_at < to_at "
+            "ORDER BY from_at", [since, until])).fetchall()
+        first_hour = since.replace(minute=0, second=0, microsecond=0)
+        last_hour = (until - timedelta(microseconds=1)).replace(minute=0, second=0, microsecond=0)
+        assert periods[0][1] == first_hour and periods[-1][2] == last_hour + hours(1)
+        for (_, _, end), (_, start, _) in zip(periods, periods[1:], strict=False):
+            assert end == start
+        first_midnight = (first_hour - timedelta(microseconds=1)).astimezone(UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0) + hours(24)
+        spans_a_day = first_midnight + hours(24) <= last_hour + hours(1)
+        assert [g for g, _, _ in periods].count("day") == (1 if spans_a_day else 0)
+        for grain, start, end in periods:
+            if grain == "day":
+                assert start.astimezone(UTC).hour == 0 and end.astimezone(UTC).hour == 0 and end > start
+            elif spans_a_day:
+                assert end - start < hours(24)
+
+
+async def test_migration_fills_the_summaries_from_hot_and_archived_rows(pg_cluster, tmp_path: Path):
+    """A database at migration 0027 with work in the hot tables and the archive: 0028 fills every summary
+    with what a recount says, and the reports read it."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS, folder)
+    later = sorted(p for p in folder.glob("*.sql") if p.name >= "0028")
+    held = tmp_path / "held"
+    held.mkdir()
+    for path in later:
+        path.rename(held / path.name)
+    url = pg_cluster.create_database("t_work_summaries_fill")
+    try:
+        await migrate(url, folder)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await seed.queue(conn, "intake")
+            workflow = await seed.definition(conn, "claims")
+            t = now()
+            for n in range(6):
+                pid = await seed.instance(conn, workflow, status="COMPLETED", started_at=t - hours(30 + n),
+                                          completed_at=t - hours(20 - n))
+                await seed.task(conn, pid, "intake", status="COMPLETED", created_at=t - hours(29 + n),
+                                claimed_at=t - hours(28 + n), completed_at=t - hours(21 - n),
+                                due_date=t - hours(25), completed_by=["ann", "bob", None][n % 3])
+                await seed.task(conn, pid, "intake", status="CANCELLED", created_at=t - hours(29),
+                                completed_at=t - hours(22 - n))
+            # half of them archived as archiving moves them (0024)
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('bridge.archiving', 'on', true)")
+                moved = "SELECT process_instance_id FROM flowable.process_instances ORDER BY started_at LIMIT 3"
+                await conn.execute(f"INSERT INTO archive.workflow_tasks SELECT * FROM flowable.workflow_tasks "
+                                   f"WHERE process_instance_id IN ({moved})")
+                await conn.execute(f"INSERT INTO archive.process_instances SELECT * FROM flowable.process_instances "
+                                   f"WHERE process_instance_id IN ({moved})")
+                await conn.execute("DELETE FROM flowable.workflow_tasks WHERE process_instance_id IN "
+                                   "(SELECT process_instance_id FROM archive.process_instances)")
+                await conn.execute("DELETE FROM flowable.process_instances WHERE process_instance_id IN "
+                                   "(SELECT process_instance_id FROM archive.process_instances)")
+        for path in later:
+            (held / path.name).rename(folder / path.name)
+        assert [v for v in await migrate(url, folder)] == [p.stem for p in later]
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            assert (await (await conn.execute("SELECT count(*) FROM archive.workflow_tasks")).fetchone())[0] == 6
+            await assert_summaries_equal_a_recount(conn)
+            [(completed, users)] = await (await conn.execute(
+                "SELECT sum(completed), count(DISTINCT user_id) FROM flowable.task_work_between(%s, %s)",
+                [t - hours(48), t])).fetchall()
+            assert (completed, users) == (6, 2)
+    finally:
+        pg_cluster.drop_database(url)
+
+
+@pytest.mark.parametrize("grain", ["hour", "day"])
+async def test_a_fold_adds_to_what_is_there_with_nobody_as_a_user(conn, grain):
+    """ON CONFLICT finds the row of a task completed by nobody (user_id NULL, NULLS NOT DISTINCT)."""
+    await seed.queue(conn, "intake")
+    pid = await seed.instance(conn, await seed.definition(conn))
+    at = now() - hours(2)
+    for _ in range(2):
+        await seed.task(conn, pid, "intake", status="COMPLETED", created_at=at - hours(1), completed_at=at)
+        await conn.execute("SELECT flowable.fold_work_stats()")
+    rows = await (await conn.execute("SELECT user_id, completed FROM flowable.task_work_stats WHERE grain = %s",
+                                     [grain])).fetchall()
+    assert rows == [(None, 2)]
