@@ -456,3 +456,5 @@ CROSS JOIN LATERAL flowable.process_work_rows(p.status, p.started_at, p.complete
 GROUP BY 1, 2, 3;
 
 SELECT flowable.fold_work_stats();
+-- The fold deleted every row of the logs; truncated, they start without the dead ones (a report reads them).
+TRUNCATE flowable.task_work_changes, flowable.process_work_changes;
