@@ -74,6 +74,21 @@ CREATE FUNCTION entitlements.user_role_codes(p_user_id character varying) RETURN
 $$;
 
 --
+-- Name: activity_live_recount(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.activity_live_recount() RETURNS TABLE(workflow_id bigint, activity_id text, activity_name text, status text, escalated boolean, due_hour timestamp with time zone, tasks bigint)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT p.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+           date_bin('1 hour', t.due_date, timestamptz 'epoch'), count(*)
+    FROM flowable.workflow_tasks t
+    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1, 2, 3, 4, 5, 6
+$$;
+
+--
 -- Name: claim_next_task(character varying, text[]); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
@@ -171,6 +186,36 @@ BEGIN
     RETURN true;
 END;
 $_$;
+
+--
+-- Name: fold_activity_live_load(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.fold_activity_live_load() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    changed integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('flowable.fold_activity_live_load')) THEN
+        RETURN 0;
+    END IF;
+    WITH taken AS (
+        DELETE FROM flowable.activity_live_changes
+        RETURNING workflow_id, activity_id, activity_name, status, escalated, due_hour, tasks
+    )
+    INSERT INTO flowable.activity_live_load AS l (workflow_id, activity_id, activity_name, status, escalated, due_hour,
+                                                  tasks)
+    SELECT workflow_id, activity_id, activity_name, status, escalated, due_hour, sum(tasks)
+    FROM taken GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (workflow_id, activity_id, activity_name, status, escalated, due_hour) DO UPDATE
+    SET tasks = l.tasks + excluded.tasks;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    -- due hours pass and tasks end: rows that reached zero go, so the summary stays as small as the live work
+    DELETE FROM flowable.activity_live_load WHERE tasks = 0;
+    RETURN changed;
+END;
+$$;
 
 --
 -- Name: fold_queue_load(); Type: FUNCTION; Schema: flowable; Owner: -
@@ -290,6 +335,29 @@ END;
 $$;
 
 --
+-- Name: move_activity_live_load(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.move_activity_live_load() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO flowable.activity_live_changes (workflow_id, activity_id, activity_name, status, escalated, due_hour,
+                                                tasks)
+    SELECT m.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+           date_bin('1 hour', t.due_date, timestamptz 'epoch'), sum(m.sign)
+    FROM (SELECT n.process_instance_id, n.workflow_id AS new_workflow_id, o.workflow_id AS old_workflow_id
+          FROM new_instances n JOIN old_instances o USING (process_instance_id)
+          WHERE n.workflow_id <> o.workflow_id) moved
+    CROSS JOIN LATERAL (VALUES (moved.new_workflow_id, 1), (moved.old_workflow_id, -1)) m (workflow_id, sign)
+    JOIN flowable.workflow_tasks t ON t.process_instance_id = moved.process_instance_id
+                                  AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1, 2, 3, 4, 5, 6;
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: process_work_between(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
@@ -318,6 +386,38 @@ CREATE FUNCTION flowable.process_work_rows(p_status text, p_started_at timestamp
            floor(100 * ln(greatest(extract(epoch FROM p_completed_at - p_started_at), 1)))::integer,
            0, p_sign, p_sign * extract(epoch FROM p_completed_at - p_started_at)
     WHERE p_status = 'COMPLETED' AND p_completed_at IS NOT NULL
+$$;
+
+--
+-- Name: recount_activity_live_load(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.recount_activity_live_load() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    wrong integer;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('flowable.fold_activity_live_load'));
+    PERFORM flowable.fold_activity_live_load();
+    SELECT count(*) INTO wrong FROM (
+        (SELECT * FROM flowable.activity_live_recount()
+         EXCEPT ALL
+         SELECT workflow_id, activity_id, activity_name, status, escalated, due_hour, tasks
+         FROM flowable.activity_live_load)
+        UNION ALL
+        (SELECT workflow_id, activity_id, activity_name, status, escalated, due_hour, tasks
+         FROM flowable.activity_live_load
+         EXCEPT ALL
+         SELECT * FROM flowable.activity_live_recount())) d;
+    IF wrong > 0 THEN
+        DELETE FROM flowable.activity_live_load;
+        INSERT INTO flowable.activity_live_load (workflow_id, activity_id, activity_name, status, escalated,
+                                                 due_hour, tasks)
+        SELECT * FROM flowable.activity_live_recount();
+    END IF;
+    RETURN wrong;
+END;
 $$;
 
 --
@@ -433,6 +533,48 @@ CREATE FUNCTION flowable.task_work_row(p_status text, p_created_at timestamp wit
            p_sign * extract(epoch FROM p_completed_at - p_created_at),
            p_sign * extract(epoch FROM p_completed_at - coalesce(p_claimed_at, p_created_at))
     WHERE p_status = 'COMPLETED' AND p_completed_at IS NOT NULL
+$$;
+
+--
+-- Name: track_activity_live_load(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_activity_live_load() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO flowable.activity_live_changes (workflow_id, activity_id, activity_name, status, escalated,
+                                                    due_hour, tasks)
+        SELECT p.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+               date_bin('1 hour', t.due_date, timestamptz 'epoch'), count(*)
+        FROM new_tasks t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+        GROUP BY 1, 2, 3, 4, 5, 6;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO flowable.activity_live_changes (workflow_id, activity_id, activity_name, status, escalated,
+                                                    due_hour, tasks)
+        SELECT p.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+               date_bin('1 hour', t.due_date, timestamptz 'epoch'), sum(t.sign)
+        FROM (SELECT n.*, 1 AS sign FROM new_tasks n WHERE n.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+              UNION ALL
+              SELECT o.*, -1 FROM old_tasks o WHERE o.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')) t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        GROUP BY 1, 2, 3, 4, 5, 6
+        HAVING sum(t.sign) <> 0;
+    ELSE
+        INSERT INTO flowable.activity_live_changes (workflow_id, activity_id, activity_name, status, escalated,
+                                                    due_hour, tasks)
+        SELECT p.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+               date_bin('1 hour', t.due_date, timestamptz 'epoch'), -count(*)
+        FROM old_tasks t
+        JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+        WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+        GROUP BY 1, 2, 3, 4, 5, 6;
+    END IF;
+    RETURN NULL;
+END;
 $$;
 
 --
@@ -1088,6 +1230,48 @@ ALTER TABLE entitlements.workflow_roles ALTER COLUMN role_id ADD GENERATED BY DE
 );
 
 --
+-- Name: activity_live_changes; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.activity_live_changes (
+    change_id bigint NOT NULL,
+    workflow_id bigint NOT NULL,
+    activity_id character varying(255) NOT NULL,
+    activity_name character varying(500) NOT NULL,
+    status character varying(50) NOT NULL,
+    escalated boolean NOT NULL,
+    due_hour timestamp with time zone,
+    tasks bigint NOT NULL
+);
+
+--
+-- Name: activity_live_changes_change_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
+--
+
+ALTER TABLE flowable.activity_live_changes ALTER COLUMN change_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME flowable.activity_live_changes_change_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: activity_live_load; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.activity_live_load (
+    workflow_id bigint NOT NULL,
+    activity_id character varying(255) NOT NULL,
+    activity_name character varying(500) NOT NULL,
+    status character varying(50) NOT NULL,
+    escalated boolean NOT NULL,
+    due_hour timestamp with time zone,
+    tasks bigint NOT NULL
+);
+
+--
 -- Name: api_idempotency; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -1550,6 +1734,29 @@ CREATE VIEW flowable.v_active_tasks_by_queue AS
   GROUP BY q.queue_name, q.department_id, d.department_name;
 
 --
+-- Name: v_activity_live_load; Type: VIEW; Schema: flowable; Owner: -
+--
+
+CREATE VIEW flowable.v_activity_live_load AS
+ SELECT activity_live_load.workflow_id,
+    activity_live_load.activity_id,
+    activity_live_load.activity_name,
+    activity_live_load.status,
+    activity_live_load.escalated,
+    activity_live_load.due_hour,
+    activity_live_load.tasks
+   FROM flowable.activity_live_load
+UNION ALL
+ SELECT activity_live_changes.workflow_id,
+    activity_live_changes.activity_id,
+    activity_live_changes.activity_name,
+    activity_live_changes.status,
+    activity_live_changes.escalated,
+    activity_live_changes.due_hour,
+    activity_live_changes.tasks
+   FROM flowable.activity_live_changes;
+
+--
 -- Name: workflow_definitions; Type: TABLE; Schema: flowable; Owner: -
 --
 
@@ -1900,6 +2107,13 @@ ALTER TABLE ONLY entitlements.workflow_roles
 
 ALTER TABLE ONLY entitlements.workflow_roles
     ADD CONSTRAINT workflow_roles_role_code_key UNIQUE (role_code);
+
+--
+-- Name: activity_live_changes activity_live_changes_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.activity_live_changes
+    ADD CONSTRAINT activity_live_changes_pkey PRIMARY KEY (change_id);
 
 --
 -- Name: api_idempotency api_idempotency_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
@@ -2255,6 +2469,12 @@ CREATE INDEX idx_workflow_roles_queue ON entitlements.workflow_roles USING btree
 CREATE UNIQUE INDEX uq_user_workflow_roles_primary ON entitlements.user_workflow_roles USING btree (user_id) WHERE is_primary;
 
 --
+-- Name: activity_live_load_key; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE UNIQUE INDEX activity_live_load_key ON flowable.activity_live_load USING btree (workflow_id, activity_id, activity_name, status, escalated, due_hour) NULLS NOT DISTINCT;
+
+--
 -- Name: idx_api_idempotency_created; Type: INDEX; Schema: flowable; Owner: -
 --
 
@@ -2477,6 +2697,12 @@ CREATE INDEX idx_workflow_tasks_completed_at ON flowable.workflow_tasks USING bt
 CREATE INDEX idx_workflow_tasks_due_date ON flowable.workflow_tasks USING btree (due_date) WHERE (due_date IS NOT NULL);
 
 --
+-- Name: idx_workflow_tasks_live_activity; Type: INDEX; Schema: flowable; Owner: -
+--
+
+CREATE INDEX idx_workflow_tasks_live_activity ON flowable.workflow_tasks USING btree (task_definition_key, created_at) INCLUDE (process_instance_id) WHERE ((status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'DELEGATED'::character varying, 'ESCALATED'::character varying])::text[]));
+
+--
 -- Name: idx_workflow_tasks_live_due; Type: INDEX; Schema: flowable; Owner: -
 --
 
@@ -2669,6 +2895,12 @@ CREATE TRIGGER trg_users_updated_at BEFORE UPDATE ON entitlements.users FOR EACH
 CREATE TRIGGER trg_workflow_roles_updated_at BEFORE UPDATE ON entitlements.workflow_roles FOR EACH ROW EXECUTE FUNCTION public.touch_updated_at();
 
 --
+-- Name: process_instances trg_process_instances_activity_live_update; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_process_instances_activity_live_update AFTER UPDATE ON flowable.process_instances REFERENCING OLD TABLE AS old_instances NEW TABLE AS new_instances FOR EACH STATEMENT EXECUTE FUNCTION flowable.move_activity_live_load();
+
+--
 -- Name: process_instances trg_process_instances_work_delete; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
@@ -2697,6 +2929,24 @@ CREATE TRIGGER trg_workflow_definitions_updated_at BEFORE UPDATE ON flowable.wor
 --
 
 CREATE TRIGGER trg_workflow_queues_updated_at BEFORE UPDATE ON flowable.workflow_queues FOR EACH ROW EXECUTE FUNCTION public.touch_updated_at();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_activity_live_delete; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_activity_live_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_activity_live_load();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_activity_live_insert; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_activity_live_insert AFTER INSERT ON flowable.workflow_tasks REFERENCING NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_activity_live_load();
+
+--
+-- Name: workflow_tasks trg_workflow_tasks_activity_live_update; Type: TRIGGER; Schema: flowable; Owner: -
+--
+
+CREATE TRIGGER trg_workflow_tasks_activity_live_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_activity_live_load();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_load_delete; Type: TRIGGER; Schema: flowable; Owner: -

@@ -110,6 +110,8 @@ EXTENSION_TABLES = [
     "flowable.task_work_stats",
     "flowable.process_work_changes",
     "flowable.process_work_stats",
+    "flowable.activity_live_changes",
+    "flowable.activity_live_load",
     "flowable.api_idempotency",
     "flowable.mirror_repairs",
     "flowable.reconciler_state",

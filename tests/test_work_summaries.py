@@ -1,6 +1,7 @@
 """The summaries behind the reports of ended work (migration 0028): completed tasks per user and activity
 (flowable.task_work_stats), instances started and completed per process version (flowable.process_work_stats),
-cancellations per queue (task_hourly_stats.cancelled). Each is checked against a recount of the rows after
+cancellations per queue (task_hourly_stats.cancelled); and live tasks per activity (flowable.activity_live_load,
+0029). Each is checked against a recount of the rows after
 random writes, folded at random moments, in both its grains; and filled on migration from the rows already
 there, archived ones included."""
 
@@ -64,6 +65,10 @@ PROCESS_SUMMARY = """
           FROM flowable.process_work_changes) s
     GROUP BY 1, 2, 3"""
 CANCELLED_SUMMARY = "SELECT hour, queue_name, cancelled FROM flowable.v_task_hourly_stats"
+LIVE_RECOUNT = "SELECT * FROM flowable.activity_live_recount()"
+LIVE_SUMMARY = """
+    SELECT workflow_id, activity_id, activity_name, status, escalated, due_hour, sum(tasks)
+    FROM flowable.v_activity_live_load GROUP BY 1, 2, 3, 4, 5, 6"""
 
 
 async def _keyed(conn, query: str, key_length: int, params=None) -> dict:
@@ -92,6 +97,7 @@ async def assert_summaries_equal_a_recount(conn) -> None:
     assert await _keyed(conn, PROCESS_SUMMARY, 3, hourly) == processes
     assert await _keyed(conn, PROCESS_SUMMARY, 3, daily) == _by_day(processes)
     assert await _keyed(conn, CANCELLED_SUMMARY, 2) == await _keyed(conn, CANCELLED_RECOUNT, 2)
+    assert await _keyed(conn, LIVE_SUMMARY, 6) == await _keyed(conn, LIVE_RECOUNT, 6)
 
 
 async def test_summaries_equal_a_recount_after_random_writes(conn):
@@ -129,8 +135,10 @@ async def test_summaries_equal_a_recount_after_random_writes(conn):
                            timedelta(minutes=rng.randrange(1, 900)), rng.choice(["ann", "bob", None]),
                            rng.choice(tasks)])
         elif choice < 0.6 and tasks:
-            await execute("UPDATE flowable.workflow_tasks SET status = 'OPEN', completed_at = NULL WHERE task_id = %s",
-                          [rng.choice(tasks)])
+            await execute("UPDATE flowable.workflow_tasks SET status = %s, completed_at = NULL, "
+                          "escalation_level = %s, due_date = due_date + %s WHERE task_id = %s",
+                          [rng.choice(["OPEN", "CLAIMED", "DELEGATED"]), rng.choice([0, 0, 1, 2]),
+                           timedelta(minutes=rng.choice([0, 30, -90])), rng.choice(tasks)])
         elif choice < 0.65 and tasks:
             await execute("UPDATE flowable.workflow_tasks SET queue_name = %s, task_name = %s WHERE task_id = %s",
                           [rng.choice(["intake", "review"]), rng.choice(["Review", "Second look"]),
@@ -162,17 +170,25 @@ async def test_summaries_equal_a_recount_after_random_writes(conn):
                 instances.remove(victim)
                 await execute("DELETE FROM flowable.process_instances WHERE process_instance_id = %s", [victim])
         if rng.random() < 0.2:
-            await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats()")
+            await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats(), "
+                               "flowable.fold_activity_live_load()")
         if step % 40 == 39:
             await assert_summaries_equal_a_recount(conn)
-    await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats()")
+    await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats(), "
+                       "flowable.fold_activity_live_load()")
     await assert_summaries_equal_a_recount(conn)
-    for log in ("task_work_changes", "process_work_changes", "task_stat_changes"):
+    assert (await (await conn.execute("SELECT flowable.recount_activity_live_load()")).fetchone())[0] == 0
+    assert (await (await conn.execute("SELECT count(*) FROM flowable.activity_live_load WHERE tasks = 0"
+                                      )).fetchone())[0] == 0  # rows that reach zero go
+    for log in ("task_work_changes", "process_work_changes", "task_stat_changes", "activity_live_changes"):
         assert (await (await conn.execute(f"SELECT count(*) FROM flowable.{log}")).fetchone())[0] == 0
-    # the summaries held something of each kind, and a task completed by nobody (user_id NULL) folded twice
-    assert (await (await conn.execute(
-        "SELECT count(*) FILTER (WHERE user_id IS NULL AND completed > 0), count(DISTINCT workflow_id) "
-        "FROM flowable.task_work_stats")).fetchone()) >= (1, 2)
+    # the comparisons compared something: completions in both versions, starts, cancellations, live tasks
+    [(versions_completed, starts, cancelled, live)] = await (await conn.execute("""
+        SELECT (SELECT count(DISTINCT workflow_id) FROM flowable.task_work_stats WHERE completed > 0),
+               (SELECT sum(started) FROM flowable.process_work_stats WHERE grain = 'hour'),
+               (SELECT sum(cancelled) FROM flowable.task_hourly_stats),
+               (SELECT sum(tasks) FROM flowable.activity_live_load)""")).fetchall()
+    assert versions_completed == 2 and starts > 10 and cancelled > 0 and live > 0
 
 
 async def test_summary_periods_cover_the_range_widened_to_hours_once(conn):
@@ -265,3 +281,65 @@ async def test_a_fold_adds_to_what_is_there_with_nobody_as_a_user(conn, grain):
     rows = await (await conn.execute("SELECT user_id, completed FROM flowable.task_work_stats WHERE grain = %s",
                                      [grain])).fetchall()
     assert rows == [(None, 2)]
+
+
+async def test_a_sweep_recount_repairs_a_live_summary_that_drifted(conn):
+    await seed.queue(conn, "intake")
+    pid = await seed.instance(conn, await seed.definition(conn))
+    for _ in range(3):
+        await seed.task(conn, pid, "intake", due_date=now() + hours(2))
+    await conn.execute("SELECT flowable.fold_activity_live_load()")
+    await conn.execute("UPDATE flowable.activity_live_load SET tasks = 7")  # drift, as if a change were lost
+    assert (await (await conn.execute("SELECT flowable.recount_activity_live_load()")).fetchone())[0] == 2
+    assert await _keyed(conn, LIVE_SUMMARY, 6) == await _keyed(conn, LIVE_RECOUNT, 6)
+    assert (await (await conn.execute("SELECT sum(tasks) FROM flowable.activity_live_load")).fetchone())[0] == 3
+
+
+ROW_COUNTED_LIVE = """
+    SELECT t.task_definition_key, count(*), count(*) FILTER (WHERE t.status = 'OPEN'),
+           count(*) FILTER (WHERE t.status = 'CLAIMED'), count(*) FILTER (WHERE t.escalation_level > 0),
+           count(*) FILTER (WHERE t.due_date < now()),
+           count(*) FILTER (WHERE t.due_date >= now() AND t.due_date < now() + make_interval(mins => %(risk)s)),
+           min(t.created_at)
+    FROM flowable.workflow_tasks t JOIN flowable.process_instances p USING (process_instance_id)
+    WHERE p.workflow_id = %(workflow)s AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1"""
+
+
+@pytest.mark.parametrize("at_risk_minutes", [0, 15, 60, 150, 60 * 24])
+async def test_activities_live_figures_equal_the_rows_around_now(conn, db, at_risk_minutes):
+    """Live tasks due at random moments from two days ago to two days ahead (many in the hour now is in and the
+    hour the at-risk window ends in), in two versions, some folded, some not: the activities report's live
+    figures per activity are what counting the rows says, breached and at risk to the minute."""
+    from bridge import reports
+    from bridge.reports import ReportFilter
+
+    rng = random.Random(at_risk_minutes)
+    await seed.queue(conn, "intake")
+    v1 = await seed.definition(conn, "claims", version=1, is_active=False)
+    v2 = await seed.definition(conn, "claims", version=2)
+    instances = {v: [await seed.instance(conn, v) for _ in range(3)] for v in (v1, v2)}
+    t = now()
+    for n in range(120):
+        version = rng.choice([v1, v2])
+        due = rng.choice([t + timedelta(minutes=rng.randrange(-2880, 2880)),
+                          t + timedelta(minutes=rng.randrange(-60, 60)),
+                          t + timedelta(minutes=at_risk_minutes + rng.randrange(-60, 60)), None])
+        task_id = await seed.task(conn, rng.choice(instances[version]), "intake", due_date=due,
+                                  created_at=t - timedelta(minutes=rng.randrange(1, 5000)),
+                                  status=rng.choice(["OPEN", "CLAIMED"]), escalation_level=rng.choice([0, 1]))
+        await conn.execute("UPDATE flowable.workflow_tasks SET task_definition_key = %s WHERE task_id = %s",
+                           [rng.choice(["triage", "review"]), task_id])
+        if n == 60:
+            await conn.execute("SELECT flowable.fold_activity_live_load()")
+    async with db.connect() as c:
+        body = await reports.REPORTS["activities"](c, ReportFilter.last(process="claims", version=2,
+                                                                        at_risk_minutes=at_risk_minutes))
+    counted = await _keyed(conn, ROW_COUNTED_LIVE, 1, {"workflow": v2, "risk": at_risk_minutes})
+    shown = {a["activity_id"]: a for a in body["activities"] if a["live_tasks"]}
+    assert set(shown) == {k for (k,) in counted} == {"triage", "review"}
+    for (activity,), (live, open_, claimed, escalated, breached, at_risk, oldest) in counted.items():
+        a = shown[activity]
+        assert (a["live_tasks"], a["open_tasks"], a["claimed_tasks"], a["escalated_tasks"], a["breached_tasks"],
+                a["at_risk_tasks"]) == (live, open_, claimed, escalated, breached, at_risk), activity
+        assert a["oldest_created_at"] == oldest.isoformat() or a["oldest_created_at"] == oldest, activity

@@ -215,8 +215,8 @@ class Reconciler:
             await conn.commit()
         async with conn.begin():
             await apply_events(conn, comparison.repair_events)
-            # a sweep also recounts queue loads from the tasks (self-healing); every pass folds pending changes
-            await conn.execute(SQL.recount_queue_load if cursor["full_sweep"] else SQL.fold_queue_load)
+            # a sweep also recounts live counts from the tasks (self-healing); every pass folds pending changes
+            await conn.execute(SQL.recount_live_counts if cursor["full_sweep"] else SQL.fold_live_counts)
             if comparison.differences:
                 await conn.execute(SQL.record_repairs, {"rows": json.dumps([{
                     "pass_kind": report.kind, "entity_type": d.entity, "entity_id": d.entity_id, "field": d.field,

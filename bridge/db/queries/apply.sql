@@ -241,8 +241,10 @@ FROM (SELECT DISTINCT hashtextextended(id, 0) AS key FROM unnest(CAST(:ids AS te
 
 -- name: fold_pending_counts
 -- The triggers' logged changes, added into workflow_queues.current_load (0013), task_hourly_stats (0018),
--- task_work_stats and process_work_stats (0028); each fold returns at once when another caller is folding.
-SELECT flowable.fold_queue_load(), flowable.fold_task_stats(), flowable.fold_work_stats();
+-- task_work_stats and process_work_stats (0028) and activity_live_load (0029); each fold returns at once
+-- when another caller is folding.
+SELECT flowable.fold_queue_load(), flowable.fold_task_stats(), flowable.fold_work_stats(),
+       flowable.fold_activity_live_load();
 
 -- name: try_lock_entities
 -- The same locks without waiting, for a caller that already holds a task's row lock (claim-next, picked with

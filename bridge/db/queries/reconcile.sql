@@ -70,11 +70,13 @@ FROM flowable.workflow_variables
 WHERE task_id IS NULL AND process_instance_id IS NOT NULL
   AND (CAST(:all AS boolean) OR process_instance_id = ANY(CAST(:ids AS text[])));
 
--- name: fold_queue_load
-SELECT flowable.fold_queue_load();
+-- name: fold_live_counts
+SELECT flowable.fold_queue_load(), flowable.fold_activity_live_load();
 
--- name: recount_queue_load
-SELECT flowable.recount_queue_load();
+-- name: recount_live_counts
+-- A sweep counts the live tasks again per queue (0013) and per activity (0029): self-healing, should a summary
+-- ever drift from the rows.
+SELECT flowable.recount_queue_load(), flowable.recount_activity_live_load();
 
 -- name: archived_processes
 -- Archived instances (bridge/archive.py) among these ids, or (:all) every one whose engine history is not

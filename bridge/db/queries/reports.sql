@@ -207,29 +207,59 @@ ORDER BY k.process_key;
 -- breached and at risk as the queues report counts them, the oldest waiting, and the tasks completed
 -- there in the range with the mean time they spent there (created to completed, as the queues report's
 -- completion time). Every user task the deployed file declares is listed, with zeros when nothing is there.
--- Department and queue do not apply.
+-- Department and queue do not apply. Live figures come from flowable.v_activity_live_load (migration 0029), by
+-- the hour tasks are due in; the live tasks due in the two hours that now and the end of the at-risk window fall
+-- in are read from their rows (idx_workflow_tasks_attention), and each activity's oldest from
+-- idx_workflow_tasks_live_activity. Completions from flowable.task_work_between (0028).
 WITH chosen AS (
     SELECT DISTINCT ON (d.process_key) d.workflow_id, d.process_key, d.process_version, d.metadata
     FROM flowable.workflow_definitions d
     WHERE (CAST(:process AS text) IS NULL OR d.process_key = :process)
       AND (CAST(:version AS integer) IS NULL OR d.process_version = :version)
     ORDER BY d.process_key, d.is_active DESC, d.process_version DESC
-), live AS (
-    SELECT p.workflow_id, t.task_definition_key AS activity_id, max(t.task_name) AS activity_name,
-           count(*) AS live_tasks,
-           count(*) FILTER (WHERE t.status = 'OPEN')      AS open_tasks,
-           count(*) FILTER (WHERE t.status = 'CLAIMED')   AS claimed_tasks,
-           count(*) FILTER (WHERE t.status = 'DELEGATED') AS delegated_tasks,
-           count(*) FILTER (WHERE t.escalation_level > 0) AS escalated_tasks,
-           count(*) FILTER (WHERE t.due_date < now())     AS breached_tasks,
+), hours AS (
+    -- the hour now is in and the hour the at-risk window ends in: their live tasks are counted from the rows
+    SELECT date_bin('1 hour', now(), timestamptz 'epoch') AS now_hour,
+           date_bin('1 hour', now() + make_interval(mins => :at_risk_minutes), timestamptz 'epoch') AS risk_hour
+), summed AS (
+    SELECT l.workflow_id, l.activity_id, max(l.activity_name) FILTER (WHERE l.tasks > 0) AS activity_name,
+           sum(l.tasks) AS live_tasks,
+           sum(l.tasks) FILTER (WHERE l.status = 'OPEN')      AS open_tasks,
+           sum(l.tasks) FILTER (WHERE l.status = 'CLAIMED')   AS claimed_tasks,
+           sum(l.tasks) FILTER (WHERE l.status = 'DELEGATED') AS delegated_tasks,
+           sum(l.tasks) FILTER (WHERE l.escalated)            AS escalated_tasks,
+           sum(l.tasks) FILTER (WHERE l.due_hour < h.now_hour) AS breached_tasks,
+           sum(l.tasks) FILTER (WHERE l.due_hour > h.now_hour AND l.due_hour < h.risk_hour) AS at_risk_tasks
+    FROM flowable.v_activity_live_load l CROSS JOIN hours h
+    WHERE l.workflow_id IN (SELECT workflow_id FROM chosen)
+    GROUP BY l.workflow_id, l.activity_id
+    HAVING sum(l.tasks) <> 0
+), edge AS (
+    SELECT p.workflow_id, t.task_definition_key AS activity_id,
+           count(*) FILTER (WHERE t.due_date < now()) AS breached_tasks,
            count(*) FILTER (WHERE t.due_date >= now()
-                              AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks,
-           min(t.created_at) AS oldest_created_at
-    FROM flowable.workflow_tasks t
+                              AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks
+    FROM hours h
+    JOIN flowable.workflow_tasks t
+      ON (t.due_date >= h.now_hour AND t.due_date < h.now_hour + interval '1 hour')
+      OR (t.due_date >= h.risk_hour AND t.due_date < h.risk_hour + interval '1 hour')
     JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
-    WHERE p.workflow_id IN (SELECT workflow_id FROM chosen)
-      AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
-    GROUP BY p.workflow_id, t.task_definition_key
+    WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+      AND p.workflow_id IN (SELECT workflow_id FROM chosen)
+    GROUP BY 1, 2
+), live AS (
+    SELECT s.workflow_id, s.activity_id, s.activity_name, s.live_tasks, s.open_tasks, s.claimed_tasks,
+           s.delegated_tasks, s.escalated_tasks,
+           coalesce(s.breached_tasks, 0) + coalesce(e.breached_tasks, 0) AS breached_tasks,
+           coalesce(s.at_risk_tasks, 0) + coalesce(e.at_risk_tasks, 0) AS at_risk_tasks,
+           (SELECT t.created_at
+            FROM flowable.workflow_tasks t
+            JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+            WHERE t.task_definition_key = s.activity_id AND p.workflow_id = s.workflow_id
+              AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+            ORDER BY t.created_at LIMIT 1) AS oldest_created_at
+    FROM summed s
+    LEFT JOIN edge e ON e.workflow_id = s.workflow_id AND e.activity_id = s.activity_id
 ), done AS (
     SELECT w.workflow_id, w.activity_id, max(w.activity_name) FILTER (WHERE w.completed > 0) AS activity_name,
            sum(w.completed) AS completed_in_range, sum(w.completed_late) AS completed_late_in_range,
