@@ -185,8 +185,22 @@ async def webhook_receiver():
 
 
 @pytest.fixture(scope="session")
-async def engine(pg_cluster: PostgresCluster, webhook_receiver):
-    """One real Flowable engine for the session, on its own migrated database, posting to the receiver."""
+async def standby_receiver():
+    """The engine's second bridge URL: answers 503 (a replica that cannot take batches) unless a test says
+    otherwise, so batches go to webhook_receiver and come back to it after a failover."""
+    from bridge.db.embedded import free_tcp_port
+    from tests.webhook_receiver import WebhookReceiver
+
+    receiver = WebhookReceiver(port=free_tcp_port(), status=503)
+    await receiver.start()
+    yield receiver
+    await receiver.close()
+
+
+@pytest.fixture(scope="session")
+async def engine(pg_cluster: PostgresCluster, webhook_receiver, standby_receiver):
+    """One real Flowable engine for the session, on its own migrated database, posting to the receiver (and to
+    the standby when the receiver fails: the emitter's list of bridges)."""
     import asyncio
 
     from bridge.flowable.local_engine import LocalEngine, build_engine_jar, new_webhook_secret
@@ -195,7 +209,8 @@ async def engine(pg_cluster: PostgresCluster, webhook_receiver):
     url = pg_cluster.create_database("t_engine")
     await migrate(url, MIGRATIONS)  # our tables first: Flowable must start beside them
     local = LocalEngine(
-        jar, database_url=url, webhook_url=webhook_receiver.url, webhook_secret=new_webhook_secret(),
+        jar, database_url=url, webhook_url=f"{webhook_receiver.url},{standby_receiver.url}",
+        webhook_secret=new_webhook_secret(),
         log_file=ARTIFACTS / "engine.log",
         # Fast retries so "receiver down" turns into a counted drop within a second or two.
         extra_env={"WEBHOOK_MAX_ATTEMPTS": "3", "WEBHOOK_INITIAL_BACKOFF_MS": "100",

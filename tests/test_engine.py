@@ -180,6 +180,32 @@ async def test_with_the_receiver_down_the_engine_keeps_working_and_counts_the_dr
     assert "dropped" in engine.log_tail(400).lower()
 
 
+async def test_with_two_bridges_listed_the_emitter_fails_over_and_back(
+        flowable, engine, webhook_receiver, standby_receiver):
+    """WEBHOOK_URL lists two bridges. The first goes down: batches go to the second at once, nothing dropped.
+    It comes back and the second refuses (503, as a replica cut from its database): batches go to the first."""
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    before = await emitter_stats(engine)
+    assert before["urls"] == [webhook_receiver.url, standby_receiver.url]
+    standby_receiver.status = 204
+    await webhook_receiver.go_down()
+    try:
+        moved = await flowable.start_process(key, business_key="while-first-down")
+        await standby_receiver.wait_for(lambda: standby_receiver.events_for(moved["id"]))
+        during = await emitter_stats(engine)
+        assert during["url"] == standby_receiver.url and during["failovers"] >= before["failovers"] + 1
+    finally:
+        standby_receiver.status = 503
+        await webhook_receiver.start()
+    back = await flowable.start_process(key, business_key="after-first-back")
+    await webhook_receiver.wait_for(lambda: webhook_receiver.events_for(back["id"]))
+    after = await emitter_stats(engine)
+    assert after["url"] == webhook_receiver.url and after["failovers"] >= during["failovers"] + 1
+    assert after["droppedBatches"] == before["droppedBatches"]
+    assert webhook_receiver.events_for(moved["id"]) == [] and standby_receiver.events_for(back["id"]) == []
+
+
 async def test_a_paused_emitter_captures_nothing_until_resumed(flowable, engine, webhook_receiver):
     key = f"p{uuid.uuid4().hex[:8]}"
     await deploy(flowable, key, one_task_process(key))

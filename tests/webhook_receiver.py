@@ -28,6 +28,7 @@ class WebhookReceiver:
     port: int
     deliveries: list[Delivery] = field(default_factory=list)
     answer_delay_s: float = 0.0  # a slow receiver: the engine's sender backs up behind it
+    status: int = 204  # what it answers; 503: a bridge replica that cannot take batches now (records nothing)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -55,10 +56,12 @@ class WebhookReceiver:
         delivery = Delivery({k.lower(): v for k, v in request.headers.items()}, await request.read())
         if self.answer_delay_s:
             await asyncio.sleep(self.answer_delay_s)
+        if self.status >= 300:
+            return web.Response(status=self.status, headers={"Retry-After": "1"})
         async with self._arrived:
             self.deliveries.append(delivery)
             self._arrived.notify_all()
-        return web.Response(status=204)
+        return web.Response(status=self.status)
 
     def events_for(self, process_instance_id: str) -> list[list[dict]]:
         """Per delivery that mentions this process instance, in arrival order, the events of that instance

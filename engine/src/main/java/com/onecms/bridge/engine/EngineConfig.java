@@ -51,7 +51,7 @@ public class EngineConfig {
                 listeners.add(new WebhookEventListener(sender));
                 configuration.setEventListeners(listeners);
                 LOGGER.info("Webhook emitter enabled: url={} queueCapacity={} maxAttempts={} senderThreads={}",
-                        settings.url(), settings.queueCapacity(), settings.maxAttempts(), settings.senderThreads());
+                        settings.urls(), settings.queueCapacity(), settings.maxAttempts(), settings.senderThreads());
             } else {
                 LOGGER.info("Webhook emitter disabled (WEBHOOK_URL unset or WEBHOOK_ENABLED=false)");
             }

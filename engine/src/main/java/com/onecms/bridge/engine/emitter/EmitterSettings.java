@@ -1,14 +1,20 @@
 package com.onecms.bridge.engine.emitter;
 
 import java.net.URI;
+import java.util.Arrays;
 import java.util.Base64;
+import java.util.List;
 
 import org.springframework.core.env.Environment;
 
-/** Emitter configuration, read from the environment (see application.properties for the env variable names). */
+/**
+ * Emitter configuration, read from the environment (see application.properties for the env variable names).
+ * WEBHOOK_URL may list several bridges, comma-separated: replicas of one bridge on one database, any of which
+ * accepts any batch (the sender fails over between them).
+ */
 public record EmitterSettings(
         boolean enabled,
-        URI url,
+        List<URI> urls,
         byte[] secretKey,
         String engineName,
         int queueCapacity,
@@ -30,7 +36,7 @@ public record EmitterSettings(
         }
         return new EmitterSettings(
                 enabled,
-                enabled ? URI.create(url) : null,
+                enabled ? parseUrls(url) : List.of(),
                 key,
                 env.getProperty("onecms.webhook.engine-name", "onecms-flowable"),
                 Math.max(1, intProp(env, "onecms.webhook.queue-capacity", 10000)),
@@ -42,6 +48,15 @@ public record EmitterSettings(
                 Math.max(0, longProp(env, "onecms.webhook.max-backoff-ms", 5000)),
                 Math.max(1, longProp(env, "onecms.webhook.timeout-ms", 5000)),
                 Math.max(0, longProp(env, "onecms.webhook.shutdown-grace-ms", 5000)));
+    }
+
+    static List<URI> parseUrls(String urls) {
+        List<URI> parsed = Arrays.stream(urls.split(",")).map(String::trim).filter(u -> !u.isEmpty())
+                .map(URI::create).toList();
+        if (parsed.isEmpty()) {
+            throw new IllegalStateException("WEBHOOK_URL lists no URL: " + urls);
+        }
+        return parsed;
     }
 
     /** Standard Webhooks secret: {@code whsec_<base64>}; the HMAC key is the decoded base64 part. */

@@ -19,6 +19,8 @@ public final class EmitterStats {
     final AtomicLong droppedRejected = new AtomicLong();
     final AtomicLong droppedShutdown = new AtomicLong();
     final AtomicLong failedAttempts = new AtomicLong();
+    /** POSTs delivered to another bridge than the one the sender tried first (that one failed). */
+    final AtomicLong failovers = new AtomicLong();
     final AtomicLong rolledBackBatches = new AtomicLong();
     final AtomicLong rolledBackEvents = new AtomicLong();
     final AtomicLong mappingErrors = new AtomicLong();

@@ -19,6 +19,7 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 import javax.crypto.Mac;
@@ -32,12 +33,16 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.onecms.bridge.engine.EngineTime;
 
 /**
- * Delivers committed event batches to WEBHOOK_URL, off the engine threads.
+ * Delivers committed event batches to WEBHOOK_URL, off the engine threads; to the first of its bridges that
+ * answers, when it lists several.
  * <p>
  * A bounded queue (offer, never put: an engine thread never waits) feeds a few sender threads. Each POST is signed
  * per Standard Webhooks ({@code webhook-id} = batch id, {@code webhook-timestamp}, {@code webhook-signature: v1,<b64
  * HMAC-SHA256("id.timestamp.body")>}). 2xx = delivered; 4xx except 408/429 = rejected, not retried; anything else
- * (5xx, 408, 429, timeouts, connection errors) is retried with exponential backoff up to WEBHOOK_MAX_ATTEMPTS.
+ * (5xx, 408, 429, timeouts, connection errors) is tried at once at the next bridge listed, and once every bridge
+ * has failed, again after an exponential backoff, up to WEBHOOK_MAX_ATTEMPTS rounds. The bridge that last took a
+ * batch is tried first (a dead replica costs one failed connection, not one per batch); any replica can take any
+ * batch, and a batch a replica took but did not answer for is recognised by its id when it comes again.
  * With one sender thread (the default) batches are delivered in commit order: a retrying batch holds back the next.
  * <p>
  * A sender that finds a backlog takes the transactions queued behind the first one too, in commit order, and posts
@@ -60,7 +65,8 @@ public class WebhookSender {
     private final EmitterSettings settings;
     private final EmitterStats stats = new EmitterStats();
     private final BlockingQueue<Batch> queue;
-    private final URL url;
+    private final List<URL> urls;
+    private final AtomicInteger preferred = new AtomicInteger(); // index of the bridge that took the last batch
     private final ObjectMapper objectMapper = new ObjectMapper();
     private final List<Thread> workers = new ArrayList<>();
     private final AtomicLong batchSeq = new AtomicLong();
@@ -77,15 +83,19 @@ public class WebhookSender {
         this.settings = settings;
         if (!settings.enabled()) {
             this.queue = null;
-            this.url = null;
+            this.urls = List.of();
             return;
         }
         this.queue = new ArrayBlockingQueue<>(settings.queueCapacity());
-        try {
-            this.url = settings.url().toURL();
-        } catch (java.net.MalformedURLException | IllegalArgumentException e) {
-            throw new IllegalStateException("WEBHOOK_URL is not a usable http(s) URL: " + settings.url(), e);
+        List<URL> parsed = new ArrayList<>();
+        for (java.net.URI uri : settings.urls()) {
+            try {
+                parsed.add(uri.toURL());
+            } catch (java.net.MalformedURLException | IllegalArgumentException e) {
+                throw new IllegalStateException("WEBHOOK_URL is not a usable http(s) URL: " + uri, e);
+            }
         }
+        this.urls = List.copyOf(parsed);
         this.accepting = true;
         for (int i = 0; i < settings.senderThreads(); i++) {
             Thread t = new Thread(this::workLoop, "webhook-sender-" + (i + 1));
@@ -226,46 +236,59 @@ public class WebhookSender {
             return;
         }
         long backoff = settings.initialBackoffMs();
-        for (int attempt = 1; attempt <= settings.maxAttempts(); attempt++) {
-            String error;
-            try {
-                int status = post(batch.batchId(), body);
-                if (status >= 200 && status < 300) {
-                    stats.sentBatches.addAndGet(batch.transactions());
-                    stats.sentPosts.incrementAndGet();
-                    stats.sentEvents.addAndGet(batch.events().size());
+        for (int round = 1; round <= settings.maxAttempts(); round++) {
+            String error = null;
+            int first = preferred.get();
+            for (int i = 0; i < urls.size(); i++) {
+                int index = (first + i) % urls.size();
+                URL url = urls.get(index);
+                try {
+                    int status = post(url, batch.batchId(), body);
+                    if (status >= 200 && status < 300) {
+                        stats.sentBatches.addAndGet(batch.transactions());
+                        stats.sentPosts.incrementAndGet();
+                        stats.sentEvents.addAndGet(batch.events().size());
+                        if (index != first) {
+                            stats.failovers.incrementAndGet();
+                            preferred.set(index);
+                            LOGGER.info("Webhook batch {} delivered to {} after {} failed", batch.batchId(), url,
+                                    urls.get(first));
+                        }
+                        return;
+                    }
+                    if (status >= 400 && status < 500 && status != 408 && status != 429) {
+                        recordError("HTTP " + status + " from " + url + " for batch " + batch.batchId());
+                        drop(batch, "rejected with HTTP " + status + " by " + url, stats.droppedRejected);
+                        return;
+                    }
+                    error = "HTTP " + status + " from " + url;
+                } catch (IOException e) {
+                    error = e.getClass().getSimpleName() + (e.getMessage() != null ? ": " + e.getMessage() : "")
+                            + " (" + url + ")";
+                } catch (IllegalArgumentException e) {
+                    // e.g. an unusable URL: retrying will not help
+                    recordError(e.toString());
+                    drop(batch, "bad request: " + e.getMessage(), stats.droppedRejected);
                     return;
                 }
-                if (status >= 400 && status < 500 && status != 408 && status != 429) {
-                    recordError("HTTP " + status + " for batch " + batch.batchId());
-                    drop(batch, "rejected with HTTP " + status, stats.droppedRejected);
-                    return;
-                }
-                error = "HTTP " + status;
-            } catch (IOException e) {
-                error = e.getClass().getSimpleName() + (e.getMessage() != null ? ": " + e.getMessage() : "");
-            } catch (IllegalArgumentException e) {
-                // e.g. an unusable URL: retrying will not help
-                recordError(e.toString());
-                drop(batch, "bad request: " + e.getMessage(), stats.droppedRejected);
-                return;
+                stats.failedAttempts.incrementAndGet();
+                recordError(error + " (batch " + batch.batchId() + ", round " + round + ")");
             }
-            stats.failedAttempts.incrementAndGet();
-            recordError(error + " (batch " + batch.batchId() + ", attempt " + attempt + ")");
-            if (attempt < settings.maxAttempts()) {
-                LOGGER.debug("Webhook batch {} attempt {} failed: {}; retrying in {} ms", batch.batchId(), attempt, error, backoff);
+            if (round < settings.maxAttempts()) {
+                LOGGER.debug("Webhook batch {} round {} failed at every bridge: {}; retrying in {} ms",
+                        batch.batchId(), round, error, backoff);
                 long jitter = backoff > 0 ? ThreadLocalRandom.current().nextLong(backoff / 5 + 1) : 0;
                 Thread.sleep(backoff + jitter);
                 backoff = Math.min(settings.maxBackoffMs(), Math.max(1, backoff * 2));
             } else {
-                drop(batch, "retries exhausted after " + attempt + " attempts, last error: " + error,
+                drop(batch, "retries exhausted after " + round + " rounds, last error: " + error,
                         stats.droppedRetriesExhausted);
             }
         }
     }
 
     /** One signed POST; returns the HTTP status. The response body is read to the end so the connection is reused. */
-    private int post(String batchId, byte[] body) throws IOException {
+    private int post(URL url, String batchId, byte[] body) throws IOException {
         long timestamp = Instant.now().getEpochSecond();
         HttpURLConnection connection = (HttpURLConnection) url.openConnection();
         connection.setConnectTimeout((int) settings.timeoutMs());
@@ -336,7 +359,8 @@ public class WebhookSender {
         Map<String, Object> s = new LinkedHashMap<>();
         s.put("enabled", settings.enabled());
         s.put("paused", paused);
-        s.put("url", settings.enabled() ? settings.url().toString() : null);
+        s.put("url", settings.enabled() ? urls.get(preferred.get()).toString() : null); // the one tried first
+        s.put("urls", urls.stream().map(URL::toString).toList());
         s.put("engine", settings.engineName());
         s.put("engineInstanceId", engineInstanceId);
         s.put("queueDepth", queue != null ? queue.size() : 0);
@@ -354,6 +378,7 @@ public class WebhookSender {
         s.put("droppedRejected", stats.droppedRejected.get());
         s.put("droppedShutdown", stats.droppedShutdown.get());
         s.put("failedAttempts", stats.failedAttempts.get());
+        s.put("failovers", stats.failovers.get());
         s.put("rolledBackBatches", stats.rolledBackBatches.get());
         s.put("rolledBackEvents", stats.rolledBackEvents.get());
         s.put("mappingErrors", stats.mappingErrors.get());
