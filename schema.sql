@@ -1557,6 +1557,19 @@ CREATE TABLE flowable.retention_policies (
 );
 
 --
+-- Name: service_leases; Type: TABLE; Schema: flowable; Owner: -
+--
+
+CREATE TABLE flowable.service_leases (
+    name character varying(100) NOT NULL,
+    holder character varying(200) NOT NULL,
+    term bigint NOT NULL,
+    acquired_at timestamp with time zone NOT NULL,
+    renewed_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+--
 -- Name: task_history_id_seq; Type: SEQUENCE; Schema: flowable; Owner: -
 --
 
@@ -2219,6 +2232,13 @@ ALTER TABLE ONLY flowable.reconciler_state
 
 ALTER TABLE ONLY flowable.retention_policies
     ADD CONSTRAINT retention_policies_pkey PRIMARY KEY (process_key);
+
+--
+-- Name: service_leases service_leases_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -
+--
+
+ALTER TABLE ONLY flowable.service_leases
+    ADD CONSTRAINT service_leases_pkey PRIMARY KEY (name);
 
 --
 -- Name: task_history task_history_pkey; Type: CONSTRAINT; Schema: flowable; Owner: -

@@ -171,6 +171,10 @@ class Settings:
         "BRIDGE_ARCHIVE_INTERVAL_S", 3600, "Seconds between archiving runs in the service (one replica at a "
         "time: history months ahead, due instances to the archive, the engine's history of archived instances, "
         "the inbox pruned); 0: off, `bridge archive` only.", parse=_int)
+    lease_ttl_s: int = setting(
+        "BRIDGE_LEASE_TTL_S", 15, "Seconds a replica's lease on the background jobs lasts (one replica at a time "
+        "runs them: reconciler, escalation, auto-assignment, folds, archiving); renewed every third of it, so "
+        "another replica takes over at most this plus a third after the holder dies.", parse=_int)
     inbox_retention_days: int = setting(
         "BRIDGE_INBOX_RETENTION_DAYS", 30, "Days an applied webhook batch stays in the inbox (a redelivery "
         "within them is recognised as a duplicate).", parse=_days)

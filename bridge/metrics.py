@@ -24,6 +24,9 @@ EVENTS_REJECTED = Counter("bridge_events_rejected_total",
 APPLY_SECONDS = Histogram("bridge_webhook_apply_seconds", "Time to store and apply one webhook batch",
                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 
+BACKGROUND_LEADER = Gauge("bridge_background_leader", "1 while this process holds the lease on the background jobs "
+                          "(one replica at a time, bridge/leadership.py), else 0")
+BACKGROUND_ROUNDS = Counter("bridge_background_rounds_total", "Rounds of a background job this process ran", ["job"])
 RECONCILE_PASSES = Counter("bridge_reconciler_passes_total", "Reconciler passes by kind", ["kind"])
 RECONCILE_FAILURES = Counter("bridge_reconciler_failures_total", "Reconciler passes that failed")
 RECONCILE_DIFFERENCES = Counter("bridge_reconciler_differences_total", "Differences found", ["entity", "repaired"])

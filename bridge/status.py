@@ -70,6 +70,7 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
         async with db.connect() as conn:
             inbox = (await conn.execute(SQL.inbox)).one()
             reconcilers = (await conn.execute(SQL.reconciler)).all()
+            leases = (await conn.execute(SQL.leases)).all()
             queue_rows = (await conn.execute(SQL.queues)).all()
             health = await db_health.read(conn)
             archived = await db_health.archiving(conn)
@@ -77,6 +78,13 @@ async def report(database_url: str, migrations_dir, endpoint: FlowableEndpoint |
         await db.dispose()
     lines.append(f"webhooks    last batch {_ago(inbox.last_received)}, newest engine change pushed "
                  f"{_ago(inbox.newest_event)}, {inbox.parked} event(s) parked")
+    for lease in leases:
+        lines.append(f"jobs        run by {lease.holder} since {_ago(lease.acquired_at)} (term {lease.term}), renewed "
+                     f"{_ago(lease.renewed_at)}" if lease.held else
+                     f"jobs        NOBODY holds the lease (last {lease.holder}, renewed {_ago(lease.renewed_at)}): "
+                     "no bridge is running the background jobs")
+    if not leases:
+        lines.append("jobs        no bridge has run the background jobs yet")
     if not reconcilers:
         lines.append("reconciler  has not run yet")
     for r in reconcilers:

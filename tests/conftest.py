@@ -112,6 +112,7 @@ EXTENSION_TABLES = [
     "flowable.process_work_stats",
     "flowable.activity_live_changes",
     "flowable.activity_live_load",
+    "flowable.service_leases",
     "flowable.api_idempotency",
     "flowable.mirror_repairs",
     "flowable.reconciler_state",

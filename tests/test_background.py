@@ -42,3 +42,24 @@ async def test_an_interval_of_zero_runs_nothing(aiohttp_client):
     await aiohttp_client(app)
     await asyncio.sleep(0.05)
     assert calls == []
+
+
+async def test_a_round_runs_only_while_its_gate_is_open(aiohttp_client):
+    """The gate is the replica's lease on the background jobs (bridge/leadership.py)."""
+    calls, gate = [], {"open": False}
+
+    async def job() -> None:
+        calls.append(1)
+
+    app = web.Application()
+    app.cleanup_ctx.append(periodic("gated", lambda a: 0.01, lambda a: job, lambda a: lambda: gate["open"]))
+    client = await aiohttp_client(app)
+    await asyncio.sleep(0.1)
+    assert calls == []
+    gate["open"] = True
+    for _ in range(200):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    assert calls
+    await client.close()

@@ -228,11 +228,16 @@ class Reconciler:
         for d in comparison.differences:
             log.info("reconcile %s: %s", report.kind.lower(), d)
 
-    async def run_forever(self, interval_s: float) -> None:
-        """Pass after pass until cancelled; failures are logged and recorded, then retried with backoff."""
+    async def run_forever(self, interval_s: float, gate: Callable[[], bool] = lambda: True) -> None:
+        """Pass after pass until cancelled, while gate() says this replica runs them; failures are logged and
+        recorded, then retried with backoff."""
         failures = 0
         while True:
+            if not gate():
+                await asyncio.sleep(interval_s)
+                continue
             try:
+                metrics.BACKGROUND_ROUNDS.labels("reconciler").inc()
                 report = await self.run_once()
                 failures, self.last_error = 0, None
                 if report.differences:

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import prometheus_client
 import psycopg
@@ -25,6 +25,7 @@ from bridge.db import migrate
 from bridge.db.connections import libpq_url, open_database
 from bridge.db.locks import RequestLocks
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableEndpoint, FlowableError, RetryPolicy
+from bridge.leadership import Leadership, replica_id
 from bridge.mirror.apply import fold_pending_counts
 from bridge.mirror.reconcile import Reconciler, ReconcilerSettings
 from bridge.mirror.signature import decode_secret
@@ -37,6 +38,7 @@ from bridge.web.keys import (
     DB,
     FLOWABLE,
     FLOWABLE_ENDPOINT,
+    LEADERSHIP,
     LOCKS,
     RECONCILER,
     SETTINGS,
@@ -74,17 +76,19 @@ def create_app(settings: Settings, database_url: str, endpoint: FlowableEndpoint
     app.cleanup_ctx.append(_flowable_client)
     app.cleanup_ctx.append(migrations.stop_runs)
     if background_jobs:
+        # one replica at a time runs what follows: the holder of the lease (bridge/leadership.py)
+        app.cleanup_ctx.append(_leadership)
         app.cleanup_ctx.append(_background_reconciler)
-        # queue load and the hourly task figures trail the tasks by at most this (migrations 0013, 0018)
+        # queue load and the summaries trail the tasks by at most this (migrations 0013, 0018, 0028, 0029)
         app.cleanup_ctx.append(periodic("queue-load folding", lambda a: QUEUE_LOAD_FOLD_S,
-                                        lambda a: lambda: _fold_pending_counts(a[DB])))
+                                        lambda a: lambda: _fold_pending_counts(a[DB]), _leading))
         app.cleanup_ctx.append(periodic("SLA escalation", lambda a: a[SETTINGS].escalate_interval_s,
-                                        lambda a: lambda: escalate_once(a[DB], a[FLOWABLE])))
+                                        lambda a: lambda: escalate_once(a[DB], a[FLOWABLE]), _leading))
         app.cleanup_ctx.append(periodic("auto-assignment", lambda a: a[SETTINGS].auto_assign_interval_s,
-                                        lambda a: lambda: auto_assign_once(a[DB], a[FLOWABLE])))
+                                        lambda a: lambda: auto_assign_once(a[DB], a[FLOWABLE]), _leading))
         app.cleanup_ctx.append(_history_months_ahead)
         app.cleanup_ctx.append(periodic("archiving", lambda a: a[SETTINGS].archive_interval_s,
-                                        lambda a: lambda: _archive(a)))
+                                        lambda a: lambda: _archive(a), _leading))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
@@ -122,6 +126,23 @@ async def _flowable_client(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
+async def _leadership(app: web.Application) -> AsyncIterator[None]:
+    """The lease on the background jobs: renewed (or waited for) all along, released on the way out."""
+    leadership = Leadership(app[DB], ttl_s=app[SETTINGS].lease_ttl_s, holder=replica_id())
+    app[LEADERSHIP] = leadership
+    task = asyncio.create_task(leadership.run_forever(), name="leadership")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await leadership.release()
+
+
+def _leading(app: web.Application) -> Callable[[], bool]:
+    leadership = app[LEADERSHIP]
+    return lambda: leadership.leading
+
+
 async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
     """Pass after pass in the background (BRIDGE_RECONCILE_INTERVAL_S; 0: none in this process)."""
     settings = app[SETTINGS]
@@ -130,7 +151,8 @@ async def _background_reconciler(app: web.Application) -> AsyncIterator[None]:
         return
     reconciler = Reconciler(app[DB], app[FLOWABLE], ReconcilerSettings.of(settings))
     app[RECONCILER] = reconciler
-    task = asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s), name="reconciler")
+    task = asyncio.create_task(reconciler.run_forever(settings.reconcile_interval_s, _leading(app)),
+                               name="reconciler")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bridge.config import Settings
 from bridge.db.locks import RequestLocks
 from bridge.flowable.client import FlowableClient, FlowableEndpoint
+from bridge.leadership import Leadership
 from bridge.mirror.reconcile import Reconciler
 from bridge.work.actions import WorkService
 
@@ -24,3 +25,4 @@ RECONCILER = web.AppKey("reconciler", Reconciler)
 WORK = web.AppKey("work", WorkService)
 LOCKS = web.AppKey("locks", RequestLocks)
 MIGRATION_RUNS = web.AppKey("migration_runs", set[asyncio.Task])  # this process's background migration runs, until done
+LEADERSHIP = web.AppKey("leadership", Leadership)  # the lease on the background jobs (main process only)

@@ -16,3 +16,8 @@ SELECT v.queue_name, v.current_load AS open_tasks, v.max_capacity,
           AND t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')) AS overdue_tasks
 FROM flowable.v_queue_load v
 ORDER BY v.queue_name;
+
+-- name: leases
+-- Who runs the background jobs (bridge/leadership.py, migration 0030).
+SELECT name, holder, term, acquired_at, renewed_at, expires_at > now() AS held FROM flowable.service_leases
+ORDER BY name;
