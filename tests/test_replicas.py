@@ -34,9 +34,8 @@ def _leader(metrics_text: str) -> bool:
     return found is not None and float(found.group(1)) == 1
 
 
-async def _until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+async def _until(check, seconds: float, what: str):
+    for _ in range(int(seconds * 10)):
         if result := await check():
             return result
         await asyncio.sleep(0.1)
