@@ -120,8 +120,9 @@ class Settings:
         "BRIDGE_WORKERS", 2, "Processes serving HTTP on the same port; the first also runs the background jobs "
         "(reconciler, queue-load folding).", parse=_workers)
     flowable_url: str | None = setting(
-        "FLOWABLE_URL", None, "Flowable REST base, e.g. http://flowable:8080/process-api. Unset: build and start "
-        "engine/.", parse=_optional, shown="(unset)")
+        "FLOWABLE_URL", None, "Flowable REST base, e.g. http://flowable:8080/process-api, or the nodes of one "
+        "engine cluster comma-separated (requests fail over between them). Unset: build and start engine/.",
+        parse=_optional, shown="(unset)")
     flowable_user: str = setting(
         "FLOWABLE_USER", "rest-admin", "Basic-auth user of the Flowable REST API (also given to the engine it "
         "starts).", parse=_text)

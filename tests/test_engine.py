@@ -219,3 +219,22 @@ async def test_a_paused_emitter_captures_nothing_until_resumed(flowable, engine,
     heard = await flowable.start_process(key, business_key="after-resume")
     await webhook_receiver.wait_for(lambda: webhook_receiver.events_for(heard["id"]))
     assert webhook_receiver.events_for(quiet["id"]) == []
+
+
+async def test_a_client_given_several_engine_nodes_passes_over_one_that_is_down(flowable, engine):
+    """FLOWABLE_URL may list the nodes of one engine cluster: a node nothing answers on is passed over, for
+    reads and for writes (a connection never made cannot have applied anything), and the next stays chosen."""
+    from bridge.db.embedded import free_tcp_port
+    from bridge.flowable.client import FlowableClient
+
+    dead = f"http://127.0.0.1:{free_tcp_port()}/process-api"
+    key = f"p{uuid.uuid4().hex[:8]}"
+    await deploy(flowable, key, one_task_process(key))
+    async with FlowableClient(f"{dead}, {engine.base_url}", engine.user, engine.password) as client:
+        assert client.base_urls == [dead, engine.base_url] and client.base_url == dead
+        started = await client.start_process(key, business_key="through-the-second-node")
+        assert client.base_url == engine.base_url  # chosen from now on
+        [task] = await client.tasks(processInstanceId=started["id"])
+        await client.complete_task(task["id"])
+        [done] = await flowable.historic_process_instances(processInstanceId=started["id"])
+        assert done["endTime"] is not None

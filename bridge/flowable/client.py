@@ -56,7 +56,7 @@ class EngineUnavailable(BridgeError, RuntimeError):
 class FlowableEndpoint:
     """Where the engine's REST API is and how to log in."""
 
-    base_url: str  # http://host:port/process-api
+    base_url: str  # http://host:port/process-api, or several nodes of one engine cluster comma-separated
     user: str
     password: str
 
@@ -117,7 +117,12 @@ class Endpoint(Protocol):
 
 
 class FlowableClient:
-    """The one place that knows Flowable's REST paths. Build it with FlowableClient.of(endpoint)."""
+    """The one place that knows Flowable's REST paths. Build it with FlowableClient.of(endpoint).
+
+    The endpoint may name several nodes of one engine cluster (one database behind them: any node answers for
+    any instance). Requests go to the node that answered last; one that cannot be reached, or a GET it answers
+    502/503/504 or not in time, sends the retry to the next node. A write that reached a node and got no answer
+    is not repeated anywhere (it may have been applied)."""
 
     @classmethod
     def of(cls, endpoint: Endpoint, *, session: aiohttp.ClientSession | None = None,
@@ -128,12 +133,26 @@ class FlowableClient:
     def __init__(self, base_url: str, user: str, password: str, *,
                  session: aiohttp.ClientSession | None = None,
                  retry: RetryPolicy = RetryPolicy(), timeout_s: float = 30) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        if not self.base_urls:
+            raise ValueError(f"no engine URL in {base_url!r}")
+        self._node = 0  # index of the node requests go to
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}"}
         self._own_session = session is None
         self._session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
         self._retry = retry
+
+    @property
+    def base_url(self) -> str:
+        """The node requests go to now."""
+        return self.base_urls[self._node]
+
+    def _pass_over(self, node: int, why: object) -> None:
+        """The next node takes the retries, unless a concurrent request moved on already."""
+        if len(self.base_urls) > 1 and self._node == node:
+            self._node = (node + 1) % len(self.base_urls)
+            log.warning("engine node %s failed (%s); requests go to %s", self.base_urls[node], why, self.base_url)
 
     async def close(self) -> None:
         if self._own_session:
@@ -160,7 +179,6 @@ class FlowableClient:
     async def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                        json_body: Any = None, data: Any = None, raw: bool = False,
                        retry: RetryPolicy | None = None, acting_user: str | None = None) -> tuple[Any, str | None]:
-        url = f"{self.base_url}/{path.lstrip('/')}"
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
         policy = retry or self._retry
         outcome = "200"
@@ -170,7 +188,7 @@ class FlowableClient:
                     retry=retry_if_exception(_retryable), stop=stop_after_attempt(policy.attempts),
                     wait=wait_random_exponential(multiplier=0.1, max=policy.max_wait_s), reraise=True):
                 with attempt:
-                    return await self._once(method, url, path, query, json_body, data, raw, acting_user)
+                    return await self._once(method, path, query, json_body, data, raw, acting_user)
             raise AssertionError("unreachable: the last attempt returns or raises")
         except _Retry as err:
             outcome = "unavailable"
@@ -185,7 +203,9 @@ class FlowableClient:
             metrics.ENGINE_REQUESTS.labels(method, outcome).inc()
             metrics.ENGINE_SECONDS.labels(method).observe(time.perf_counter() - began)
 
-    async def _once(self, method, url, path, query, json_body, data, raw, acting_user=None):
+    async def _once(self, method, path, query, json_body, data, raw, acting_user=None):
+        node = self._node
+        url = f"{self.base_urls[node]}/{path.lstrip('/')}"
         try:
             rid = logs.REQUEST_ID.get()
             headers = {**self._headers, "X-Request-Id": rid} if rid else self._headers
@@ -197,6 +217,7 @@ class FlowableClient:
                 body = await response.read()
                 if response.status >= 400:
                     if response.status in (502, 503, 504) and method == "GET":
+                        self._pass_over(node, f"HTTP {response.status}")
                         raise _Retry(f"HTTP {response.status}")
                     raise _error(response.status, method, path, body)
                 engine_at = response.headers.get("X-Engine-Time")
@@ -204,10 +225,14 @@ class FlowableClient:
                     return body, engine_at
                 return (json.loads(body) if body else None), engine_at
         except aiohttp.ClientConnectorError as err:  # never connected: safe to repeat any method
+            self._pass_over(node, err)
             raise _Retry(err) from err
         except (aiohttp.ServerDisconnectedError, TimeoutError) as err:
             if method == "GET":
+                self._pass_over(node, repr(err))
                 raise _Retry(err) from err
+            # the write may have been applied there; the caller learns so, and the next request goes elsewhere
+            self._pass_over(node, repr(err))
             raise EngineUnavailable(f"Flowable {method} {path}: {err!r} (not retried: may have been applied)") from err
 
     # -- management --------------------------------------------------------------------------------

@@ -278,7 +278,8 @@ async def readyz(request: web.Request) -> web.Response:
             checks["migrations"] = f"error: {err}"
     try:
         async with asyncio.timeout(READY_ENGINE_TIMEOUT_S):
-            await app[FLOWABLE].engine_info(retry=RetryPolicy(attempts=1))
+            # each engine node once: a dead one passes the probe to the next (bridge/flowable/client.py)
+            await app[FLOWABLE].engine_info(retry=RetryPolicy(attempts=len(app[FLOWABLE].base_urls)))
         checks["engine"] = "ok"
     except (EngineUnavailable, FlowableError, TimeoutError) as err:
         # asyncio's TimeoutError has no message (and an exception object is always true)
