@@ -43,14 +43,15 @@ def compose() -> dict:
     return _interpolate(raw, ENV)
 
 
-def test_the_three_services_build_from_files_that_exist_and_start_in_order(compose):
+def test_the_services_build_from_files_that_exist_and_start_in_order(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "flowable", "bridge"}
+    assert set(services) == {"postgres", "flowable", "bridge", "gateway"}
     assert (PROJECT_ROOT / services["flowable"]["build"] / "Dockerfile").is_file()
     assert (PROJECT_ROOT / services["bridge"]["build"] / "Dockerfile").is_file()
     assert services["flowable"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["bridge"]["depends_on"] == {"postgres": {"condition": "service_healthy"},
                                                 "flowable": {"condition": "service_healthy"}}
+    assert services["gateway"]["depends_on"] == {"bridge": {"condition": "service_healthy"}}
     assert all("healthcheck" in s for s in services.values())
 
 
@@ -72,19 +73,25 @@ def test_environment_is_consistent_between_services(compose):
     assert (bridge["FLOWABLE_USER"], bridge["FLOWABLE_PASSWORD"]) == (
         engine["FLOWABLE_REST_USER"], engine["FLOWABLE_REST_PASSWORD"]) == ("rest-admin", "s3cret")
 
-    hook = urlparse(engine["WEBHOOK_URL"])
-    assert (hook.hostname, hook.port) == ("bridge", int(bridge["BRIDGE_PORT"]))
+    # the emitter's list: any replica by the service name, then the gateway in front of them all
+    hooks = [urlparse(u) for u in engine["WEBHOOK_URL"].split(",")]
+    assert [(h.hostname, h.port, h.path) for h in hooks] == [
+        ("bridge", int(bridge["BRIDGE_PORT"]), "/webhooks/flowable"), ("gateway", 8080, "/webhooks/flowable")]
     assert bridge["WEBHOOK_SECRET"] == engine["WEBHOOK_SECRET"] == ENV["WEBHOOK_SECRET"]
 
 
-def test_published_ports_point_at_the_ports_services_listen_on(compose):
+def test_scaled_services_publish_no_port_and_the_gateway_reaches_the_replicas(compose):
+    """docker compose up --scale bridge=2 --scale flowable=2: a fixed host port on a scaled service would clash."""
     services = compose["services"]
-    listening = {"flowable": int(services["flowable"]["environment"]["SERVER_PORT"]),
-                 "bridge": int(services["bridge"]["environment"]["BRIDGE_PORT"])}
-    for name, port in listening.items():
-        published = [p.split(":") for p in services[name]["ports"]]
-        assert [int(container) for _, container in published] == [port]
-    assert len({p for s in services.values() for p in s.get("ports", [])}) == 2
+    assert "ports" not in services["flowable"] and "ports" not in services["bridge"]
+    assert services["gateway"]["ports"] == ["8080:8080"]
+    [mount] = services["gateway"]["volumes"]
+    config_file, target = mount.removesuffix(":ro").split(":")
+    config = (PROJECT_ROOT / config_file).read_text()
+    assert target == "/etc/nginx/conf.d/default.conf" and "listen 8080;" in config
+    bridge_port = services["bridge"]["environment"]["BRIDGE_PORT"]
+    assert f"set $bridge http://bridge:{bridge_port};" in config and "resolver 127.0.0.11" in config
+    assert "proxy_next_upstream error timeout http_503;" in config
 
 
 def test_the_bridge_image_carries_what_bridge_up_reads():
