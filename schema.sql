@@ -365,12 +365,24 @@ CREATE FUNCTION flowable.process_work_between(p_since timestamp with time zone, 
     LANGUAGE sql STABLE
     AS $$
     SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.process_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'day' AND w.period >= (flowable.summary_span(p_since, p_until)).day_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_to
+    UNION ALL
+    SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_from
+    UNION ALL
+    SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).day_to
+      AND w.period < (flowable.summary_span(p_since, p_until)).hour_to
     UNION ALL
     SELECT c.workflow_id, c.duration_bucket, c.started, c.completed, c.completion_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.process_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+    FROM flowable.process_work_changes c
+    WHERE c.hour >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND c.hour < (flowable.summary_span(p_since, p_until)).hour_to
 $$;
 
 --
@@ -463,26 +475,19 @@ CREATE FUNCTION flowable.report_queues(p_department text, p_queue text) RETURNS 
 $$;
 
 --
--- Name: summary_periods(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
+-- Name: summary_span(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
-CREATE FUNCTION flowable.summary_periods(p_since timestamp with time zone, p_until timestamp with time zone) RETURNS TABLE(grain text, from_at timestamp with time zone, to_at timestamp with time zone)
+CREATE FUNCTION flowable.summary_span(p_since timestamp with time zone, p_until timestamp with time zone, OUT hour_from timestamp with time zone, OUT day_from timestamp with time zone, OUT day_to timestamp with time zone, OUT hour_to timestamp with time zone) RETURNS record
     LANGUAGE sql IMMUTABLE
     AS $$
-    WITH hours AS (
-        SELECT date_bin('1 hour', p_since, timestamptz 'epoch') AS h0,
-               date_bin('1 hour', p_until - interval '1 microsecond', timestamptz 'epoch') + interval '1 hour' AS h1
-    ), days AS (
-        SELECT h0, h1,
-               date_bin('1 day', h0 - interval '1 microsecond', timestamptz 'epoch') + interval '24 hours' AS d0,
-               date_bin('1 day', h1, timestamptz 'epoch') AS d1
-        FROM hours
-    )
-    SELECT 'day', d0, d1 FROM days WHERE d0 < d1
-    UNION ALL
-    SELECT 'hour', h0, CASE WHEN d0 < d1 THEN d0 ELSE h1 END FROM days
-    UNION ALL
-    SELECT 'hour', d1, h1 FROM days WHERE d0 < d1 AND d1 < h1
+    SELECT h0, CASE WHEN d0 < d1 THEN d0 ELSE h1 END, CASE WHEN d0 < d1 THEN d1 ELSE h1 END, h1
+    FROM (SELECT h0, h1,
+                 date_bin('1 day', h0 - interval '1 microsecond', timestamptz 'epoch') + interval '24 hours' AS d0,
+                 date_bin('1 day', h1, timestamptz 'epoch') AS d1
+          FROM (SELECT date_bin('1 hour', p_since, timestamptz 'epoch') AS h0,
+                       date_bin('1 hour', p_until - interval '1 microsecond', timestamptz 'epoch')
+                           + interval '1 hour' AS h1) hours) days
 $$;
 
 --
@@ -512,13 +517,27 @@ CREATE FUNCTION flowable.task_work_between(p_since timestamp with time zone, p_u
     AS $$
     SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
            w.completion_seconds, w.handling_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.task_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'day' AND w.period >= (flowable.summary_span(p_since, p_until)).day_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_to
+    UNION ALL
+    SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
+           w.completion_seconds, w.handling_seconds
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_from
+    UNION ALL
+    SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
+           w.completion_seconds, w.handling_seconds
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).day_to
+      AND w.period < (flowable.summary_span(p_since, p_until)).hour_to
     UNION ALL
     SELECT c.queue_name, c.workflow_id, c.activity_id, c.activity_name, c.user_id, c.completed, c.completed_late,
            c.completion_seconds, c.handling_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.task_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+    FROM flowable.task_work_changes c
+    WHERE c.hour >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND c.hour < (flowable.summary_span(p_since, p_until)).hour_to
 $$;
 
 --

@@ -89,7 +89,8 @@ GENERATE = [
                                                   initiated_at, actual_completion)
         SELECT case_id, process_instance_id, 'onecms', 'bench', started_at, completed_at
         FROM flowable.process_instances"""),
-    ("fold the summaries", "SELECT flowable.fold_task_stats(), flowable.fold_queue_load(), flowable.fold_work_stats()"),
+    ("fold the summaries", "SELECT flowable.fold_task_stats(), flowable.fold_queue_load(), "
+                           "flowable.fold_work_stats(), flowable.fold_activity_live_load()"),
 ]
 TABLES = [("workflow_variables", "flowable"), ("task_history", "flowable"), ("workflow_tasks", "flowable"),
           ("case_workflow_mapping", "onecms"), ("process_instances", "flowable")]

@@ -114,7 +114,8 @@ GENERATE = [
         INSERT INTO flowable.mirror_repairs (found_at, pass_kind, entity_type, entity_id, field, repaired)
         SELECT now() - g * interval '7 minutes', (ARRAY['INCREMENTAL', 'SWEEP'])[1 + g %% 2], 'task', 't-' || g,
                'status', true FROM generate_series(1, 2000) g;"""),
-    ("fold the summaries", "SELECT flowable.fold_task_stats(), flowable.fold_queue_load(), flowable.fold_work_stats()"),
+    ("fold the summaries", "SELECT flowable.fold_task_stats(), flowable.fold_queue_load(), "
+                           "flowable.fold_work_stats(), flowable.fold_activity_live_load()"),
 ]
 
 

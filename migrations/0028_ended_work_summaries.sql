@@ -16,7 +16,7 @@
 --
 -- Both new summaries have two grains in one table, hours and UTC days (grain 'hour' | 'day'): users x
 -- activities x hours is too many rows for a month's report (bench/archive.py: 700 per hour), but a range is
--- whole days in its middle, so flowable.summary_periods() cuts [since, until), widened to whole hours as the
+-- whole days in its middle, so flowable.summary_span() cuts [since, until), widened to whole hours as the
 -- queues report is, into whole days and the hours at either end. Kept as the queues' summary is: statement
 -- triggers only append signed changes to a log (nothing shared to wait on), flowable.fold_work_stats() adds
 -- them into both grains from the apply path's fold, the *_between() functions add what is not folded yet, so
@@ -140,25 +140,22 @@ ON CONFLICT (hour, queue_name) DO UPDATE SET cancelled = excluded.cancelled;
 
 -- 2 and 3: the two grains, and a range cut into them.
 
--- [since, until) widened to whole hours (those starting before until), as whole UTC days where it spans
--- them and hours at either end: at most three (grain, from_at, to_at), which together cover the range once.
-CREATE FUNCTION flowable.summary_periods(p_since timestamptz, p_until timestamptz)
-RETURNS TABLE (grain text, from_at timestamptz, to_at timestamptz)
+-- [since, until) widened to whole hours (those starting before until): whole UTC days [day_from, day_to) where
+-- it spans them, hours [hour_from, day_from) and [day_to, hour_to) at either end; without a whole day,
+-- day_from = day_to = hour_to and the hours are all of it. Three plain ranges, so that each reads its grain by
+-- the summary's key (a join to a set of periods let the planner guess a third of the table per period and
+-- read all of it).
+CREATE FUNCTION flowable.summary_span(p_since timestamptz, p_until timestamptz,
+                                      OUT hour_from timestamptz, OUT day_from timestamptz,
+                                      OUT day_to timestamptz, OUT hour_to timestamptz)
 LANGUAGE sql IMMUTABLE AS $$
-    WITH hours AS (
-        SELECT date_bin('1 hour', p_since, timestamptz 'epoch') AS h0,
-               date_bin('1 hour', p_until - interval '1 microsecond', timestamptz 'epoch') + interval '1 hour' AS h1
-    ), days AS (
-        SELECT h0, h1,
-               date_bin('1 day', h0 - interval '1 microsecond', timestamptz 'epoch') + interval '24 hours' AS d0,
-               date_bin('1 day', h1, timestamptz 'epoch') AS d1
-        FROM hours
-    )
-    SELECT 'day', d0, d1 FROM days WHERE d0 < d1
-    UNION ALL
-    SELECT 'hour', h0, CASE WHEN d0 < d1 THEN d0 ELSE h1 END FROM days
-    UNION ALL
-    SELECT 'hour', d1, h1 FROM days WHERE d0 < d1 AND d1 < h1
+    SELECT h0, CASE WHEN d0 < d1 THEN d0 ELSE h1 END, CASE WHEN d0 < d1 THEN d1 ELSE h1 END, h1
+    FROM (SELECT h0, h1,
+                 date_bin('1 day', h0 - interval '1 microsecond', timestamptz 'epoch') + interval '24 hours' AS d0,
+                 date_bin('1 day', h1, timestamptz 'epoch') AS d1
+          FROM (SELECT date_bin('1 hour', p_since, timestamptz 'epoch') AS h0,
+                       date_bin('1 hour', p_until - interval '1 microsecond', timestamptz 'epoch')
+                           + interval '1 hour' AS h1) hours) days
 $$;
 
 CREATE TABLE flowable.task_work_stats (
@@ -415,13 +412,27 @@ RETURNS TABLE (queue_name text, workflow_id bigint, activity_id text, activity_n
 LANGUAGE sql STABLE AS $$
     SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
            w.completion_seconds, w.handling_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.task_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'day' AND w.period >= (flowable.summary_span(p_since, p_until)).day_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_to
+    UNION ALL
+    SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
+           w.completion_seconds, w.handling_seconds
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_from
+    UNION ALL
+    SELECT w.queue_name, w.workflow_id, w.activity_id, w.activity_name, w.user_id, w.completed, w.completed_late,
+           w.completion_seconds, w.handling_seconds
+    FROM flowable.task_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).day_to
+      AND w.period < (flowable.summary_span(p_since, p_until)).hour_to
     UNION ALL
     SELECT c.queue_name, c.workflow_id, c.activity_id, c.activity_name, c.user_id, c.completed, c.completed_late,
            c.completion_seconds, c.handling_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.task_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+    FROM flowable.task_work_changes c
+    WHERE c.hour >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND c.hour < (flowable.summary_span(p_since, p_until)).hour_to
 $$;
 
 CREATE FUNCTION flowable.process_work_between(p_since timestamptz, p_until timestamptz)
@@ -429,12 +440,24 @@ RETURNS TABLE (workflow_id bigint, duration_bucket integer, started bigint, comp
                completion_seconds numeric)
 LANGUAGE sql STABLE AS $$
     SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.process_work_stats w ON w.grain = r.grain AND w.period >= r.from_at AND w.period < r.to_at
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'day' AND w.period >= (flowable.summary_span(p_since, p_until)).day_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_to
+    UNION ALL
+    SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND w.period < (flowable.summary_span(p_since, p_until)).day_from
+    UNION ALL
+    SELECT w.workflow_id, w.duration_bucket, w.started, w.completed, w.completion_seconds
+    FROM flowable.process_work_stats w
+    WHERE w.grain = 'hour' AND w.period >= (flowable.summary_span(p_since, p_until)).day_to
+      AND w.period < (flowable.summary_span(p_since, p_until)).hour_to
     UNION ALL
     SELECT c.workflow_id, c.duration_bucket, c.started, c.completed, c.completion_seconds
-    FROM flowable.summary_periods(p_since, p_until) r
-    JOIN flowable.process_work_changes c ON c.hour >= r.from_at AND c.hour < r.to_at
+    FROM flowable.process_work_changes c
+    WHERE c.hour >= (flowable.summary_span(p_since, p_until)).hour_from
+      AND c.hour < (flowable.summary_span(p_since, p_until)).hour_to
 $$;
 
 -- The work already mirrored, hot and archived, into the logs and folded into both grains.

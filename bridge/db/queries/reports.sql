@@ -234,18 +234,24 @@ WITH chosen AS (
     WHERE l.workflow_id IN (SELECT workflow_id FROM chosen)
     GROUP BY l.workflow_id, l.activity_id
     HAVING sum(l.tasks) <> 0
-), edge AS (
-    SELECT p.workflow_id, t.task_definition_key AS activity_id,
-           count(*) FILTER (WHERE t.due_date < now()) AS breached_tasks,
-           count(*) FILTER (WHERE t.due_date >= now()
-                              AND t.due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks
+), edge_tasks AS MATERIALIZED (
+    -- the few live tasks due in those two hours, by the attention index; their instances looked up one by one
+    -- (a hash join read every instance)
+    SELECT t.task_definition_key AS activity_id, t.due_date,
+           (SELECT p.workflow_id FROM flowable.process_instances p
+            WHERE p.process_instance_id = t.process_instance_id) AS workflow_id
     FROM hours h
     JOIN flowable.workflow_tasks t
       ON (t.due_date >= h.now_hour AND t.due_date < h.now_hour + interval '1 hour')
       OR (t.due_date >= h.risk_hour AND t.due_date < h.risk_hour + interval '1 hour')
-    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
     WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
-      AND p.workflow_id IN (SELECT workflow_id FROM chosen)
+), edge AS (
+    SELECT workflow_id, activity_id,
+           count(*) FILTER (WHERE due_date < now()) AS breached_tasks,
+           count(*) FILTER (WHERE due_date >= now()
+                              AND due_date < now() + make_interval(mins => :at_risk_minutes)) AS at_risk_tasks
+    FROM edge_tasks
+    WHERE workflow_id IN (SELECT workflow_id FROM chosen)
     GROUP BY 1, 2
 ), live AS (
     SELECT s.workflow_id, s.activity_id, s.activity_name, s.live_tasks, s.open_tasks, s.claimed_tasks,
@@ -436,3 +442,12 @@ SELECT (CAST(:department AS text) IS NULL
         OR EXISTS (SELECT 1 FROM entitlements.departments WHERE department_code = :department)) AS department_known,
        (CAST(:queue AS text) IS NULL
         OR EXISTS (SELECT 1 FROM flowable.workflow_queues WHERE queue_name = :queue)) AS queue_known;
+
+-- name: primary_wal_position
+SELECT CAST(pg_current_wal_lsn() AS text);
+
+-- name: replica_position
+-- On the read replica (DATABASE_READ_URL): what it has replayed, and when the last replayed transaction
+-- committed on the primary.
+SELECT pg_is_in_recovery() AS in_recovery, CAST(pg_last_wal_replay_lsn() AS text) AS replayed_lsn,
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp()) AS replay_age_s;
