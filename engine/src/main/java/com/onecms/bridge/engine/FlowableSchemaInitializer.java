@@ -12,6 +12,8 @@ import javax.sql.DataSource;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.beans.BeansException;
+import org.springframework.boot.context.event.ApplicationReadyEvent;
+import org.springframework.context.ApplicationListener;
 import org.springframework.beans.factory.BeanCreationException;
 import org.springframework.beans.factory.config.BeanPostProcessor;
 import org.springframework.core.Ordered;
@@ -28,8 +30,17 @@ import com.zaxxer.hikari.HikariDataSource;
  * <p>
  * It also appends {@code currentSchema=<schema>} to a PostgreSQL JDBC URL that lacks it, so unqualified Flowable
  * SQL lands in that schema.
+ * <p>
+ * Nodes of one engine cluster share the database, and two started at once (docker compose up --scale) would both
+ * create or update Flowable's tables: one fails half way. So a node holds a PostgreSQL advisory lock from here
+ * (before the engine is built and its schema update runs) until the application is ready; the next node waits,
+ * then finds the tables made.
  */
-public class FlowableSchemaInitializer implements BeanPostProcessor, Ordered {
+public class FlowableSchemaInitializer implements BeanPostProcessor, Ordered, ApplicationListener<ApplicationReadyEvent> {
+
+    /** pg_advisory_lock key the nodes of one engine cluster start under, one at a time ("OneCMS" + 2). */
+    static final long STARTUP_LOCK_KEY = 0x4F6E65434D5302L;
+    private Connection startupLock;
 
     private static final Logger LOGGER = LoggerFactory.getLogger(FlowableSchemaInitializer.class);
     private static final Pattern SAFE_IDENTIFIER = Pattern.compile("[A-Za-z_][A-Za-z0-9_]*");
@@ -73,7 +84,40 @@ public class FlowableSchemaInitializer implements BeanPostProcessor, Ordered {
         } catch (SQLException e) {
             throw new BeanCreationException(beanName, "Could not create schema " + schema + " for Flowable", e);
         }
+        holdStartupLock(dataSource, beanName);
         return bean;
+    }
+
+    private void holdStartupLock(DataSource dataSource, String beanName) {
+        try {
+            Connection connection = dataSource.getConnection();
+            connection.setAutoCommit(true);
+            long began = System.nanoTime();
+            try (Statement statement = connection.createStatement()) {
+                statement.execute("SELECT pg_advisory_lock(" + STARTUP_LOCK_KEY + ")");
+            }
+            long waitedMs = (System.nanoTime() - began) / 1_000_000;
+            LOGGER.info("Holding the engine nodes' startup lock{}", waitedMs > 100 ? " (waited " + waitedMs + " ms for "
+                    + "another node)" : "");
+            startupLock = connection;
+        } catch (SQLException e) {
+            throw new BeanCreationException(beanName, "Could not take the engine nodes' startup lock", e);
+        }
+    }
+
+    @Override
+    public void onApplicationEvent(ApplicationReadyEvent event) {
+        Connection connection = startupLock;
+        startupLock = null;
+        if (connection == null) {
+            return;
+        }
+        try (connection; Statement statement = connection.createStatement()) {
+            statement.execute("SELECT pg_advisory_unlock(" + STARTUP_LOCK_KEY + ")");
+            LOGGER.info("Released the engine nodes' startup lock");
+        } catch (SQLException e) {
+            LOGGER.warn("Could not release the engine nodes' startup lock (it goes with the connection): {}", e.getMessage());
+        }
     }
 
     private static void ensureSchema(Connection connection, String schema) throws SQLException {
