@@ -98,6 +98,10 @@ class Settings:
     database_url: str | None = setting(
         "DATABASE_URL", None, "PostgreSQL to use, e.g. postgresql://user:pw@host:5432/db. Unset: start the "
         "embedded one.", parse=_optional, shown="(unset)")
+    database_read_url: str | None = setting(
+        "DATABASE_READ_URL", None, "A streaming replica of DATABASE_URL for the reports and the dashboard: their "
+        "reads trail the primary by the replica's lag, which mirror health shows. Unset: the primary.",
+        parse=_optional, shown="(unset)")
     data_dir: Path = setting(
         "BRIDGE_DATA_DIR", None, "Folder of the embedded PostgreSQL's data; kept between runs.", parse=_path,
         shown="./.bridge-data", factory=lambda: Path.cwd() / ".bridge-data")

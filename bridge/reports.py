@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.db.queries import queries
@@ -346,6 +347,30 @@ async def run_all(db: AsyncEngine, where: ReportFilter) -> dict[str, dict[str, A
         return {name: await report(conn, replace(where, since=where.until - REPORT_SPANS[name])
                                    if name in REPORT_SPANS else where)
                 for name, report in REPORTS.items() if name not in PROCESS_MAP_ONLY}
+
+
+async def read_replica(primary: AsyncEngine, replica: AsyncEngine) -> dict[str, Any] | None:
+    """How far the read replica (DATABASE_READ_URL) the reports come from trails the primary: WAL bytes not yet
+    replayed, and how long ago it replayed the primary's last transaction (which also grows while the primary
+    is idle). None without a replica; {"error": ...} when one of the two does not answer."""
+    if replica is primary:
+        return None
+    try:
+        async with primary.connect() as conn:
+            written = (await conn.execute(SQL.primary_wal_position)).scalar_one()
+        async with replica.connect() as conn:
+            state = (await conn.execute(SQL.replica_position)).one()
+    except (SQLAlchemyError, OSError) as err:
+        return {"error": str(err).splitlines()[0]}
+    return {"in_recovery": state.in_recovery, "replayed_lsn": state.replayed_lsn,
+            "bytes_behind": max(0, _lsn(written) - _lsn(state.replayed_lsn)) if state.replayed_lsn else None,
+            "last_replay_seconds_ago": (round(float(state.replay_age_s), 3)
+                                        if state.replay_age_s is not None else None)}
+
+
+def _lsn(position: str) -> int:
+    high, low = position.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 async def department_codes(db: AsyncEngine) -> list[str]:

@@ -181,6 +181,19 @@ class EmbeddedPostgres:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def streaming_replica(self, data_dir: Path, *, port: int = 0) -> EmbeddedPostgres:
+        """A hot standby of this (running) server in data_dir, streaming from it, started: a copy by
+        pg_basebackup -R (which writes standby.signal and primary_conninfo), made once."""
+        if self.port is None:
+            raise EmbeddedPostgresError("the embedded PostgreSQL is not started")
+        replica = EmbeddedPostgres(data_dir, port=port, host=self.host, server_options=self.server_options)
+        replica.data_dir.mkdir(parents=True, exist_ok=True)
+        replica._prepare_permissions()
+        if not (replica.pgdata / "PG_VERSION").exists():
+            replica._run("pg_basebackup", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER,
+                         "-D", str(replica.pgdata), "-R", "-X", "stream", "--checkpoint=fast")
+        return replica.start()
+
     # -- connecting ------------------------------------------------------------------------------
 
     def url(self, database: str = "postgres") -> str:

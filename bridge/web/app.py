@@ -40,6 +40,7 @@ from bridge.web.keys import (
     FLOWABLE_ENDPOINT,
     LEADERSHIP,
     LOCKS,
+    READ_DB,
     RECONCILER,
     SETTINGS,
     WEBHOOK_KEYS,
@@ -110,10 +111,14 @@ async def _database_pool(app: web.Application) -> AsyncIterator[None]:
     size, timeout = settings.db_pool_size, settings.db_pool_timeout_s
     database = open_database(app[DATABASE_URL], pool_size=size, pool_timeout=timeout)
     app[DB] = database
+    replica = settings.database_read_url
+    app[READ_DB] = open_database(replica, pool_size=size, pool_timeout=timeout) if replica else database
     # the locks a request holds across its engine calls: a pool of their own (bridge/db/locks.py)
     app[LOCKS] = RequestLocks(open_database(app[DATABASE_URL], pool_size=size, pool_timeout=timeout))
     yield
     await app[LOCKS].dispose()
+    if replica:
+        await app[READ_DB].dispose()
     await database.dispose()
 
 

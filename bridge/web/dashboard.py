@@ -33,7 +33,7 @@ from bridge.auth import OPS_ROLE, holds_role, user_of_token
 from bridge.bpmn.diagram import DiagramError, render_svg
 from bridge.flowable.client import EngineUnavailable, FlowableError
 from bridge.web.errors import body_deadline
-from bridge.web.keys import DB, FLOWABLE
+from bridge.web.keys import DB, FLOWABLE, READ_DB
 
 COOKIE = "bridge_dashboard"
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -95,9 +95,10 @@ async def dashboard(request: web.Request) -> web.Response:
     hours = _hours(request)
     where = reports.ReportFilter.last(timedelta(hours=hours), department=request.query.get("department") or None,
                                       limit=15)
-    figures = await reports.run_all(request.app[DB], where)
+    figures = await reports.run_all(request.app[READ_DB], where)
     figures["mirror"]["emitter"] = await reports.emitter(request.app[FLOWABLE])
-    departments = await reports.department_codes(request.app[DB])
+    figures["mirror"]["read_replica"] = await reports.read_replica(request.app[DB], request.app[READ_DB])
+    departments = await reports.department_codes(request.app[READ_DB])
     async with request.app[DB].connect() as conn:
         health, archived = await db_health.read(conn), await db_health.archiving(conn)
     return _page("dashboard.html", **_context(figures, where, hours, user, departments),
@@ -152,7 +153,7 @@ async def process_map(request: web.Request) -> web.Response:
     where = reports.ReportFilter.last(timedelta(hours=hours), process=key,
                                       version=int(given_version) if given_version else None)
     try:
-        body = await reports.run(request.app[DB], "activities", where)
+        body = await reports.run(request.app[READ_DB], "activities", where)
     except reports.UnknownProcess:
         message = (f"Process {key!r} has no version {given_version}." if given_version
                    else f"No process {key!r} is deployed.")

@@ -19,6 +19,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
 FLOWABLE_ENDPOINT = web.AppKey("flowable_endpoint", FlowableEndpoint)
 DB = web.AppKey("db", AsyncEngine)
+READ_DB = web.AppKey("read_db", AsyncEngine)  # the reports' and dashboard's reads: DATABASE_READ_URL, else DB
 FLOWABLE = web.AppKey("flowable", FlowableClient)
 WEBHOOK_KEYS = web.AppKey("webhook_keys", list[bytes])  # current secret first, then previous ones
 RECONCILER = web.AppKey("reconciler", Reconciler)
