@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration clean
+.PHONY: install browser run check schema test-fast test bench bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,7 @@ test: install browser
 	$(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
-bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration
+bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration bench-scale
 
 bench-claim: install
 	$(BIN)/python -m bench.claim_throughput
@@ -74,6 +74,9 @@ bench-archive: install
 
 bench-migration: install
 	$(BIN)/python -m bench.migration
+
+bench-scale: install
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .bridge-data .pytest_cache
