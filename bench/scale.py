@@ -15,7 +15,7 @@ On 2 cores every process shares the same two CPUs: a second replica or node adds
 second connection pool, the lease) and no CPU, so the ratios show the cost of coordination, not a speed-up.
 
 The soak starts cases through both nodes at the rate that makes --events-per-s engine events (calibrated from
-the first seconds), for --soak-minutes, while 4 workers claim and complete: push-to-readable p50/p99 (target
+the first seconds, with the workers), for --soak-minutes, while 4 workers claim and complete: push-to-readable p50/p99 (target
 p99 under 250 ms), events parked or dropped (target none), and the resident memory of every process at the
 start, middle and end.
 """
@@ -159,7 +159,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--cases", type=int, default=900, help="registration tasks made per configuration")
+    parser.add_argument("--cases", type=int, default=1500, help="registration tasks made per configuration")
     parser.add_argument("--events-per-s", type=float, default=500)
     parser.add_argument("--soak-minutes", type=float, default=10)
     args = parser.parse_args()
@@ -244,9 +244,10 @@ async def run_soak(args, url: str, env: dict[str, str], engines: list[LocalEngin
     try:
         for port in ports:
             await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
-        # calibrate: events per case start (a OneCMS start is several engine events)
+        # calibrate: engine events per case, its start and its registration completed by the workers
         began = time.time()
-        await start_cases(clients, 40, "calibrate-", per_s=20)
+        await asyncio.gather(start_cases(clients, 40, "calibrate-", per_s=20),
+                             work(ports, tokens, 4.0, Window(2, 2)))
         await asyncio.sleep(2)
         events, _, _ = await pushes(url, began, time.time())
         per_case = max(1.0, events / 40)
