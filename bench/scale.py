@@ -15,9 +15,9 @@ On 2 cores every process shares the same two CPUs: a second replica or node adds
 second connection pool, the lease) and no CPU, so the ratios show the cost of coordination, not a speed-up.
 
 The soak starts cases through both nodes at the rate that makes --events-per-s engine events (calibrated from
-the first seconds, with the workers), for --soak-minutes, while 4 workers claim and complete: push-to-readable p50/p99 (target
-p99 under 250 ms), events parked or dropped (target none), and the resident memory of every process at the
-start, middle and end.
+the first seconds, with the workers), for --soak-minutes, while 4 workers claim and complete: push-to-readable
+p50/p99 (target p99 under 250 ms), events parked or dropped (target none), and the resident memory of every
+process at the start, middle and end.
 """
 
 from __future__ import annotations
