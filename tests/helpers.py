@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,6 +51,21 @@ def start_bridge(db_url: str, engine, port: int, log_name: str, **extra_env: str
     ARTIFACTS.mkdir(exist_ok=True)
     return spawn_logged([sys.executable, "-m", "bridge.cli", "serve"], ARTIFACTS / log_name, mode="wb",
                         cwd=PROJECT_ROOT, env=env)
+
+
+def leads_background_jobs(metrics_text: str) -> bool:
+    """Whether a bridge's /metrics says it holds the lease on the background jobs (bridge/leadership.py)."""
+    found = re.search(r"^bridge_background_leader (\S+)$", metrics_text, re.M)
+    return found is not None and float(found.group(1)) == 1
+
+
+async def eventually(check, seconds: float, what: str):
+    """check()'s first true answer, asked every 0.1 s; the test fails with `what` after `seconds`."""
+    for _ in range(int(seconds * 10)):
+        if result := await check():
+            return result
+        await asyncio.sleep(0.1)
+    pytest.fail(what)
 
 
 async def wait_healthy(port: int, process: subprocess.Popen) -> None:

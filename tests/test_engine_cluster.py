@@ -20,7 +20,7 @@ from bridge.deploy import deploy_bpmn
 from bridge.flowable.client import FlowableClient
 from bridge.flowable.local_engine import LocalEngine, build_engine_jar, new_webhook_secret
 from tests.conftest import ARTIFACTS, MIGRATIONS
-from tests.helpers import drift_of, start_bridge, wait_healthy
+from tests.helpers import drift_of, eventually, start_bridge, wait_healthy
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -63,14 +63,6 @@ async def _open_tasks(flowable: FlowableClient, pid: str) -> list[dict]:
     return await flowable.tasks(processInstanceId=pid)
 
 
-async def _wait_for(check, seconds: float, what: str):
-    for _ in range(int(seconds * 5)):
-        if result := await check():
-            return result
-        await asyncio.sleep(0.2)
-    pytest.fail(what)
-
-
 async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_the_reconciler_cannot_bring(
         pg_cluster):
     jar = await asyncio.to_thread(build_engine_jar)
@@ -108,7 +100,7 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                 async def all_at_review() -> bool:
                     tasks = await asyncio.gather(*(_open_tasks(via_a, pid) for pid in pids))
                     return all(len(t) == 1 for t in tasks)
-                await _wait_for(all_at_review, 90, "every timer fired")
+                await eventually(all_at_review, 90, "every timer fired")
                 async with db.connect() as conn:
                     fired = dict((await conn.execute(text(
                         "SELECT proc_inst_id_, count(*) FROM flowable.act_hi_actinst WHERE act_id_ = 'wait' "
@@ -129,7 +121,7 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                 # 3. the reconciler brings what node b never pushed; no case is stuck: all finish through node a
                 async def no_drift() -> bool:
                     return await drift_of(db, via_a, pids) == []
-                await _wait_for(no_drift, 120, "the reconciler repaired what the killed node never pushed")
+                await eventually(no_drift, 120, "the reconciler repaired what the killed node never pushed")
                 async with db.connect() as conn:
                     repaired = (await conn.execute(text(
                         "SELECT count(DISTINCT entity_id) FROM flowable.mirror_repairs"))).scalar()
@@ -137,7 +129,7 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
 
                 # the late ones' timers: node b may have locked them before it died; node a takes them once the
                 # lock runs out (ENGINE_JOB_LOCK_TIME)
-                await _wait_for(lambda: _no_timer_waits(db), 60, "the killed node's timers fired on node a")
+                await eventually(lambda: _no_timer_waits(db), 60, "the killed node's timers fired on node a")
                 for _ in range(2):  # review, then approve
                     open_tasks = [t for pid in pids for t in await _open_tasks(via_a, pid)]
                     await asyncio.gather(*(via_a.complete_task(t["id"]) for t in open_tasks))
@@ -147,7 +139,7 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                         statuses = dict((await conn.execute(text(
                             "SELECT status, count(*) FROM flowable.process_instances GROUP BY 1"))).all())
                     return statuses == {"COMPLETED": len(pids)}
-                await _wait_for(all_completed_in_the_mirror, 60, "every case completed, in the mirror too")
+                await eventually(all_completed_in_the_mirror, 60, "every case completed, in the mirror too")
                 assert await drift_of(db, via_a, pids) == []
         finally:
             if bridge is not None and bridge.poll() is None:

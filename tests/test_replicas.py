@@ -5,7 +5,6 @@ jobs by its own deadline; the other stays ready and takes the jobs over."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import time
 
@@ -14,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bridge.db.embedded import free_tcp_port
-from tests.helpers import start_bridge, wait_healthy
+from tests.helpers import eventually, leads_background_jobs, start_bridge, wait_healthy
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
@@ -29,19 +28,6 @@ async def _get(session: aiohttp.ClientSession, port: int, path: str) -> tuple[in
         return 0, ""
 
 
-def _leader(metrics_text: str) -> bool:
-    found = re.search(r"^bridge_background_leader (\S+)$", metrics_text, re.M)
-    return found is not None and float(found.group(1)) == 1
-
-
-async def _until(check, seconds: float, what: str):
-    for _ in range(int(seconds * 10)):
-        if result := await check():
-            return result
-        await asyncio.sleep(0.1)
-    pytest.fail(what)
-
-
 async def test_a_replica_cut_from_postgresql_is_not_ready_and_the_other_serves_and_runs_the_jobs(engine):
     url = make_url(engine.database_url)
     env = {"BRIDGE_WORKERS": "1", "BRIDGE_LEASE_TTL_S": str(TTL_S), "BRIDGE_ESCALATE_INTERVAL_S": "1",
@@ -54,7 +40,7 @@ async def test_a_replica_cut_from_postgresql_is_not_ready_and_the_other_serves_a
         try:
             await wait_healthy(ports["cut"], cut)
             # the one to be cut runs the jobs first
-            await _until(lambda: _is_leader(session, ports["cut"]), 30, "the first replica took the lease")
+            await eventually(lambda: _is_leader(session, ports["cut"]), 30, "the first replica took the lease")
             whole = start_bridge(engine.database_url, engine, ports["whole"], "replica-whole.log", **env)
             await wait_healthy(ports["whole"], whole)
             for port in ports.values():
@@ -67,7 +53,7 @@ async def test_a_replica_cut_from_postgresql_is_not_ready_and_the_other_serves_a
             status, body = await _get(session, ports["cut"], "/readyz")
             assert status == 503 and '"database": "error' in body, body
             assert (await _get(session, ports["whole"], "/readyz"))[0] == 200
-            await _until(lambda: _is_leader(session, ports["whole"]), TTL_S + TTL_S / 3 + 5,
+            await eventually(lambda: _is_leader(session, ports["whole"]), TTL_S + TTL_S / 3 + 5,
                          "the replica still connected took over the background jobs")
             print(f"jobs moved {time.monotonic() - cut_at:.1f} s after the cut (lease {TTL_S} s)")
             assert not await _is_leader(session, ports["cut"])  # it stopped by its own deadline
@@ -75,7 +61,7 @@ async def test_a_replica_cut_from_postgresql_is_not_ready_and_the_other_serves_a
             assert (await _get(session, ports["cut"], "/healthz"))[0] == 200
 
             await proxy.restore()
-            await _until(lambda: _ready(session, ports["cut"]), 30, "the cut replica ready again")
+            await eventually(lambda: _ready(session, ports["cut"]), 30, "the cut replica ready again")
             assert not await _is_leader(session, ports["cut"])  # the lease stays where it went
         finally:
             for process in (cut, whole):  # waited for off the loop: the proxy in it carries the cut one's traffic
@@ -86,7 +72,7 @@ async def test_a_replica_cut_from_postgresql_is_not_ready_and_the_other_serves_a
 
 async def _is_leader(session: aiohttp.ClientSession, port: int) -> bool:
     status, body = await _get(session, port, "/metrics")
-    return status == 200 and _leader(body)
+    return status == 200 and leads_background_jobs(body)
 
 
 async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
