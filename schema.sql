@@ -597,6 +597,27 @@ END;
 $$;
 
 --
+-- Name: track_activity_live_load_row(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_activity_live_load_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO flowable.activity_live_changes (workflow_id, activity_id, activity_name, status, escalated,
+                                                due_hour, tasks)
+    SELECT p.workflow_id, t.task_definition_key, t.task_name, t.status, t.escalation_level > 0,
+           date_bin('1 hour', t.due_date, timestamptz 'epoch'), sum(t.sign)
+    FROM (SELECT OLD.*, -1 AS sign UNION ALL SELECT NEW.*, 1) t
+    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+    WHERE t.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED')
+    GROUP BY 1, 2, 3, 4, 5, 6
+    HAVING sum(t.sign) <> 0;
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: track_process_work(); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
@@ -678,6 +699,23 @@ END;
 $$;
 
 --
+-- Name: track_queue_load_row(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_queue_load_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO flowable.queue_load_changes (queue_name, delta)
+    SELECT q, sum(d) FROM (VALUES (OLD.queue_name, -1), (NEW.queue_name, 1)) c (q, d)
+    WHERE (d < 0 AND OLD.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED'))
+       OR (d > 0 AND NEW.status IN ('OPEN', 'CLAIMED', 'DELEGATED', 'ESCALATED'))
+    GROUP BY q HAVING sum(d) <> 0;
+    RETURN NULL;
+END;
+$$;
+
+--
 -- Name: track_task_stats(); Type: FUNCTION; Schema: flowable; Owner: -
 --
 
@@ -715,6 +753,30 @@ BEGIN
              LATERAL flowable.task_stat_rows(t.queue_name, t.status, t.created_at, t.completed_at, t.due_date, -1) s
         GROUP BY s.hour, s.queue_name;
     END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: track_task_stats_row(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_task_stats_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO flowable.task_stat_changes (hour, queue_name, created, completed, completed_late,
+                                            completion_seconds, cancelled)
+    SELECT s.hour, s.queue_name, sum(s.created), sum(s.completed), sum(s.completed_late),
+           sum(s.completion_seconds), sum(s.cancelled)
+    FROM (SELECT * FROM flowable.task_stat_rows(OLD.queue_name, OLD.status, OLD.created_at, OLD.completed_at,
+                                                OLD.due_date, -1)
+          UNION ALL
+          SELECT * FROM flowable.task_stat_rows(NEW.queue_name, NEW.status, NEW.created_at, NEW.completed_at,
+                                                NEW.due_date, 1)) s
+    GROUP BY s.hour, s.queue_name
+    HAVING sum(s.created) <> 0 OR sum(s.completed) <> 0 OR sum(s.completed_late) <> 0
+        OR sum(s.completion_seconds) <> 0 OR sum(s.cancelled) <> 0;
     RETURN NULL;
 END;
 $$;
@@ -764,6 +826,29 @@ BEGIN
         WHERE t.status = 'COMPLETED'
         GROUP BY 1, 2, 3, 4, 5, 6;
     END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: track_task_work_row(); Type: FUNCTION; Schema: flowable; Owner: -
+--
+
+CREATE FUNCTION flowable.track_task_work_row() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO flowable.task_work_changes (hour, queue_name, workflow_id, activity_id, activity_name, user_id,
+                                            completed, completed_late, completion_seconds, handling_seconds)
+    SELECT s.hour, t.queue_name, p.workflow_id, t.task_definition_key, t.task_name, t.completed_by,
+           sum(s.completed), sum(s.completed_late), sum(s.completion_seconds), sum(s.handling_seconds)
+    FROM (SELECT OLD.*, -1 AS sign UNION ALL SELECT NEW.*, 1) t
+    JOIN flowable.process_instances p ON p.process_instance_id = t.process_instance_id
+    CROSS JOIN LATERAL flowable.task_work_row(t.status, t.created_at, t.claimed_at, t.completed_at, t.due_date,
+                                              t.sign) s
+    GROUP BY 1, 2, 3, 4, 5, 6
+    HAVING sum(s.completed) <> 0 OR sum(s.completed_late) <> 0 OR sum(s.completion_seconds) <> 0
+        OR sum(s.handling_seconds) <> 0;
     RETURN NULL;
 END;
 $$;
@@ -2973,7 +3058,7 @@ CREATE TRIGGER trg_workflow_queues_updated_at BEFORE UPDATE ON flowable.workflow
 -- Name: workflow_tasks trg_workflow_tasks_activity_live_delete; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_activity_live_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_activity_live_load();
+CREATE TRIGGER trg_workflow_tasks_activity_live_delete AFTER DELETE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks FOR EACH STATEMENT WHEN ((current_setting('bridge.archiving'::text, true) IS DISTINCT FROM 'on'::text)) EXECUTE FUNCTION flowable.track_activity_live_load();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_activity_live_insert; Type: TRIGGER; Schema: flowable; Owner: -
@@ -2985,7 +3070,7 @@ CREATE TRIGGER trg_workflow_tasks_activity_live_insert AFTER INSERT ON flowable.
 -- Name: workflow_tasks trg_workflow_tasks_activity_live_update; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_activity_live_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_activity_live_load();
+CREATE TRIGGER trg_workflow_tasks_activity_live_update AFTER UPDATE ON flowable.workflow_tasks FOR EACH ROW WHEN (((((old.status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'DELEGATED'::character varying, 'ESCALATED'::character varying])::text[])) OR ((new.status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'DELEGATED'::character varying, 'ESCALATED'::character varying])::text[]))) AND (((((((old.status)::text IS DISTINCT FROM (new.status)::text) OR ((old.process_instance_id)::text IS DISTINCT FROM (new.process_instance_id)::text)) OR ((old.task_definition_key)::text IS DISTINCT FROM (new.task_definition_key)::text)) OR ((old.task_name)::text IS DISTINCT FROM (new.task_name)::text)) OR ((old.escalation_level > 0) IS DISTINCT FROM (new.escalation_level > 0))) OR (old.due_date IS DISTINCT FROM new.due_date)))) EXECUTE FUNCTION flowable.track_activity_live_load_row();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_load_delete; Type: TRIGGER; Schema: flowable; Owner: -
@@ -3003,7 +3088,7 @@ CREATE TRIGGER trg_workflow_tasks_load_insert AFTER INSERT ON flowable.workflow_
 -- Name: workflow_tasks trg_workflow_tasks_load_update; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_load_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_queue_load();
+CREATE TRIGGER trg_workflow_tasks_load_update AFTER UPDATE ON flowable.workflow_tasks FOR EACH ROW WHEN (((((old.status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'DELEGATED'::character varying, 'ESCALATED'::character varying])::text[])) IS DISTINCT FROM ((new.status)::text = ANY ((ARRAY['OPEN'::character varying, 'CLAIMED'::character varying, 'DELEGATED'::character varying, 'ESCALATED'::character varying])::text[]))) OR ((old.queue_name)::text IS DISTINCT FROM (new.queue_name)::text))) EXECUTE FUNCTION flowable.track_queue_load_row();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_stats_delete; Type: TRIGGER; Schema: flowable; Owner: -
@@ -3021,7 +3106,7 @@ CREATE TRIGGER trg_workflow_tasks_stats_insert AFTER INSERT ON flowable.workflow
 -- Name: workflow_tasks trg_workflow_tasks_stats_update; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_stats_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_stats();
+CREATE TRIGGER trg_workflow_tasks_stats_update AFTER UPDATE ON flowable.workflow_tasks FOR EACH ROW WHEN ((((((((old.queue_name)::text IS DISTINCT FROM (new.queue_name)::text) OR (((old.status)::text = 'COMPLETED'::text) IS DISTINCT FROM ((new.status)::text = 'COMPLETED'::text))) OR (((old.status)::text = 'CANCELLED'::text) IS DISTINCT FROM ((new.status)::text = 'CANCELLED'::text))) OR (old.created_at IS DISTINCT FROM new.created_at)) OR (old.completed_at IS DISTINCT FROM new.completed_at)) OR (old.due_date IS DISTINCT FROM new.due_date))) EXECUTE FUNCTION flowable.track_task_stats_row();
 
 --
 -- Name: workflow_tasks trg_workflow_tasks_work_delete; Type: TRIGGER; Schema: flowable; Owner: -
@@ -3039,7 +3124,7 @@ CREATE TRIGGER trg_workflow_tasks_work_insert AFTER INSERT ON flowable.workflow_
 -- Name: workflow_tasks trg_workflow_tasks_work_update; Type: TRIGGER; Schema: flowable; Owner: -
 --
 
-CREATE TRIGGER trg_workflow_tasks_work_update AFTER UPDATE ON flowable.workflow_tasks REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks FOR EACH STATEMENT EXECUTE FUNCTION flowable.track_task_work();
+CREATE TRIGGER trg_workflow_tasks_work_update AFTER UPDATE ON flowable.workflow_tasks FOR EACH ROW WHEN (((((old.status)::text = 'COMPLETED'::text) OR ((new.status)::text = 'COMPLETED'::text)) AND (((((((((((old.status)::text IS DISTINCT FROM (new.status)::text) OR ((old.queue_name)::text IS DISTINCT FROM (new.queue_name)::text)) OR ((old.process_instance_id)::text IS DISTINCT FROM (new.process_instance_id)::text)) OR ((old.task_definition_key)::text IS DISTINCT FROM (new.task_definition_key)::text)) OR ((old.task_name)::text IS DISTINCT FROM (new.task_name)::text)) OR ((old.completed_by)::text IS DISTINCT FROM (new.completed_by)::text)) OR (old.created_at IS DISTINCT FROM new.created_at)) OR (old.claimed_at IS DISTINCT FROM new.claimed_at)) OR (old.completed_at IS DISTINCT FROM new.completed_at)) OR (old.due_date IS DISTINCT FROM new.due_date)))) EXECUTE FUNCTION flowable.track_task_work_row();
 
 --
 -- Name: workflow_variables trg_workflow_variables_updated_at; Type: TRIGGER; Schema: flowable; Owner: -

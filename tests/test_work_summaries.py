@@ -344,3 +344,35 @@ async def test_activities_live_figures_equal_the_rows_around_now(conn, db, at_ri
         assert (a["live_tasks"], a["open_tasks"], a["claimed_tasks"], a["escalated_tasks"], a["breached_tasks"],
                 a["at_risk_tasks"]) == (live, open_, claimed, escalated, breached, at_risk), activity
         assert a["oldest_created_at"] == oldest.isoformat() or a["oldest_created_at"] == oldest, activity
+
+
+async def test_an_update_runs_only_the_triggers_of_the_summaries_it_changes(conn):
+    """Migration 0031: a claim (OPEN -> CLAIMED in the same queue) moves a task between live states and
+    nothing else, so of the four summaries' update triggers only the live one runs; an update of what no
+    summary reads runs none; a completion runs all four. Counted by PostgreSQL (track_functions)."""
+    await seed.queue(conn, "intake")
+    instance = await seed.instance(conn, await seed.definition(conn, "claims"))
+    task = await seed.task(conn, instance, "intake")
+    await conn.execute("SET track_functions = 'pl'")
+    row_functions = ("track_queue_load_row", "track_task_stats_row", "track_task_work_row",
+                     "track_activity_live_load_row")
+
+    async def triggers_run(update: str) -> set[str]:
+        # the backend's counts not yet flushed, before and after: they span earlier transactions too
+        calls = ("SELECT funcname, calls FROM pg_stat_xact_user_functions WHERE schemaname = 'flowable' "
+                 "AND funcname = ANY(%s)")
+        async with conn.transaction():
+            before = dict(await (await conn.execute(calls, [list(row_functions)])).fetchall())
+            await conn.execute(update, [task])
+            after = dict(await (await conn.execute(calls, [list(row_functions)])).fetchall())
+        return {name for name, n in after.items() if n > before.get(name, 0)}
+
+    assert await triggers_run("UPDATE flowable.workflow_tasks SET status = 'CLAIMED', assignee_id = 'ann', "
+                              "claimed_at = now(), claimed_by = 'ann' WHERE task_id = %s") == {
+        "track_activity_live_load_row"}
+    assert await triggers_run("UPDATE flowable.workflow_tasks SET metadata = metadata || '{\"lastEventAt\": 1}', "
+                              "priority = 70 WHERE task_id = %s") == set()
+    assert await triggers_run("UPDATE flowable.workflow_tasks SET status = 'COMPLETED', completed_at = now(), "
+                              "completed_by = 'ann' WHERE task_id = %s") == set(row_functions)
+    await assert_summaries_equal_a_recount(conn)
+    assert (await (await conn.execute("SELECT flowable.recount_queue_load()")).fetchone())[0] == 0
