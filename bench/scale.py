@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -62,6 +63,7 @@ class Window:
     events: int = 0
     push_p50_ms: float = 0.0
     push_p99_ms: float = 0.0
+    slow: dict[str, int] = field(default_factory=dict)  # requests over a second, by replica port and step
 
 
 def start_replica(env: dict[str, str], port: int, log: Path, engines: list[LocalEngine]) -> subprocess.Popen:
@@ -102,6 +104,13 @@ async def work(ports: list[int], tokens: list[str], seconds: float, window: Wind
 
     async def worker(session: aiohttp.ClientSession, n: int, token: str) -> int:
         base, headers, done = f"http://127.0.0.1:{ports[n % len(ports)]}", {"Authorization": f"Bearer {token}"}, 0
+        def timed(step: str, since: float) -> float:
+            now = time.perf_counter()
+            if now - since > 1.0:
+                key = f"{base.rsplit(':', 1)[1]} {step}"
+                window.slow[key] = window.slow.get(key, 0) + 1
+            return now
+
         while time.monotonic() < deadline:
             began = time.perf_counter()
             async with session.post(f"{base}/api/work/next", json={"queues": [QUEUE]}, headers=headers) as taken:
@@ -110,9 +119,11 @@ async def work(ports: list[int], tokens: list[str], seconds: float, window: Wind
                     continue
                 assert taken.status == 200, await taken.text()
                 task = await taken.json()
+            claimed = timed("next", began)
             async with session.post(f"{base}/api/tasks/{task['task_id']}/complete", json={},
                                     headers=headers) as completed:
                 assert completed.status == 200, await completed.text()
+            timed("complete", claimed)
             window.latencies_ms.append((time.perf_counter() - began) * 1000)
             done += 1
         return done
@@ -134,6 +145,12 @@ async def pushes(url: str, since: float, until: float) -> tuple[int, float, floa
             WHERE received_at >= to_timestamp(%s) AND received_at < to_timestamp(%s) AND applied_at IS NOT NULL
             """, [since, until])).fetchone()
     return int(row[0]), float(row[1] or 0), float(row[2] or 0)
+
+
+def keep_logs(tmp: Path, into: Path) -> None:
+    into.mkdir(parents=True, exist_ok=True)
+    for log in tmp.glob("*.log"):
+        shutil.copy(log, into / log.name)
 
 
 def rss_mb(pid: int) -> float:
@@ -162,6 +179,7 @@ async def main() -> None:
     parser.add_argument("--cases", type=int, default=1500, help="registration tasks made per configuration")
     parser.add_argument("--events-per-s", type=float, default=500)
     parser.add_argument("--soak-minutes", type=float, default=10)
+    parser.add_argument("--keep-logs", type=Path, help="copy the engines' and replicas' logs here at the end")
     args = parser.parse_args()
 
     jar = await asyncio.to_thread(build_engine_jar)
@@ -220,6 +238,8 @@ async def main() -> None:
             await db.dispose()
             for engine in engines:
                 await asyncio.to_thread(engine.stop)
+            if args.keep_logs:
+                keep_logs(Path(tmp), args.keep_logs)
 
     base = windows[0]
     print(f"\nscale-out: claim + complete by {args.workers} workers, {args.seconds:.0f} s per configuration; "
@@ -234,6 +254,10 @@ async def main() -> None:
               f"{w.events / w.seconds:>8.0f} | {w.push_p50_ms:>6.0f}ms | {w.push_p99_ms:>6.0f}ms | "
               f"{rate / (base.tasks / base.seconds):.2f}x")
     print("On 2 cores the ratios are the cost of coordination (another JVM, pool, lease), not a speed-up.")
+    for w in windows:
+        if w.slow:
+            print(f"requests over 1 s with {w.bridges}+{w.engines} (replica port, step): "
+                  + ", ".join(f"{k} x{n}" for k, n in sorted(w.slow.items())))
     if soak:
         print_soak(args, soak)
 
