@@ -1,7 +1,8 @@
 """Two engine nodes (the same jar, two ports) on one PostgreSQL with a bridge replica beside them (issue 19):
 Flowable's async executors share the job tables, so each timer fires once whichever node took it; a node
 SIGKILLed under load loses the events in its emitter's memory, and the bridge's reconciler makes the mirror
-whole from the engine's history: no case stuck, no drift."""
+whole from the engine's history: no case stuck, no drift. The node killed is the one the bridge itself talks
+to first (FLOWABLE_URL lists both): its reconciler and its case workers' actions go on through the other."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import os
 import signal
 import uuid
 
+import aiohttp
 import pytest
 from sqlalchemy import text
 
+from bridge import auth
 from bridge.db.connections import open_database
 from bridge.db.embedded import free_tcp_port
 from bridge.db.migrate import migrate
@@ -85,7 +88,9 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                 await asyncio.to_thread(node.start)  # one after the other: the first creates Flowable's schema
                 nodes.append(node)
             a, b = nodes
+            # the bridge talks to node b first: killing b kills the node the bridge's own actions go to
             bridge = start_bridge(url, a, bridge_port, "bridge-cluster.log", BRIDGE_WORKERS="1",
+                                  FLOWABLE_URL=f"{b.base_url},{a.base_url}",
                                   BRIDGE_RECONCILE_INTERVAL_S="1", BRIDGE_RECONCILE_SWEEP_MINUTES="1",
                                   BRIDGE_LEASE_TTL_S="3")
             await wait_healthy(bridge_port, bridge)
@@ -130,9 +135,13 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                 # the late ones' timers: node b may have locked them before it died; node a takes them once the
                 # lock runs out (ENGINE_JOB_LOCK_TIME)
                 await eventually(lambda: _no_timer_waits(db), 60, "the killed node's timers fired on node a")
-                for _ in range(2):  # review, then approve
-                    open_tasks = [t for pid in pids for t in await _open_tasks(via_a, pid)]
-                    await asyncio.gather(*(via_a.complete_task(t["id"]) for t in open_tasks))
+                # case workers finish every case through the bridge, whose first engine node is dead: its
+                # actions go to node a
+                async with db.begin() as conn:
+                    await auth.add_user(conn, "clerk", roles=["CLUSTER_REVIEWER"], granted_by="test")
+                    token = await auth.create_token(conn, "clerk")
+                finished = await _work_through_the_bridge(bridge_port, token, 2 * len(pids) - 15)
+                assert finished == 2 * len(pids) - 15  # the reviews not done before the kill, and every approval
 
                 async def all_completed_in_the_mirror() -> bool:
                     async with db.connect() as conn:
@@ -149,6 +158,26 @@ async def test_two_nodes_fire_each_timer_once_and_a_killed_node_loses_nothing_th
                 await asyncio.to_thread(node.stop)
             await db.dispose()
             pg_cluster.drop_database(url)
+
+
+async def _work_through_the_bridge(port: int, token: str, expected: int) -> int:
+    """Claims and completes through the bridge's API until the queue stays empty; the tasks completed."""
+    base, headers, done, idle = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, 0, 0
+    async with aiohttp.ClientSession() as session:
+        while done < expected and idle < 300:
+            async with session.post(f"{base}/api/work/next", json={"queues": ["Q_CLUSTER"]},
+                                    headers=headers) as taken:
+                if taken.status == 204:  # the next task's creation is not mirrored yet
+                    idle += 1
+                    await asyncio.sleep(0.1)
+                    continue
+                assert taken.status == 200, await taken.text()
+                task = await taken.json()
+            async with session.post(f"{base}/api/tasks/{task['task_id']}/complete", json={},
+                                    headers=headers) as completed:
+                assert completed.status == 200, await completed.text()
+            done += 1
+    return done
 
 
 async def _no_timer_waits(db) -> bool:
