@@ -81,8 +81,10 @@ def stop(process: subprocess.Popen) -> None:
 
 
 async def start_cases(clients: list[FlowableClient], count: int, tag: str, *, per_s: float | None = None) -> None:
-    """count OneCMS cases, spread over the engine nodes; at per_s cases a second when given."""
-    gate = asyncio.Semaphore(8)
+    """count OneCMS cases, spread over the engine nodes; at per_s cases a second when given. Paced starts may
+    have more in flight: at the soak's rate a start slower than 8 / per_s seconds would cap the rate here,
+    in the bench, rather than in the engine."""
+    gate = asyncio.Semaphore(8 if per_s is None else 64)
 
     async def one(n: int) -> None:
         async with gate:

@@ -12,7 +12,7 @@
 -- the four: live work per activity, whose status key moved). Each row function logs the old row's
 -- contribution with -1 and the new one's with +1, as the statement functions did for a whole statement.
 -- INSERT and DELETE stay statement triggers (an import inserts thousands of rows in one statement; archiving's
--- deletes skip them).
+-- deletes skip them); the statement functions' UPDATE branches are no longer called.
 --
 -- Also: the live-work DELETE trigger skips archiving's deletes (bridge.archiving = 'on'), as the other
 -- summaries' do (0024, 0028): archiving moves only ended instances, whose tasks are not live, and it ran a

@@ -7,6 +7,7 @@ there, archived ones included."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from bridge.db.migrate import migrate
+from bridge.mirror import bridge_events
 from tests import seed
 from tests.conftest import MIGRATIONS
 from tests.seed import hours, now
@@ -376,3 +378,47 @@ async def test_an_update_runs_only_the_triggers_of_the_summaries_it_changes(conn
                               "completed_by = 'ann' WHERE task_id = %s") == set(row_functions)
     await assert_summaries_equal_a_recount(conn)
     assert (await (await conn.execute("SELECT flowable.recount_queue_load()")).fetchone())[0] == 0
+
+
+async def test_migrations_racing_on_one_instance_with_its_task_completions_keep_the_summaries_exact(conn, db):
+    """Two migrations of the same instance (to v2 and to v3) and the completion of one of its live tasks, in
+    three concurrent transactions through the apply path, each holding its transaction open a random while:
+    the summaries' move triggers and the completion's trigger read the instance's version in whatever order the
+    transactions commit, and the summaries still equal a recount (the apply path serializes an instance's
+    batches; this is the test that it is enough)."""
+    rng = random.Random(31)
+    await seed.queue(conn, "intake")
+    v1, _, _ = [await seed.definition(conn, "claims", version=v, is_active=v == 3) for v in (1, 2, 3)]
+
+    async def in_transaction(event: dict, hold_s: float) -> None:
+        await asyncio.sleep(rng.random() * 0.02)
+        async with db.begin() as c:
+            await bridge_events.record(c, event)
+            await asyncio.sleep(hold_s)
+
+    for _ in range(12):
+        pid = await seed.instance(conn, v1, started_at=now() - hours(3))
+        await seed.task(conn, pid, "intake", status="COMPLETED", created_at=now() - hours(3),
+                        completed_at=now() - hours(2), completed_by="ann")
+        live = await seed.task(conn, pid, "intake", created_at=now() - hours(1), claimed_at=now() - hours(1),
+                               status="CLAIMED", assignee="bob", due_date=now() + hours(4))
+        await seed.task(conn, pid, "intake", created_at=now() - hours(1))
+        events = [
+            bridge_events.migrated_process({"id": pid, "processDefinitionKey": "claims",
+                                            "processDefinitionVersion": version}, actor="ops", at=None)
+            for version in (2, 3)
+        ] + [bridge_events.completed(live, pid, actor="bob", at=None, outcome=None)]
+        rng.shuffle(events)
+        await asyncio.gather(*(in_transaction(e, rng.choice([0, 0.01, 0.05])) for e in events))
+        if rng.random() < 0.5:
+            await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_activity_live_load()")
+    await assert_summaries_equal_a_recount(conn)
+    await conn.execute("SELECT flowable.fold_work_stats(), flowable.fold_task_stats(), "
+                       "flowable.fold_activity_live_load()")
+    await assert_summaries_equal_a_recount(conn)
+    moved = dict(await (await conn.execute(
+        "SELECT d.process_version, count(*) FROM flowable.process_instances p "
+        "JOIN flowable.workflow_definitions d USING (workflow_id) GROUP BY 1")).fetchall())
+    assert set(moved) <= {2, 3} and sum(moved.values()) == 12  # every instance moved, last writer's version
+    assert (await (await conn.execute("SELECT count(*) FROM flowable.workflow_tasks WHERE status = 'COMPLETED'"
+                                      )).fetchone())[0] == 24
