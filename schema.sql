@@ -95,24 +95,24 @@ $$;
 CREATE FUNCTION flowable.claim_next_task(p_user_id character varying, p_queue_names text[] DEFAULT NULL::text[]) RETURNS TABLE(task_id character varying, task_name character varying, priority integer, queue_name character varying, process_instance_id character varying, escalation_level integer)
     LANGUAGE sql
     AS $$
-    WITH user_roles AS (
+    WITH user_roles AS MATERIALIZED (
         SELECT coalesce(array_agg(g.role_code::text), '{}') AS codes
         FROM entitlements.v_active_role_grants g
         WHERE g.user_id = p_user_id
     ),
-    user_is_enabled AS (
+    user_is_enabled AS MATERIALIZED (
         -- a user the bridge knows and has deactivated takes no work, not even offered directly
         SELECT NOT EXISTS (SELECT 1 FROM entitlements.users u
                            WHERE u.user_id = p_user_id AND NOT u.is_active) AS ok
     ),
-    user_queues AS (
+    user_queues AS MATERIALIZED (
         SELECT coalesce(array_agg(DISTINCT q.queue_name::text), '{}') AS names
         FROM flowable.queue_assignments qa
         JOIN flowable.workflow_queues q ON q.queue_id = qa.queue_id
         JOIN entitlements.v_active_role_grants g ON g.role_id = qa.role_id AND g.user_id = p_user_id
         WHERE qa.is_active
     ),
-    full_queues AS (
+    full_queues AS MATERIALIZED (
         SELECT coalesce(array_agg(l.queue_name::text), '{}') AS names
         FROM (
             SELECT q.queue_name, max(qa.max_tasks_per_user) AS allowed

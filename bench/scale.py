@@ -149,6 +149,13 @@ async def pushes(url: str, since: float, until: float) -> tuple[int, float, floa
     return int(row[0]), float(row[1] or 0), float(row[2] or 0)
 
 
+def _configs(text: str) -> list[tuple[int, int]]:
+    pairs = [tuple(int(n) for n in part.split("+")) for part in text.split(",")]
+    if not pairs or any(len(p) != 2 or not (1 <= p[0] <= 2 and 1 <= p[1] <= 2) for p in pairs):
+        raise argparse.ArgumentTypeError("configurations are bridges+engines, each 1 or 2: 1+1,2+1")
+    return [(p[0], p[1]) for p in pairs]
+
+
 def keep_logs(tmp: Path, into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     for log in tmp.glob("*.log"):
@@ -181,6 +188,8 @@ async def main() -> None:
     parser.add_argument("--cases", type=int, default=1500, help="registration tasks made per configuration")
     parser.add_argument("--events-per-s", type=float, default=500)
     parser.add_argument("--soak-minutes", type=float, default=10)
+    parser.add_argument("--configs", type=_configs, default=CONFIGS,
+                        help="bridges+engines, comma-separated (default: 1+1,2+1,1+2,2+2; the first is the base)")
     parser.add_argument("--keep-logs", type=Path, help="copy the engines' and replicas' logs here at the end")
     args = parser.parse_args()
 
@@ -212,7 +221,7 @@ async def main() -> None:
                 for n in range(args.workers):
                     await auth.add_user(conn, f"clerk{n}", roles=[GROUP], granted_by="bench")
                     tokens.append(await auth.create_token(conn, f"clerk{n}"))
-            for n_bridges, n_engines in CONFIGS:
+            for n_bridges, n_engines in args.configs:
                 replicas = [start_replica(env, port, Path(tmp) / f"bridge-{port}.log", engines[:n_engines])
                             for port in replica_ports[:n_bridges]]
                 for port in replica_ports[:n_bridges]:

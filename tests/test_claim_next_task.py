@@ -210,3 +210,37 @@ async def test_a_pick_is_held_until_commit_and_others_skip_it(conn, db_url):
         assert (await (await bob.execute(PICK, ["bob", None])).fetchone())[0] == second  # skipped, no wait
         await ann.rollback()  # ann's claim never happened
         assert (await (await bob.execute(PICK, ["bob", None])).fetchone())[0] == first
+
+
+async def test_the_users_side_is_worked_out_once_per_claim_whatever_the_plan(conn):
+    """Migration 0032: bench/scale.py met a plan (statistics taken before a burst of 1,500 cases, one OPEN task
+    expected) that put the user's side (roles, queues, the queues where the user holds max_tasks_per_user)
+    inside the loop over the tasks, re-running it per task: claims read the backlog's square and took seconds.
+    That plan's shape is pinned down here (the tasks outermost, no Materialize, no indexes); the tasks one
+    claim reads must still grow with the backlog, not its square. Counted by PostgreSQL
+    (pg_stat_xact_user_tables)."""
+    queue_id = await seed.queue(conn, "BURST")
+    clerk = await seed.role(conn, "BURST_CLERK", queue_name="BURST")
+    await seed.assign_queue(conn, queue_id, clerk)
+    await seed.user(conn, "bea")
+    await seed.grant(conn, "bea", clerk)
+    pi = await seed.instance(conn, await seed.definition(conn))
+    backlog = 2000
+    await conn.execute("""
+        INSERT INTO flowable.workflow_tasks (task_id, process_instance_id, task_definition_key, task_name,
+                                             queue_name, candidate_groups, priority, created_at)
+        SELECT 'burst-' || g, %s, 'register', 'Register', 'BURST', ARRAY['NOT_BEAS_ROLE'], 50,
+               now() - g * interval '1 second'
+        FROM generate_series(1, %s) g""", [pi, backlog])
+    reads = ("SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+             "WHERE relid = 'flowable.workflow_tasks'::regclass")
+    async with conn.transaction():
+        for setting in ("join_collapse_limit = 1", "from_collapse_limit = 1", "enable_material = off",
+                        "enable_hashjoin = off", "enable_mergejoin = off", "enable_indexscan = off",
+                        "enable_indexonlyscan = off", "enable_bitmapscan = off"):
+            await conn.execute(f"SET LOCAL {setting}")
+        before = (await (await conn.execute(reads)).fetchone())[0]
+        picked = await (await conn.execute(PICK, ["bea", ["BURST"]])).fetchone()
+        after = (await (await conn.execute(reads)).fetchone())[0]
+    assert picked is not None and picked[0] == f"burst-{backlog}"  # as the queue's role's, oldest first
+    assert after - before < 10 * backlog, f"{after - before:,} task rows read for one claim"
