@@ -131,8 +131,9 @@ async def test_webhooks_off_fifty_cases_then_one_pass_and_drift_is_empty(db, db_
 
 async def test_a_sweep_repairs_what_no_log_entry_names_and_reports_what_it_cannot(db, flowable):
     # bridge and engine share this machine's clock; without the skew allowance the repairs of rows
-    # written seconds ago are not postponed to a later pass
-    reconciler = Reconciler(db, flowable, ReconcilerSettings(clock_skew=timedelta(0)))
+    # written seconds ago are not postponed to a later pass. One instance per sweep chunk: the sweep's
+    # repairs span chunks, and only the last chunk moves the cursor.
+    reconciler = Reconciler(db, flowable, ReconcilerSettings(clock_skew=timedelta(0), sweep_chunk=1))
     await reconciler.run_once()
     (open_pid, _), (doomed_pid, _), (quiet_pid, _) = [await drive_case(flowable, n) for n in (0, 12, 6)]
     await reconciler.run_once()

@@ -4,12 +4,11 @@ The reconciler and `bridge drift` compare this with the mirror. Rows are kept in
 (engine/.../EventMapper.java: `processInstance`, `task`) so that repairs can go through the same apply
 path as pushed events (bridge/mirror/apply.py), plus what only history knows (endTime, deleteReason).
 
-Three ways to read, by how much is asked for:
+Ways to read, by how much is asked for:
   * `read_everything`: every instance and task (a cold start's backfill, `bridge drift`);
-  * `read_open_work`: the instances still running and every task of them, plus the given instances the
-    mirror still thinks are running (the periodic sweep);
+  * `running_ids`: the ids of the instances still running (the periodic sweep reads them a chunk at a time);
   * `read_instances`: just the given instances (an incremental pass: those the task log or the process
-    cursor named).
+    cursor named; a chunk of a sweep).
 Candidate groups and users are read per open task (the REST task views do not carry them); for tasks
 not asked about they are None, meaning "not read", and are not compared.
 """
@@ -110,22 +109,8 @@ class EngineReader:
         await self._read_candidates(state, [t for t in state.tasks.values() if t["endTime"] is None])
         return state
 
-    async def read_open_work(self, also: Iterable[str] = ()) -> EngineState:
-        state = self._start()
-        suspended = await self._suspended_ids()
-        async for row in self.client.historic_process_pages(page_size=self.page_size, finished=False,
-                                                            includeProcessVariables=True):
-            state.processes[row["id"]] = process_view(row, row["id"] in suspended)
-        async for row in self.client.historic_task_pages(page_size=self.page_size, processFinished=False):
-            if row.get("processInstanceId") in state.processes:
-                state.tasks[row["id"]] = task_view(row)
-        state.covers = set(state.processes)
-        await self._read_candidates(state, [t for t in state.tasks.values() if t["endTime"] is None])
-        # instances the mirror holds open that the engine no longer runs: read them whole
-        rest = sorted(set(also) - state.covers)
-        if rest:
-            await self._read_instances_into(state, rest, suspended)
-        return state
+    async def running_ids(self) -> set[str]:
+        return {row["id"] async for row in self.client.process_instance_pages(page_size=self.page_size)}
 
     async def read_instances(self, ids: Iterable[str], *, candidates_for: Iterable[str] | None = None) -> EngineState:
         """The given instances whole. Candidates are read for the open tasks in `candidates_for` (None: all)."""
@@ -137,7 +122,7 @@ class EngineReader:
 
     async def _read_instances_into(self, state: EngineState, ids: list[str], suspended: set[str],
                                    candidates_for: Iterable[str] | None = None) -> None:
-        for chunk in _chunks(ids, self.page_size):
+        for chunk in chunks(ids, self.page_size):
             for row in await self.client.historic_processes_by_ids(chunk, include_variables=True):
                 state.processes[row["id"]] = process_view(row, row["id"] in suspended)
         gate = asyncio.Semaphore(READ_CONCURRENCY)
@@ -179,6 +164,6 @@ class EngineReader:
         await asyncio.gather(*(links(t) for t in open_tasks))
 
 
-def _chunks(items: list[str], size: int):
+def chunks(items: list[str], size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]

@@ -11,14 +11,16 @@ The reconciler reads the engine's REST API and repairs what differs, Camunda-Opt
     minus `overlap` (a time cursor; rows at the cursor's very instant are read again, which is the tie
     handling). The instances those name are read whole and compared.
   * SWEEP (every `sweep_every`, and on request): also every running instance and every instance the
-    mirror holds open, compared whole: catches what no log entry names (a suspension, a lost end).
+    mirror holds open, compared whole, `sweep_chunk` instances at a time: catches what no log entry names
+    (a suspension, a lost end), in memory bounded by the chunk.
 
-A pass reads first, then writes the repairs, the repair records and the advanced cursor in one
-transaction: the cursor never moves past what was not written. Repairs are engine events synthesized
-by bridge/mirror/drift.py and applied by bridge/mirror/apply.py, so they obey the state machines.
-Only one bridge reconciles at a time: a pass holds a session advisory lock, and a replica that cannot
-get it skips its turn. An engine that is down makes a pass fail (after the client's retries); the loop
-records the error, backs off, and the next pass starts from the same cursor.
+A pass reads first, then writes the repairs and the repair records (a sweep, chunk by chunk), and with the
+last of them the advanced cursor, in one transaction: the cursor never moves past what was not written, and
+a pass cut short is done again from the same cursor (repairs already written are found equal then).
+Repairs are engine events synthesized by bridge/mirror/drift.py and applied by bridge/mirror/apply.py, so
+they obey the state machines. Only one bridge reconciles at a time: a pass holds a session advisory lock,
+and a replica that cannot get it skips its turn. An engine that is down makes a pass fail (after the
+client's retries); the loop records the error, backs off, and the next pass starts from the same cursor.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from bridge.db.queries import queries
 from bridge.flowable.client import EngineUnavailable, FlowableClient, FlowableError
 from bridge.mirror.apply import apply_events
 from bridge.mirror.drift import Comparison, Difference, compare, engine_process_status, read_mirror
-from bridge.mirror.engine_state import EngineReader, EngineState
+from bridge.mirror.engine_state import EngineReader, EngineState, chunks
 
 SQL = queries("reconcile")
 log = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class ReconcilerSettings:
     overlap_log_entries: int = 500
     overlap: timedelta = timedelta(minutes=5)
     sweep_every: timedelta = timedelta(minutes=10)
+    sweep_chunk: int = 500  # instances a sweep reads and compares at a time
     # How far the bridge's clock may run ahead of the engine's (see EngineReader): repairs of rows changed
     # within this window before a read wait for the next pass.
     clock_skew: timedelta = timedelta(seconds=2)
@@ -134,22 +137,26 @@ class Reconciler:
 
         log_number, seen, touched, newest = await self._read_task_log(cursor, report)
         touched |= await self._processes_changed_since(conn, cursor.process_time)
+        parts = [sorted(touched)]
         if sweep:
-            open_ids = [r.process_instance_id for r in await conn.execute(SQL.open_process_ids)]
+            # every instance either side holds open, compared a chunk at a time: a sweep's memory is bounded
+            # by the chunk, not by the open work (a sweep read all of it at once before, and a bridge's
+            # resident memory grew with the cases open)
+            open_ids = {r.process_instance_id for r in await conn.execute(SQL.open_process_ids)}
             await conn.commit()
-            engine_state = await self.reader.read_open_work(also=open_ids)
-            rest = touched - engine_state.covers
-            if rest:
-                _merge(engine_state, await self.reader.read_instances(rest))
-        else:
-            engine_state = await self.reader.read_instances(touched)
-        report.instances_checked = len(engine_state.covers)
-        mirror = await read_mirror(conn, sorted(engine_state.covers))
-        comparison = compare(engine_state, mirror)
-        newest = max([t for t in (newest, *_change_times(engine_state)) if t is not None], default=None)
-        await self._write(conn, report, comparison, {
-            "task_log_number": log_number, "task_log_seen": sorted(seen),
-            "process_time": engine_state.read_at, "newest_change_at": newest, "full_sweep": sweep})
+            everything = sorted(open_ids | await self.reader.running_ids() | touched)
+            parts = list(chunks(everything, self.settings.sweep_chunk)) or [[]]
+        read_at = None
+        for n, part in enumerate(parts):
+            engine_state = await self.reader.read_instances(part)
+            read_at = read_at or engine_state.read_at  # the first chunk's: the cursor never passes a later read
+            report.instances_checked += len(engine_state.covers)
+            comparison = compare(engine_state, await read_mirror(conn, sorted(engine_state.covers)))
+            newest = max([t for t in (newest, *_change_times(engine_state)) if t is not None], default=None)
+            last = n == len(parts) - 1
+            await self._write(conn, report, comparison, {
+                "task_log_number": log_number, "task_log_seen": sorted(seen),
+                "process_time": read_at, "newest_change_at": newest, "full_sweep": sweep} if last else None)
         return report
 
     async def _backfill(self, conn: AsyncConnection) -> PassReport:
@@ -208,23 +215,28 @@ class Reconciler:
         return differing
 
     async def _write(self, conn: AsyncConnection, report: PassReport, comparison: Comparison,
-                     cursor: dict[str, Any]) -> None:
-        report.differences = comparison.differences
-        report.repair_events = len(comparison.repair_events)
+                     cursor: dict[str, Any] | None) -> None:
+        """The repairs and their records, and with the pass's last chunk (cursor given) the advanced cursor,
+        in one transaction."""
+        report.differences += comparison.differences
+        report.repair_events += len(comparison.repair_events)
         if conn.in_transaction():
             await conn.commit()
         async with conn.begin():
             await apply_events(conn, comparison.repair_events)
-            # a sweep also recounts live counts from the tasks (self-healing); every pass folds pending changes
-            await conn.execute(SQL.recount_live_counts if cursor["full_sweep"] else SQL.fold_live_counts)
             if comparison.differences:
                 await conn.execute(SQL.record_repairs, {"rows": json.dumps([{
                     "pass_kind": report.kind, "entity_type": d.entity, "entity_id": d.entity_id, "field": d.field,
                     "mirror_value": _text(d.mirror), "engine_value": _text(d.engine), "repaired": d.repairable,
                 } for d in comparison.differences])})
-            await conn.execute(SQL.save_state, {"name": self.settings.name, "repairs": report.repaired, **cursor})
-        metrics.reconciler_read_at(cursor["process_time"])
-        metrics.mirrored_change_at(cursor["newest_change_at"])
+            if cursor is not None:
+                # a sweep also recounts live counts from the tasks (self-healing); every pass folds pending changes
+                await conn.execute(SQL.recount_live_counts if cursor["full_sweep"] else SQL.fold_live_counts)
+                await conn.execute(SQL.save_state, {"name": self.settings.name, "repairs": report.repaired,
+                                                    **cursor})
+        if cursor is not None:
+            metrics.reconciler_read_at(cursor["process_time"])
+            metrics.mirrored_change_at(cursor["newest_change_at"])
         for d in comparison.differences:
             log.info("reconcile %s: %s", report.kind.lower(), d)
 
@@ -265,13 +277,6 @@ class Reconciler:
                 await conn.execute(SQL.record_error, {"name": self.settings.name, "error": message[:2000]})
         except Exception:  # the database may be what failed
             log.debug("could not record the reconcile error", exc_info=True)
-
-
-def _merge(into: EngineState, other: EngineState) -> None:
-    into.processes.update(other.processes)
-    into.tasks.update(other.tasks)
-    into.covers |= other.covers
-    into.read_at = min(into.read_at, other.read_at)
 
 
 def _change_times(engine_state: EngineState) -> list[datetime]:
