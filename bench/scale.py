@@ -14,10 +14,10 @@ push-to-readable latency (engine commit to the mirror's apply) read from flowabl
 On 2 cores every process shares the same two CPUs: a second replica or node adds coordination (a second JVM, a
 second connection pool, the lease) and no CPU, so the ratios show the cost of coordination, not a speed-up.
 
-The soak starts cases through both nodes at the rate that makes --events-per-s engine events (calibrated from
-the first seconds, with the workers), for --soak-minutes, while 4 workers claim and complete: push-to-readable
-p50/p99 (target p99 under 250 ms), events parked or dropped (target none), and the resident memory of every
-process at the start, middle and end.
+The soak starts cases through both nodes for --soak-minutes at a rate steered every 10 s toward --events-per-s
+engine events received (a case's events depend on how far the 4 workers, claiming and completing meanwhile, take
+it): push-to-readable p50/p99 (target p99 under 250 ms), events parked or dropped (target none), the events/s
+held after the first third, and the resident memory of every process a minute apart.
 """
 
 from __future__ import annotations
@@ -80,25 +80,16 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=30)
 
 
-async def start_cases(clients: list[FlowableClient], count: int, tag: str, *, per_s: float | None = None) -> None:
-    """count OneCMS cases, spread over the engine nodes; at per_s cases a second when given. Paced starts may
-    have more in flight: at the soak's rate a start slower than 8 / per_s seconds would cap the rate here,
-    in the bench, rather than in the engine."""
-    gate = asyncio.Semaphore(8 if per_s is None else 64)
+async def start_cases(clients: list[FlowableClient], count: int, tag: str) -> None:
+    """count OneCMS cases, spread over the engine nodes, 8 at a time."""
+    gate = asyncio.Semaphore(8)
 
     async def one(n: int) -> None:
         async with gate:
             await clients[n % len(clients)].start_process("OneCMS_Nextgen_WF", business_key=f"{tag}{n}", variables={
                 "caseId": n, "caseType": "QUALITY", "severity": "LOW"})
 
-    if per_s is None:
-        await asyncio.gather(*(one(n) for n in range(count)))
-        return
-    began, pending = time.monotonic(), []
-    for n in range(count):
-        await asyncio.sleep(max(0.0, began + n / per_s - time.monotonic()))
-        pending.append(asyncio.create_task(one(n)))
-    await asyncio.gather(*pending)
+    await asyncio.gather(*(one(n) for n in range(count)))
 
 
 async def work(ports: list[int], tokens: list[str], seconds: float, window: Window) -> None:
@@ -150,6 +141,8 @@ async def pushes(url: str, since: float, until: float) -> tuple[int, float, floa
 
 
 def _configs(text: str) -> list[tuple[int, int]]:
+    if text == "none":
+        return []
     pairs = [tuple(int(n) for n in part.split("+")) for part in text.split(",")]
     if not pairs or any(len(p) != 2 or not (1 <= p[0] <= 2 and 1 <= p[1] <= 2) for p in pairs):
         raise argparse.ArgumentTypeError("configurations are bridges+engines, each 1 or 2: 1+1,2+1")
@@ -189,7 +182,8 @@ async def main() -> None:
     parser.add_argument("--events-per-s", type=float, default=500)
     parser.add_argument("--soak-minutes", type=float, default=10)
     parser.add_argument("--configs", type=_configs, default=CONFIGS,
-                        help="bridges+engines, comma-separated (default: 1+1,2+1,1+2,2+2; the first is the base)")
+                        help="bridges+engines, comma-separated (default: 1+1,2+1,1+2,2+2; the first is the base); "
+                             "none: the soak alone")
     parser.add_argument("--keep-logs", type=Path, help="copy the engines' and replicas' logs here at the end")
     args = parser.parse_args()
 
@@ -252,6 +246,13 @@ async def main() -> None:
             if args.keep_logs:
                 keep_logs(Path(tmp), args.keep_logs)
 
+    if windows:
+        print_windows(args, windows)
+    if soak:
+        print_soak(args, soak)
+
+
+def print_windows(args, windows: list[Window]) -> None:
     base = windows[0]
     print(f"\nscale-out: claim + complete by {args.workers} workers, {args.seconds:.0f} s per configuration; "
           f"bridge replicas and engine nodes as processes on one machine (2 cores), PostgreSQL 18 embedded\n")
@@ -269,8 +270,6 @@ async def main() -> None:
         if w.slow:
             print(f"requests over 1 s with {w.bridges}+{w.engines} (replica port, step): "
                   + ", ".join(f"{k} x{n}" for k, n in sorted(w.slow.items())))
-    if soak:
-        print_soak(args, soak)
 
 
 async def run_soak(args, url: str, env: dict[str, str], engines: list[LocalEngine], clients: list[FlowableClient],
@@ -279,25 +278,29 @@ async def run_soak(args, url: str, env: dict[str, str], engines: list[LocalEngin
     try:
         for port in ports:
             await wait_until_serving(f"http://127.0.0.1:{port}/healthz")
-        # calibrate: engine events per case, its start and its registration completed by the workers
-        began = time.time()
-        await asyncio.gather(start_cases(clients, 40, "calibrate-", per_s=20),
-                             work(ports, tokens, 4.0, Window(2, 2)))
-        await asyncio.sleep(2)
-        events, _, _ = await pushes(url, began, time.time())
-        per_case = max(1.0, events / 40)
-        rate = args.events_per_s / per_case
         seconds = args.soak_minutes * 60
         processes = {f"engine {n}": e.pid for n, e in enumerate(engines)} | {
             f"bridge {n}": r.pid for n, r in enumerate(replicas)}
         memory: dict[str, list[float]] = {name: [rss_mb(pid)] for name, pid in processes.items()}
         window = Window(2, 2)
+        pace = Pace(per_s=5.0)
         soak_began = time.time()
-        starts = asyncio.create_task(start_cases(clients, int(rate * seconds), "soak-", per_s=rate))
+        starts = asyncio.create_task(start_cases_paced(clients, pace, seconds, "soak-"))
         workers = asyncio.create_task(work(ports, tokens, seconds, window))
-        await asyncio.sleep(seconds / 2)
-        for name, pid in processes.items():
-            memory[name].append(rss_mb(pid))
+        # The case rate that makes --events-per-s: an OneCMS case's events depend on how far the workers take it,
+        # so the rate is steered by the events the mirror received in each 10 s, not calibrated once.
+        steered_at = soak_began
+        while not starts.done():
+            await asyncio.sleep(10)
+            now = time.time()
+            events, _, _ = await pushes(url, steered_at, now)
+            achieved = events / (now - steered_at)
+            pace.per_s = min(200.0, max(0.5, pace.per_s * min(2.0, max(0.5, args.events_per_s / max(achieved, 1)))))
+            pace.history.append(achieved)
+            steered_at = now
+            if len(pace.history) % 6 == 0:  # a memory sample a minute
+                for name, pid in processes.items():
+                    memory[name].append(rss_mb(pid))
         await asyncio.gather(starts, workers)
         for name, pid in processes.items():
             memory[name].append(rss_mb(pid))
@@ -308,26 +311,57 @@ async def run_soak(args, url: str, env: dict[str, str], engines: list[LocalEngin
             parked = (await (await conn.execute(
                 "SELECT count(*) FROM flowable.engine_events WHERE applied_at IS NULL")).fetchone())[0]
         dropped = sum([(await c.emitter_stats())["droppedEvents"] for c in clients])
-        return {"per_case": per_case, "rate": rate, "seconds": ended - soak_began, "events": events, "p50": p50,
-                "p99": p99, "parked": parked, "dropped": dropped, "memory": memory, "tasks": window.tasks}
+        steady = pace.history[len(pace.history) // 3:]  # after the first third, once the rate has settled
+        return {"cases": pace.started, "seconds": ended - soak_began, "events": events, "p50": p50, "p99": p99,
+                "parked": parked, "dropped": dropped, "memory": memory, "tasks": window.tasks,
+                "steady_events_per_s": statistics.mean(steady) if steady else 0.0, "final_rate": pace.per_s}
     finally:
         for replica in replicas:
             await asyncio.to_thread(stop, replica)
 
 
+@dataclass
+class Pace:
+    per_s: float
+    started: int = 0
+    history: list[float] = field(default_factory=list)  # events/s received, per 10 s
+
+
+async def start_cases_paced(clients: list[FlowableClient], pace: Pace, seconds: float, tag: str) -> None:
+    """OneCMS cases at pace.per_s (which the caller steers) for `seconds`, spread over the engine nodes."""
+    gate = asyncio.Semaphore(64)
+    pending: set[asyncio.Task] = set()
+
+    async def one(n: int) -> None:
+        async with gate:
+            await clients[n % len(clients)].start_process("OneCMS_Nextgen_WF", business_key=f"{tag}{n}", variables={
+                "caseId": n, "caseType": "QUALITY", "severity": "LOW"})
+
+    deadline, due = time.monotonic() + seconds, time.monotonic()
+    while due < deadline:
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        task = asyncio.create_task(one(pace.started))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+        pace.started += 1
+        due += 1 / pace.per_s
+    await asyncio.gather(*pending)
+
+
 def print_soak(args, soak: dict) -> None:
     achieved = soak["events"] / soak["seconds"]
-    print(f"\nsoak: 2 bridges, 2 engines, {soak['seconds'] / 60:.1f} min, case starts at {soak['rate']:.1f}/s "
-          f"({soak['per_case']:.1f} events each) for a target of {args.events_per_s:.0f} events/s; 4 workers "
-          f"completed {soak['tasks']} tasks meanwhile")
-    print(f"engine events pushed and applied: {soak['events']:,} = {achieved:.0f}/s "
-          f"({'reached' if achieved >= 0.95 * args.events_per_s else 'NOT reached'}); push-to-readable p50 "
-          f"{soak['p50']:.0f} ms, p99 {soak['p99']:.0f} ms ({'under' if soak['p99'] < 250 else 'OVER'} the 250 ms "
-          f"target); parked {soak['parked']}, dropped {soak['dropped']}")
-    print(f"\n{'process':<10} | {'RSS start':>9} | {'middle':>9} | {'end':>9}")
-    print("-" * 46)
-    for name, (start, middle, end) in soak["memory"].items():
-        print(f"{name:<10} | {start:>7.0f}MB | {middle:>7.0f}MB | {end:>7.0f}MB")
+    steady = soak["steady_events_per_s"]
+    print(f"\nsoak: 2 bridges, 2 engines, {soak['seconds'] / 60:.1f} min, {soak['cases']:,} OneCMS cases started at "
+          f"a rate steered every 10 s toward {args.events_per_s:.0f} engine events/s (last {soak['final_rate']:.1f} "
+          f"cases/s); 4 workers completed {soak['tasks']:,} tasks meanwhile")
+    print(f"engine events pushed and applied: {soak['events']:,} = {achieved:.0f}/s overall, {steady:.0f}/s after the "
+          f"first third ({'reached' if steady >= 0.95 * args.events_per_s else 'NOT reached'}); push-to-readable "
+          f"p50 {soak['p50']:.0f} ms, p99 {soak['p99']:.0f} ms ({'under' if soak['p99'] < 250 else 'OVER'} the 250 "
+          f"ms target); parked {soak['parked']}, dropped {soak['dropped']}")
+    samples = len(next(iter(soak["memory"].values())))
+    print(f"\nresident memory, MB, a sample a minute ({samples} samples):")
+    for name, values in soak["memory"].items():
+        print(f"{name:<10} | " + " ".join(f"{v:>4.0f}" for v in values))
 
 
 if __name__ == "__main__":
