@@ -201,7 +201,9 @@ async def main() -> None:
             await asyncio.to_thread(engine.start)
         env = {**os.environ, "DATABASE_URL": url, "FLOWABLE_USER": engines[0].user,
                "FLOWABLE_PASSWORD": engines[0].password, "WEBHOOK_SECRET": secret,
-               "BRIDGE_RECONCILE_INTERVAL_S": "10", "BRIDGE_ESCALATE_INTERVAL_S": "0",
+               # a sweep every 2 minutes: a 10-minute soak sees five, over ever more open cases
+               "BRIDGE_RECONCILE_INTERVAL_S": "10", "BRIDGE_RECONCILE_SWEEP_MINUTES": "2",
+               "BRIDGE_ESCALATE_INTERVAL_S": "0",
                "BRIDGE_AUTO_ASSIGN_INTERVAL_S": "0", "BRIDGE_DATA_DIR": str(Path(tmp) / "bridge-data")}
         db = open_database(url, pool_size=2)
         clients = [FlowableClient.of(e) for e in engines]
