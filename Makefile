@@ -41,9 +41,9 @@ schema: install
 test-fast: install
 	$(BIN)/pytest -m "not needs_postgres and not needs_engine"
 
-## test: the whole test suite against real parts
+## test: the whole test suite against real parts (docker compose is built once, with Go, to check our compose file)
 test: install browser
-	$(BIN)/pytest
+	COMPOSE_CLI="$$(tools/compose-cli/build || echo)" $(BIN)/pytest
 
 ## bench: benchmarks that print tables (not part of the test suite)
 bench: bench-claim bench-engine bench-bpmn bench-ingest bench-reconcile bench-work bench-reports bench-archive bench-migration bench-scale
